@@ -1,0 +1,41 @@
+# `make run` and `make test` work on a fresh clone: each creates .venv when missing
+# and installs the pinned dependencies (requirements.lock) plus this package.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test ui bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing dependencies into $(VENV) (first time: several minutes)"
+	@start=$$(date +%s); \
+	$(BIN)/python -m pip install -q --upgrade "pip>=24" && \
+	$(BIN)/python -m pip install -q -r requirements.lock && \
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . && \
+	echo "install took $$(( $$(date +%s) - start )) s"
+	@touch $(STAMP)
+
+run: $(STAMP)  ## the whole pipeline through Prefect + DVC, logged to MLflow
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd pipeline
+
+test: $(STAMP)  ## the test suite
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+ui: $(STAMP)  ## the MLflow UI on http://127.0.0.1:5000
+	$(BIN)/sclmd ui
+
+bench: $(STAMP)  ## benchmarks; results land in benchmarks/results/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/dataloader.py
+
+lock:  ## re-pin requirements.lock from pyproject.toml (needs the registry)
+	rm -rf /tmp/sclmd-lock && $(PYTHON) -m venv /tmp/sclmd-lock
+	/tmp/sclmd-lock/bin/pip install -q --upgrade "pip>=24" && /tmp/sclmd-lock/bin/pip install -q '.[dev]'
+	/tmp/sclmd-lock/bin/pip freeze --exclude sclmd > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from sclmd.cli import main
+
+main()

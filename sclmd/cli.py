@@ -1,0 +1,103 @@
+"""The `sclmd` command.
+
+Errors a user can fix (SclmdError) print as one readable message and exit 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from sclmd.env import project_root
+from sclmd.errors import SclmdError
+
+app = typer.Typer(
+    help="Speech-to-face generation (SCLDM) as a reproducible pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+EXIT_USER_ERROR = 2
+
+
+def _fail(err: SclmdError) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command()
+def stage(name: Annotated[str, typer.Argument(help="synth | prepare | validate")]) -> None:
+    """Run one pipeline stage (this is what each dvc.yaml stage calls)."""
+    from sclmd.stages import run_stage
+
+    try:
+        metrics = run_stage(name, project_root())
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(f"{name}: done {metrics_line(metrics)}")
+
+
+def metrics_line(metrics: dict) -> str:
+    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return " ".join(f"{k}={v}" for k, v in list(flat.items())[:8])
+
+
+@app.command()
+def validate(
+    prepared: Annotated[Path, typer.Argument(help="a prepared folder (with manifest.parquet)")],
+    report: Annotated[Optional[Path], typer.Option(help="write the JSON report here")] = None,
+) -> None:
+    """Run the data contract on any prepared folder; exit non-zero when it fails."""
+    from sclmd.config import load_params, Params
+    from sclmd.stages.validate import check
+
+    root = project_root()
+    try:
+        params = load_params(root / "params.yaml") if (root / "params.yaml").exists() else Params()
+        result = check(prepared, params.data, params.validate_, report)
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(result.summary(Path(prepared).resolve()))
+    if not result.success:
+        raise typer.Exit(1)
+
+
+@app.command()
+def pipeline(
+    stages: Annotated[Optional[list[str]], typer.Option("--stage", help="run only these stages (repeatable)")] = None,
+    force: Annotated[bool, typer.Option(help="re-run stages even when DVC finds them unchanged")] = False,
+) -> None:
+    """Run the whole pipeline through Prefect (one task per DVC stage)."""
+    from flows.pipeline import sclmd_pipeline
+
+    try:
+        sclmd_pipeline(stages=stages, force=force)
+    except SclmdError as e:
+        _fail(e)
+
+
+@app.command("check-params")
+def check_params(path: Path = Path("params.yaml")) -> None:
+    """Validate params.yaml and print the resolved values."""
+    import json
+
+    from sclmd.config import load_params
+
+    try:
+        params = load_params(path)
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(json.dumps(params.model_dump(mode="json", by_alias=True), indent=2))
+
+
+def main() -> None:  # python -m sclmd
+    app(prog_name="sclmd")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

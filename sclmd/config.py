@@ -1,0 +1,172 @@
+"""Typed `params.yaml`.
+
+Every stage reads only its own section (plus the shared `data` section), so each
+section is its own pydantic model.  Unknown keys are errors: a misspelled knob that
+silently falls back to its default is the worst kind of experiment bug.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sclmd.errors import SclmdError
+
+PARAMS_FILE = "params.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    """Shapes every stage agrees on."""
+
+    sample_rate: int = Field(16000, gt=0)
+    clip_seconds: float = Field(6.0, gt=0)
+    image_size: int = Field(64, ge=16)
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.sample_rate * self.clip_seconds))
+
+
+class SynthParams(Section):
+    """VoxSynth, the embedded paired voice-face data set."""
+
+    seed: int = 0
+    n_speakers: int = Field(240, ge=6)
+    utterances_per_speaker: int = Field(4, ge=1)
+    faces_per_speaker: int = Field(4, ge=1)
+    supersample: int = Field(3, ge=1, le=8)
+    workers: int = Field(0, ge=0)  # 0: one per core
+    sample_wavs: int = Field(4, ge=0)
+
+
+class AVSpeechParams(Section):
+    csv: str = "data/raw/avspeech/avspeech_train.csv"
+    videos_dir: str = "data/raw/avspeech/clips"
+    face_box: float = Field(0.4, gt=0, le=1)  # crop side, as a fraction of the frame height
+
+
+class VoxCelebParams(Section):
+    meta: str
+    audio_dir: str
+    faces_dir: str
+
+
+class SplitFractions(Section):
+    train: float = Field(0.8, gt=0)
+    val: float = Field(0.1, gt=0)
+    test: float = Field(0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> "SplitFractions":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1, got {total:g}")
+        return self
+
+
+class PrepareParams(Section):
+    source: Literal["voxsynth", "avspeech", "voxceleb1", "voxceleb2"] = "voxsynth"
+    seed: int = 0
+    split: SplitFractions = SplitFractions()
+    shard_size: int = Field(256, ge=1)
+    workers: int = Field(0, ge=0)  # Dask workers; 0: one per core
+    dask_address: str | None = None  # an existing Dask scheduler, e.g. tcp://127.0.0.1:8786
+    min_clip_seconds: float = Field(1.0, gt=0)
+    silence_dbfs: float = -55.0
+    min_face_px: int = Field(24, ge=2)
+    max_clips_per_speaker: int = Field(0, ge=0)  # 0: all
+    voxsynth_dir: str = "data/raw/voxsynth"
+    avspeech: AVSpeechParams = AVSpeechParams()
+    voxceleb1: VoxCelebParams = VoxCelebParams(
+        meta="data/raw/voxceleb1/vox1_meta.csv",
+        audio_dir="data/raw/voxceleb1/wav",
+        faces_dir="data/raw/voxceleb1/faces",
+    )
+    voxceleb2: VoxCelebParams = VoxCelebParams(
+        meta="data/raw/voxceleb2/vox2_meta.csv",
+        audio_dir="data/raw/voxceleb2/aac",
+        faces_dir="data/raw/voxceleb2/faces",
+    )
+
+
+class ValidateParams(Section):
+    gender_balance_tolerance: float = Field(0.15, ge=0, le=0.5)
+    min_rms_dbfs: float = -60.0  # a prepared clip quieter than this is silence that slipped through
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    synth: SynthParams = SynthParams()
+    prepare: PrepareParams = PrepareParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _valid_keys(model: type[BaseModel]) -> list[str]:
+    return sorted(f.alias or name for name, f in model.model_fields.items())
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The pydantic model that owns the mapping at `loc` (for listing its keys)."""
+    model: type[BaseModel] = Params
+    for part in loc:
+        fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+        field = fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            break
+    return model
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        dotted = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            owner = _model_at(loc[:-1])
+            lines.append(
+                f"  unknown key '{dotted}'. Valid keys here: {', '.join(_valid_keys(owner))}"
+            )
+        else:
+            lines.append(f"  {dotted}: {e['msg']} (got {e.get('input')!r})")
+    lines.append("Fix params.yaml and run again.")
+    return "\n".join(lines)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise SclmdError(f"{path}: not found. Run from the project root (where params.yaml is).")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SclmdError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise SclmdError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise SclmdError(format_validation_error(e, str(path))) from None
+
+
+def section_dict(params: Params, name: str) -> dict[str, Any]:
+    attr = "validate_" if name == "validate" else name
+    return getattr(params, attr).model_dump(mode="json")
+
+
+def params_hash(payload: dict[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

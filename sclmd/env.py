@@ -1,0 +1,31 @@
+"""Process-wide settings, set once before any tool is imported.
+
+Telemetry is off for every tool: offline it costs seconds per process, and a
+pipeline must not phone home.  Stages run as subprocesses of DVC (itself run by
+Prefect), so these go into os.environ where the children inherit them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_OFFLINE": "1",  # no code path may download weights (diffusers, accelerate)
+    "GX_ANALYTICS_ENABLED": "false",
+}
+
+
+def apply_defaults() -> None:
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+
+
+def project_root() -> Path:
+    """The folder holding params.yaml and dvc.yaml: the current directory, as for DVC."""
+    return Path.cwd().resolve()

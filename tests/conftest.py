@@ -1,0 +1,91 @@
+"""Shared fixtures: real tools, isolated per test session, tiny generated data.
+
+- MLflow: a SQLite store in a temp folder (tests that check the default store unset it).
+- Prefect: one real local API server for the whole session (prefect_test_harness),
+  exported as PREFECT_API_URL so that stage subprocesses report to it too.
+- Data: a tiny VoxSynth set and its prepared folder, built once by the real stages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+import sclmd  # noqa: F401  (sets the telemetry-off environment first)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "synth": {"n_speakers": 12, "utterances_per_speaker": 2, "faces_per_speaker": 2, "sample_wavs": 2},
+    "prepare": {"shard_size": 8, "workers": 2},
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_tools(tmp_path_factory):
+    home = tmp_path_factory.mktemp("tools")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+        yield
+    os.environ.pop("PREFECT_API_URL", None)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def write_params(root: Path, overrides: dict) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = deep_merge(params, overrides)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def make_project(root: Path, overrides: dict | None = None, *, dvc: bool = False) -> Path:
+    """A throwaway copy of the project: params, dvc.yaml and the code DVC hashes."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_params(root, deep_merge(TINY, overrides or {}))
+    if dvc:
+        shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
+        for folder in ("sclmd", "flows"):
+            shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)  # noqa: E731
+        run("git", "init", "-q")
+        run("git", "config", "user.email", "test@sclmd.invalid")
+        run("git", "config", "user.name", "sclmd tests")
+        run("dvc", "init", "-q")
+        run("git", "add", "-A")
+        run("git", "commit", "-qm", "fixture project")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory) -> Path:
+    """A project folder with tiny VoxSynth generated and prepared by the real stages."""
+    from sclmd.config import load_params
+    from sclmd.stages import prepare, synth
+
+    root = make_project(tmp_path_factory.mktemp("tiny") / "project")
+    params = load_params(root / "params.yaml")
+    synth.run(params, root)
+    prepare.run(params, root)
+    return root
+
+
+@pytest.fixture
+def prepared_copy(tiny_project, tmp_path) -> Path:
+    """A private copy of the tiny prepared folder, for tests that break it."""
+    dst = tmp_path / "prepared"
+    shutil.copytree(tiny_project / "data/prepared", dst)
+    return dst

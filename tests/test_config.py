@@ -1,0 +1,73 @@
+"""params.yaml: typed, strict, and clear about mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from sclmd.config import Params, load_params
+from sclmd.errors import SclmdError
+from tests.conftest import REPO
+
+
+def test_repo_params_load_and_match_defaults_shape():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.clip_samples == 96000
+    assert params.prepare.source == "voxsynth"
+
+
+def test_misspelled_top_level_key_lists_valid_keys(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"synht": {"seed": 1}}))
+    with pytest.raises(SclmdError) as err:
+        load_params(tmp_path / "params.yaml")
+    msg = str(err.value)
+    assert "unknown key 'synht'" in msg
+    for valid in ("data", "prepare", "synth", "validate"):
+        assert valid in msg
+
+
+def test_misspelled_nested_key_lists_that_sections_keys(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"prepare": {"avspeech": {"video_dir": "x"}}}))
+    with pytest.raises(SclmdError) as err:
+        load_params(tmp_path / "params.yaml")
+    msg = str(err.value)
+    assert "prepare.avspeech.video_dir" in msg
+    assert "videos_dir" in msg and "face_box" in msg
+
+
+def test_bad_values_are_explained(tmp_path):
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"prepare": {"source": "youtube", "split": {"train": 0.9, "val": 0.2, "test": 0.1}}})
+    )
+    with pytest.raises(SclmdError) as err:
+        load_params(tmp_path / "params.yaml")
+    msg = str(err.value)
+    assert "prepare.source" in msg and "voxceleb2" in msg
+    assert "sum to 1" in msg
+
+
+def test_not_yaml_and_missing(tmp_path):
+    with pytest.raises(SclmdError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("data: [unclosed\n")
+    with pytest.raises(SclmdError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_cli_reports_misspelled_key_without_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"image_sise": 64}}))
+    out = subprocess.run(
+        [sys.executable, "-m", "sclmd", "check-params"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert "unknown key 'data.image_sise'" in out.stderr
+    assert "image_size" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_defaults_equal_repo_file_except_documented_knobs():
+    # params.yaml spells out every default, so a reader sees all knobs in one place.
+    assert load_params(REPO / "params.yaml") == Params()

@@ -1,0 +1,93 @@
+"""End to end: `sclmd pipeline` -> Prefect flow -> `dvc repro` per stage -> MLflow runs.
+
+Runs in a throwaway git + DVC project with tiny params, against the session's real
+Prefect API server and the default MLflow store (sqlite:///mlflow.db in the project).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import make_project, write_params, TINY, deep_merge
+
+pytestmark = pytest.mark.slow
+
+
+def sclmd(root, *args):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    return subprocess.run([sys.executable, "-m", "sclmd", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def runs(root):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sclmd")
+    return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("e2e") / "project", dvc=True)
+
+
+def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
+    out = sclmd(project, "pipeline")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "synth=ran, prepare=ran, validate=ran" in out.stdout + out.stderr
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"synth", "prepare", "validate"}
+    assert json.loads((project / "reports/data_contract.json").read_text())["success"] is True
+    assert (project / "reports/synth/contact_sheet.png").stat().st_size > 1000
+
+    client, all_runs = runs(project)
+    parents = [r for r in all_runs if r.data.tags.get("sclmd.stage") == "pipeline"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["prepare", "synth", "validate"]
+    for child in children:
+        tags = child.data.tags
+        assert tags["sclmd.stage"] == child.info.run_name
+        assert len(tags["sclmd.params_hash"]) == 16
+        assert tags["sclmd.git_commit"] != "unknown"
+        assert child.info.status == "FINISHED"
+    synth = next(c for c in children if c.info.run_name == "synth")
+    assert synth.data.params["synth.n_speakers"] == "12"
+    assert synth.data.metrics["n_speakers"] == 12
+    artifacts = [a.path for a in client.list_artifacts(synth.info.run_id, "reports/synth")]
+    assert "reports/synth/contact_sheet.png" in artifacts
+    prep = next(c for c in children if c.info.run_name == "prepare")
+    assert prep.data.metrics["clips"] == 24
+
+
+def test_second_run_skips_unchanged_stages(project):
+    out = sclmd(project, "pipeline")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "synth=skipped, prepare=skipped, validate=skipped" in out.stdout + out.stderr
+
+
+def test_changed_param_reruns_only_downstream_and_contract_failure_stops(project):
+    write_params(project, deep_merge(TINY, {"validate": {"min_rms_dbfs": 0.0}}))
+    out = sclmd(project, "pipeline")
+    assert out.returncode == 2
+    err = out.stderr
+    assert "stage 'validate' failed" in err and "audible clips" in err
+    assert "Traceback" not in err.split("stage 'validate' failed")[1]
+    report = json.loads((project / "reports/data_contract.json").read_text())
+    assert report["success"] is False and report["failures"][0]["why"] == "audible clips"
+    client, all_runs = runs(project)
+    last_parent = [r for r in all_runs if r.data.tags.get("sclmd.stage") == "pipeline"][-1]
+    assert last_parent.info.status == "FAILED"
+    assert last_parent.data.tags["sclmd.failed_stage"] == "validate"
+    children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == last_parent.info.run_id]
+    # synth and prepare were unchanged (skipped, no run); validate ran once: no retry of a user error
+    assert [r.info.run_name for r in children] == ["validate"]
