@@ -102,7 +102,7 @@ def build(workdir: Path, speakers: int) -> tuple[Path, Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--speakers", type=int, default=120)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -119,6 +119,7 @@ def main() -> None:
                                persistent_workers=workers > 0)
             packed_rate = time_loader(packed, args.epochs)
             files_rate = time_loader(files, args.epochs)
+            del packed, files  # stop persistent workers before their files go away
             rows.append({"num_workers": workers, "packed_samples_per_s": round(packed_rate, 1),
                          "files_samples_per_s": round(files_rate, 1), "ratio": round(packed_rate / files_rate, 2)})
             print(f"workers={workers}: packed {packed_rate:,.0f} samples/s, files {files_rate:,.0f} samples/s "

@@ -81,6 +81,23 @@ def pipeline(
         _fail(e)
 
 
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+    host: Annotated[str, typer.Option(help="interface to bind; loopback unless you mean to share it")] = "127.0.0.1",
+) -> None:
+    """Serve the MLflow UI for this project's runs (default http://127.0.0.1:5000)."""
+    import os
+
+    from sclmd.tracking import tracking_uri
+
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # ~30 s faster start
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(project_root()),
+           "--host", host, "--port", str(port), "--workers", "1"]
+    typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)")
+    os.execvpe(cmd[0], cmd, env)
+
+
 @app.command("check-params")
 def check_params(path: Path = Path("params.yaml")) -> None:
     """Validate params.yaml and print the resolved values."""

@@ -39,7 +39,7 @@ class DataParams(Section):
 class SynthParams(Section):
     """VoxSynth, the embedded paired voice-face data set."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     n_speakers: int = Field(240, ge=6)
     utterances_per_speaker: int = Field(4, ge=1)
     faces_per_speaker: int = Field(4, ge=1)

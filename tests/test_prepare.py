@@ -56,6 +56,7 @@ def test_bad_clips_are_counted_skips_with_reasons(tiny_project, tmp_path):
     (raw / "faces" / speakers[1] / "01.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     metrics = prepare.run(load_params(root / "params.yaml"), root)
     assert metrics["rejected"] == 2 and metrics["clips"] == 22
+    assert metrics["rejected_by_reason"] == {"silent": 1, "not a readable image": 1}
     rejects = pd.read_csv(root / "data/prepared/rejects.csv")
     assert len(rejects) == 2
     reasons = " ".join(rejects["reason"]).lower()

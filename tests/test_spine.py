@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -101,3 +102,41 @@ def test_stage_run_tags_and_parent(tmp_path, monkeypatch):
     assert run.data.tags["sclmd.stage"] == "synth"
     assert run.data.params == {"synth.seed": "3"}
     assert run.data.tags["sclmd.git_commit"] == "unknown"  # tmp_path is no git repo
+
+
+def test_ui_serves_mlflow_on_loopback(tmp_path):
+    """`sclmd ui` (what `make ui` runs) starts a real MLflow server on 127.0.0.1."""
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([sys.executable, "-m", "sclmd", "ui", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+                assert time.time() < deadline, "MLflow UI did not come up in 120 s"
+                time.sleep(0.5)
+        if shutil.which("ss"):
+            listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+            bound = [ln for ln in listening.splitlines() if f":{port} " in ln]
+            assert bound and all("127.0.0.1" in ln for ln in bound), bound
+        assert (tmp_path / "mlflow.db").exists()  # the default store at the project root
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -86,6 +87,12 @@ def _progress(futures):
             yield future
 
 
+def reason_kind(reason: str) -> str:
+    """A reason without its particulars ('too short: 0.2 s, ...' -> 'too short'), for counting."""
+    head = re.split(r"[(:]", reason, maxsplit=1)[0]
+    return re.sub(r"\d+(\.\d+)?", "N", head).strip() or "other"
+
+
 def run(params: Params, root: Path) -> dict:
     from sclmd.data.sources import scan_source
 
@@ -142,7 +149,7 @@ def run(params: Params, root: Path) -> dict:
         }
         (tmp / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
-    reasons = pd.Series([r["reason"] for r in rejects], dtype=object)
+    reasons = pd.Series([reason_kind(r["reason"]) for r in rejects], dtype=object)
     metrics = {
         "clips": len(rows),
         "speakers": int(manifest["speaker_id"].nunique()),
