@@ -48,7 +48,7 @@ class RawFiles(Dataset):
 
     def __getitem__(self, i: int):
         audio, _ = sf.read(self.audio[i], dtype="int16")
-        face = np.asarray(Image.open(self.faces[i]).convert("RGB"))
+        face = np.array(Image.open(self.faces[i]).convert("RGB"))
         return torch.from_numpy(audio), torch.from_numpy(face)
 
 
@@ -113,10 +113,14 @@ def main() -> None:
         train = manifest[manifest["split"] == "train"].reset_index(drop=True)
         rows = []
         for workers in (0, 2):
-            packed = make_loader(PackedClips(prepared, "train"), args.batch_size, shuffle=True, num_workers=workers)
+            # spawn: workers forked from a process that ran Prefect and Dask inherit their
+            # exit hooks and die noisily at shutdown; the warm-up epoch absorbs the start cost.
+            context = "spawn" if workers else None
+            packed = make_loader(PackedClips(prepared, "train"), args.batch_size, shuffle=True,
+                                 num_workers=workers, multiprocessing_context=context)
             files = DataLoader(RawFiles(raw, train), batch_size=args.batch_size, shuffle=True,
                                generator=torch.Generator().manual_seed(0), num_workers=workers,
-                               persistent_workers=workers > 0)
+                               persistent_workers=workers > 0, multiprocessing_context=context)
             packed_rate = time_loader(packed, args.epochs)
             files_rate = time_loader(files, args.epochs)
             del packed, files  # stop persistent workers before their files go away

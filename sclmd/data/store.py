@@ -168,6 +168,7 @@ def make_loader(
     seed: int = 0,
     num_workers: int = 0,
     drop_last: bool = False,
+    multiprocessing_context: str | None = None,
 ) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
@@ -180,4 +181,5 @@ def make_loader(
         drop_last=drop_last,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
+        multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
     )
