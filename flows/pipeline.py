@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, task
 from sclmd.config import Params, load_params
 from sclmd.env import project_root
 from sclmd.errors import SclmdError
+from sclmd.orchestration import share_prefect_api
 from sclmd.stages import STAGE_ORDER
 
 # What the sclmd CLI prints before a user-fixable error (see sclmd.cli._fail).
@@ -51,17 +52,6 @@ def _pump(src, dst, tail: bytearray) -> None:
         del tail[:-TAIL_BYTES]
 
 
-def _prefect_api_url() -> str | None:
-    """The API this flow reports to, so that flows inside stage processes report there too."""
-    try:
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            return str(client.api_url)
-    except Exception:  # no API: the child falls back to its own ephemeral one
-        return None
-
-
 def _no_retry_on_user_error(task, task_run, state) -> bool:
     exc = state.result(raise_on_failure=False)
     return not (isinstance(exc, StageFailed) and exc.user_error)
@@ -69,14 +59,12 @@ def _no_retry_on_user_error(task, task_run, state) -> bool:
 
 @task(retries=1, retry_delay_seconds=3, retry_condition_fn=_no_retry_on_user_error,
       task_run_name="dvc-repro-{name}")
-def dvc_stage(name: str, root: str, force: bool, api_url: str | None) -> str:
+def dvc_stage(name: str, root: str, force: bool) -> str:
     """Run one stage through DVC; returns 'ran' or 'skipped'."""
     cmd = ["dvc", "repro", "--single-item", name] + (["--force"] if force else [])
     env = dict(os.environ)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # `sclmd` and `dvc` of this venv
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
     get_run_logger().info("running %s", " ".join(cmd))
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out_tail, err_tail = bytearray(), bytearray()
@@ -108,7 +96,7 @@ def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: s
     if unknown:
         raise SclmdError(f"unknown stage(s) {', '.join(unknown)}. Stages: {', '.join(STAGE_ORDER)}")
     order = [s for s in STAGE_ORDER if s in wanted]
-    api_url = _prefect_api_url()
+    share_prefect_api()  # stage processes, and their Dask workers, report to this flow's API
     all_params = {s: section_dict(params, s) for s in ("data", *STAGE_ORDER)}
     status: dict[str, str] = {}
     with pipeline_run(root_path, all_params) as run:
@@ -116,7 +104,7 @@ def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: s
 
         try:
             for name in order:
-                status[name] = dvc_stage(name, str(root_path), force, api_url)
+                status[name] = dvc_stage(name, str(root_path), force)
                 mlflow.set_tag(f"sclmd.stage_status.{name}", status[name])
         except Exception:
             mlflow.set_tag("sclmd.failed_stage", next(s for s in order if s not in status))

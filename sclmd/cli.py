@@ -54,7 +54,7 @@ def validate(
 ) -> None:
     """Run the data contract on any prepared folder; exit non-zero when it fails."""
     from sclmd.config import load_params, Params
-    from sclmd.stages.validate import check
+    from sclmd.stages.validate import check, shown
 
     root = project_root()
     try:
@@ -62,7 +62,7 @@ def validate(
         result = check(prepared, params.data, params.validate_, report)
     except SclmdError as e:
         _fail(e)
-    typer.echo(result.summary(Path(prepared).resolve()))
+    typer.echo(result.summary(shown(prepared)))
     if not result.success:
         raise typer.Exit(1)
 

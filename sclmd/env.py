@@ -21,8 +21,12 @@ TELEMETRY_OFF = {
 }
 
 
+# Dask logs every worker start and stop at INFO; a pipeline run should show progress, not that.
+QUIET = {"DASK_LOGGING__DISTRIBUTED": "warning"}
+
+
 def apply_defaults() -> None:
-    for key, value in TELEMETRY_OFF.items():
+    for key, value in {**TELEMETRY_OFF, **QUIET}.items():
         os.environ.setdefault(key, value)
 
 

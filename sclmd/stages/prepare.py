@@ -66,6 +66,9 @@ def ingest_shards(jobs: list[ShardJob], out_dir: Path, data: DataParams, prep: P
     """Decode all shards through Prefect's Dask task runner; results in job order."""
     from prefect import flow, task
 
+    from sclmd.orchestration import share_prefect_api
+
+    share_prefect_api()  # before the Dask workers start: they inherit the address
     pack = task(pack_shard, name="pack-shard", task_run_name="pack-{job.split}-{job.index}")
 
     @flow(name="sclmd-prepare-shards", task_runner=_task_runner(prep), log_prints=True)

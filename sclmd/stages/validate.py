@@ -58,6 +58,15 @@ def plot_contract(result: ContractResult, frame_counts: dict, path: Path) -> Non
     plt.close(fig)
 
 
+def shown(path: Path) -> Path:
+    """`path` relative to the working folder when inside it: reports stay the same across clones."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def check(prepared: Path, data: DataParams, params: ValidateParams, report: Path | None = None) -> ContractResult:
     """Run the contract on any prepared folder; write the JSON report if asked."""
     prepared = Path(prepared)
@@ -65,10 +74,10 @@ def check(prepared: Path, data: DataParams, params: ValidateParams, report: Path
         result = run_contract(prepared, data, params)
     except SclmdError as e:
         if report is not None:
-            write_json(report, {"prepared": str(prepared), "success": False, "error": str(e)})
+            write_json(report, {"prepared": str(shown(prepared)), "success": False, "error": str(e)})
         raise
     if report is not None:
-        write_json(report, result.to_dict(prepared.resolve()))
+        write_json(report, result.to_dict(shown(prepared)))
     return result
 
 
@@ -76,7 +85,7 @@ def run(params: Params, root: Path) -> dict:
     from sclmd.data.store import read_manifest
 
     result = check(root / PREPARED, params.data, params.validate_, root / REPORT)
-    write_text(root / SUMMARY, result.summary(root / PREPARED) + "\n")
+    write_text(root / SUMMARY, result.summary(PREPARED) + "\n")
     manifest = read_manifest(root / PREPARED)
     gender = manifest["gender"].fillna("?") if "gender" in manifest else "?"
     counts = manifest.assign(g=gender).groupby(["split", "g"]).size()
@@ -85,5 +94,5 @@ def run(params: Params, root: Path) -> dict:
     metrics = {"contract_passed": int(result.success), "expectations": len(result.checks),
                "failed_expectations": len(result.failures), "clips": result.n_rows}
     if not result.success:
-        raise ContractFailed(result.summary(root / PREPARED) + f"\nFull report: {REPORT}")
+        raise ContractFailed(result.summary(PREPARED) + f"\nFull report: {REPORT}")
     return metrics
