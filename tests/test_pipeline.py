@@ -67,6 +67,10 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
     assert "reports/synth/contact_sheet.png" in artifacts
     prep = next(c for c in children if c.info.run_name == "prepare")
     assert prep.data.metrics["clips"] == 24
+    # timings are in MLflow, not in the DVC metrics files (identical params -> identical files)
+    assert "seconds" in prep.data.metrics and "elapsed_s" in synth.data.metrics
+    assert "seconds" not in json.loads((project / "reports/prepare/metrics.json").read_text())
+    assert "elapsed_s" not in json.loads((project / "reports/synth/metrics.json").read_text())
 
 
 def test_second_run_skips_unchanged_stages(project):
