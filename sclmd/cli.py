@@ -31,7 +31,7 @@ def _fail(err: SclmdError) -> None:
 
 
 @app.command()
-def stage(name: Annotated[str, typer.Argument(help="synth | prepare | validate")]) -> None:
+def stage(name: Annotated[str, typer.Argument(help="synth | prepare | validate | pretrain")]) -> None:
     """Run one pipeline stage (this is what each dvc.yaml stage calls)."""
     from sclmd.stages import run_stage
 

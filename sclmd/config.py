@@ -103,11 +103,41 @@ class ValidateParams(Section):
     min_rms_dbfs: float = -60.0  # a prepared clip quieter than this is silence that slipped through
 
 
+class PretrainParams(Section):
+    """Collaborative contrastive pre-training of the speech encoder and the face autoencoder."""
+
+    seed: int = Field(0, ge=0)
+    size: Literal["small", "paper"] = "small"  # named model widths: `paper` = the published ones
+    embed_dim: int = Field(128, ge=8)
+    latent_channels: int = Field(4, ge=1)
+    batch_size: int = Field(32, ge=2)
+    max_steps: int = Field(200, ge=1)
+    lr_face: float = Field(1e-4, gt=0)  # face encoder + decoder (paper)
+    lr_speech: float = Field(1e-3, gt=0)  # speech encoder (paper)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    contrastive_weight: float = Field(1.0, ge=0)
+    mae_weight: float = Field(1.0, ge=0)
+    perceptual_weight: float = Field(0.5, ge=0)
+    colour_jitter: float = Field(0.5, ge=0, le=1)  # hue/saturation augmentation of the faces, 0: off
+    perceptual: Literal["lpips", "dssim"] = "lpips"
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    lpips_missing: Literal["fail", "substitute"] = "substitute"  # what to do without backbone weights
+    vgg_face_weights: str | None = None  # a local converted VGG-Face state dict, to start the face encoder from
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16 on a capable GPU, else no
+    checkpoint_every: int = Field(50, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    resume: bool = True  # continue from the latest checkpoint of the same params
+    log_every: int = Field(10, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+
+
 class Params(Section):
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
     prepare: PrepareParams = PrepareParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    pretrain: PretrainParams = PretrainParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

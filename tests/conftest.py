@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "synth": {"n_speakers": 12, "utterances_per_speaker": 2, "faces_per_speaker": 2, "sample_wavs": 2},
     "prepare": {"shard_size": 8, "workers": 2},
+    "pretrain": {"batch_size": 4, "max_steps": 4, "checkpoint_every": 2, "log_every": 1, "eval_batch_size": 16},
 }
 
 

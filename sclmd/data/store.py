@@ -146,11 +146,17 @@ class PackedClips(Dataset):
             out[sel[order]] = self._map(rel)[rows[order]]
         return out
 
+    def audio(self, indices) -> torch.Tensor:
+        """int16 [B, clip_samples] of these rows."""
+        return torch.from_numpy(self._gather(self._audio_file, self._audio_index, np.asarray(indices, dtype=np.int64)))
+
+    def faces(self, indices) -> torch.Tensor:
+        """uint8 [B, H, W, 3] of these rows."""
+        return torch.from_numpy(self._gather(self._face_file, self._face_index, np.asarray(indices, dtype=np.int64)))
+
     def __getitems__(self, indices: list[int]) -> Batch:
         idx = np.asarray(indices, dtype=np.int64)
-        audio = self._gather(self._audio_file, self._audio_index, idx)
-        face = self._gather(self._face_file, self._face_index, idx)
-        return Batch(torch.from_numpy(audio), torch.from_numpy(face), torch.from_numpy(idx))
+        return Batch(self.audio(idx), self.faces(idx), torch.from_numpy(idx))
 
     def __getitem__(self, i: int) -> Batch:
         return self.__getitems__([i])

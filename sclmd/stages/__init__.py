@@ -14,7 +14,7 @@ from types import ModuleType
 
 from sclmd.config import load_params, section_dict
 
-STAGE_ORDER = ("synth", "prepare", "validate")
+STAGE_ORDER = ("synth", "prepare", "validate", "pretrain")
 
 
 def stage_module(name: str) -> ModuleType:

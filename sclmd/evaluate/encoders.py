@@ -1,0 +1,85 @@
+"""What the pre-trained encoders know, measured on speakers never seen in training.
+
+- speech -> face retrieval recall@1/5/10 (test clips against one face per test speaker),
+- reconstruction MAE and perceptual distance of the face autoencoder (test faces),
+- linear probes on the speech embedding (fit on train speakers, scored on test):
+  gender accuracy and age MAE.
+The same function scores the randomly initialised model, the control.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sclmd.data.store import PackedClips
+from sclmd.evaluate.embeddings import probe_age, probe_gender, retrieval_recall, similarity_matrix
+
+
+@dataclass
+class Embedded:
+    speech: np.ndarray  # [N, D]
+    face: np.ndarray  # [N, D]
+    rows: "object"  # the split's manifest rows (pandas DataFrame)
+    recon_mae: float
+    recon_perceptual: float
+    examples: tuple[np.ndarray, np.ndarray]  # (inputs, reconstructions) of the first clips
+
+
+@torch.no_grad()
+def embed_split(model, dataset: PackedClips, perceptual, batch_size: int, examples: int = 8) -> Embedded:
+    model.eval()
+    speech, face, mae, perc = [], [], [], []
+    shown: tuple[np.ndarray, np.ndarray] | None = None
+    for start in range(0, len(dataset), batch_size):
+        batch = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
+        images = batch.face_float()
+        speech.append(model.speech_encoder(batch.audio_float()).numpy())
+        z, emb = model.face_encoder(images)
+        recon = model.face_decoder(z)
+        face.append(emb.numpy())
+        mae.append((recon - images).abs().mean(dim=(1, 2, 3)).numpy())
+        perc.append(perceptual(recon, images).numpy())
+        if shown is None:
+            shown = (images[:examples].numpy(), recon[:examples].numpy())
+    return Embedded(
+        np.concatenate(speech), np.concatenate(face), dataset.rows,
+        float(np.concatenate(mae).mean()), float(np.concatenate(perc).mean()), shown,
+    )
+
+
+def first_per_speaker(rows) -> np.ndarray:
+    """Row positions of one clip (the first by clip id) per speaker, in speaker order."""
+    ordered = rows.reset_index(drop=True).sort_values(["speaker_id", "clip_id"])
+    return ordered.groupby("speaker_id", sort=True).head(1).index.to_numpy()
+
+
+def speaker_means(values: np.ndarray, rows) -> tuple[np.ndarray, list[str]]:
+    speakers = sorted(rows["speaker_id"].unique())
+    ids = rows["speaker_id"].to_numpy()
+    return np.stack([values[ids == s].mean(axis=0) for s in speakers]), speakers
+
+
+def score(model, prepared: Path, perceptual, batch_size: int) -> tuple[dict, dict]:
+    """(metrics, artefacts for plots) of `model` on the test split, probes fitted on train."""
+    train = embed_split(model, PackedClips(prepared, "train"), perceptual, batch_size)
+    test = embed_split(model, PackedClips(prepared, "test"), perceptual, batch_size)
+    gallery = first_per_speaker(test.rows)
+    metrics = retrieval_recall(
+        test.speech, test.rows["speaker_id"].to_numpy(),
+        test.face[gallery], test.rows["speaker_id"].to_numpy()[gallery],
+    )
+    metrics.update(probe_gender(train.speech, train.rows["gender"].to_numpy(), test.speech, test.rows["gender"].to_numpy()))
+    metrics.update(probe_age(train.speech, train.rows["age"].to_numpy(), test.speech, test.rows["age"].to_numpy()))
+    metrics["recon_mae"] = test.recon_mae
+    metrics[f"recon_{perceptual.name}"] = test.recon_perceptual
+    speech_by_speaker, speakers = speaker_means(test.speech, test.rows)
+    artefacts = {
+        "similarity": similarity_matrix(speech_by_speaker, test.face[gallery]),
+        "speakers": speakers,
+        "examples": test.examples,
+    }
+    return metrics, artefacts

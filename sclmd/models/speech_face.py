@@ -1,0 +1,77 @@
+"""The jointly pre-trained speech encoder + face autoencoder, saved diffusers-style.
+
+`save_pretrained(dir)` writes `config.json` and `model.safetensors`;
+`SpeechFaceModel.from_pretrained(dir)` reads them back (safetensors only: no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sclmd.errors import SclmdError
+from sclmd.io import atomic_dir
+from sclmd.models.face_autoencoder import FaceConfig, FaceDecoder, FaceEncoder, face_config
+from sclmd.models.speech_encoder import SpeechEncoder, SpeechEncoderConfig, speech_encoder_config
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+
+
+class SpeechFaceModel(nn.Module):
+    def __init__(self, speech: SpeechEncoderConfig, face: FaceConfig):
+        super().__init__()
+        self.speech_encoder = SpeechEncoder(speech)
+        self.face_encoder = FaceEncoder(face)
+        self.face_decoder = FaceDecoder(face)
+        # CLIP's learned temperature, stored as log(1/T), initialised at T = 0.07
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    @classmethod
+    def from_params(cls, size: str, embed_dim: int, latent_channels: int, image_size: int) -> "SpeechFaceModel":
+        return cls(speech_encoder_config(size, embed_dim), face_config(size, embed_dim, latent_channels, image_size))
+
+    def config_dict(self) -> dict:
+        return {"speech": self.speech_encoder.config.to_dict(), "face": self.face_encoder.config.to_dict()}
+
+    def contrastive_logits(self, speech_emb: torch.Tensor, face_emb: torch.Tensor) -> torch.Tensor:
+        scale = self.logit_scale.clamp(max=math.log(100)).exp()  # CLIP caps the scale at 100
+        return scale * F.normalize(speech_emb, dim=-1) @ F.normalize(face_emb, dim=-1).T
+
+    def forward(self, wave: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One pre-training pass; through forward() so that DDP syncs every parameter's gradient."""
+        speech_emb = self.speech_encoder(wave)
+        z, face_emb = self.face_encoder(image)
+        return {
+            "speech_emb": speech_emb,
+            "face_emb": face_emb,
+            "z": z,
+            "recon": self.face_decoder(z),
+            "logits": self.contrastive_logits(speech_emb, face_emb),
+        }
+
+    def save_pretrained(self, directory: Path, extra: dict | None = None) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        with atomic_dir(Path(directory)) as tmp:
+            save_file(state, str(tmp / WEIGHTS))
+            (tmp / CONFIG).write_text(json.dumps({**self.config_dict(), **(extra or {})}, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: Path, map_location: str = "cpu") -> "SpeechFaceModel":
+        directory = Path(directory)
+        try:
+            cfg = json.loads((directory / CONFIG).read_text())
+            state = load_file(str(directory / WEIGHTS), device=map_location)
+        except FileNotFoundError as e:
+            raise SclmdError(f"{directory}: no pre-trained model ({e.filename} missing). Run `sclmd stage pretrain`.") from None
+        except Exception as e:
+            raise SclmdError(f"{directory}: unreadable pre-trained model ({e}). Re-run `sclmd stage pretrain`.") from None
+        model = cls(SpeechEncoderConfig.from_dict(cfg["speech"]), FaceConfig(**cfg["face"]))
+        model.load_state_dict(state)
+        return model

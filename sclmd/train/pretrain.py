@@ -1,0 +1,242 @@
+"""Collaborative contrastive pre-training (SCLDM stage 1): one explicit loop.
+
+Speech encoder, face encoder and face decoder train together on
+  contrastive_weight * symmetric CE over speech-face similarities (CLIP, learned temperature)
++ mae_weight * |recon - face| + perceptual_weight * perceptual(recon, face)
+with the paper's separate learning rates.  Accelerate picks the device (CUDA before
+CPU), mixed precision on GPU, and DDP across processes (`accelerate launch`).
+
+Batches hold distinct speakers (a clip of the same speaker elsewhere in the batch
+would be a false negative for the contrastive loss), in an order that is a pure
+function of (seed, epoch): so a resumed run sees exactly the batches an
+uninterrupted one would, and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sclmd.config import DataParams, PretrainParams
+from sclmd.data.store import PackedClips
+from sclmd.errors import SclmdError
+from sclmd.models.perceptual import make_perceptual
+from sclmd.models.speech_face import SpeechFaceModel
+from sclmd.train.checkpoints import CheckpointStore
+
+Logger = Callable[[dict[str, float], int], None]
+
+
+class SpeakerBatches:
+    """Batches of distinct speakers; epoch e's order depends only on (seed, e)."""
+
+    def __init__(self, speakers: np.ndarray, batch_size: int, seed: int):
+        self.batch_size = batch_size
+        self.seed = seed
+        self.clips_of: list[np.ndarray] = [np.nonzero(speakers == s)[0] for s in np.unique(speakers)]
+        if len(self.clips_of) < batch_size:
+            raise SclmdError(
+                f"pretrain.batch_size {batch_size} is larger than the {len(self.clips_of)} training speakers; "
+                "a contrastive batch needs distinct speakers. Lower pretrain.batch_size."
+            )
+        self.per_epoch = len(self.clips_of) // batch_size
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows for the voices, rows for the faces): two clips of the same speakers.
+
+        The face comes from a clip drawn independently of the voice's: a pair is a
+        speaker's voice and any picture of that speaker, so no particular recording
+        and picture can be learned as a couple (which does not generalise).
+        """
+        epoch, index = divmod(step, self.per_epoch)
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.clips_of))
+        chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
+        # Voices cycle through each speaker's clips over the epochs; faces are drawn at random.
+        picks = rng.integers(0, 1 << 30, size=len(self.clips_of))
+        face_rng = np.random.default_rng([self.seed, epoch, index, 1])
+        voices = np.array([self.clips_of[s][(picks[s] + epoch) % len(self.clips_of[s])] for s in chosen])
+        faces = np.array([self.clips_of[s][face_rng.integers(len(self.clips_of[s]))] for s in chosen])
+        return voices, faces
+
+
+def jitter_colours(face: torch.Tensor, generator: torch.Generator, strength: float) -> torch.Tensor:
+    """Random hue rotation and saturation scaling per image, lightness kept.
+
+    Skin, hair and eye colour are face-only factors that no voice predicts; left intact
+    they are the easiest cues for the contrastive loss to memorise training pairs by.
+    Rotating hue (about the grey axis, so grey hair stays grey) takes them away and
+    leaves the shared cues - shape, beard, hair style, greying - to be learned.
+    """
+    if strength <= 0:
+        return face
+    b = face.shape[0]
+    angle = (torch.rand(b, generator=generator) * 2 - 1) * math.pi * strength
+    sat = 1 + (torch.rand(b, generator=generator) * 2 - 1) * 0.5 * strength
+    grey = face.mean(dim=1, keepdim=True)
+    chroma = face - grey  # lies in the plane orthogonal to (1, 1, 1)
+    axis = torch.full((3,), 1 / math.sqrt(3))
+    cos, sin = angle.cos().view(b, 1, 1, 1), angle.sin().view(b, 1, 1, 1)
+    cross = torch.cross(axis.view(1, 3, 1, 1).expand_as(chroma), chroma, dim=1)
+    rotated = chroma * cos + cross * sin  # Rodrigues' rotation (chroma is orthogonal to axis)
+    return (grey + rotated * sat.view(b, 1, 1, 1)).clamp(-1, 1)
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def learning_rate_factor(step: int, warmup: int) -> float:
+    return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+
+@dataclass
+class TrainResult:
+    model: SpeechFaceModel
+    history: dict[str, list[tuple[int, float]]]
+    steps: int
+    resumed_from: int
+    samples_per_s: float
+    steps_per_s: float
+    data_wait_share: float
+    perceptual: dict = field(default_factory=dict)
+
+
+def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def build_model(params: PretrainParams, data: DataParams) -> SpeechFaceModel:
+    torch.manual_seed(params.seed)
+    model = SpeechFaceModel.from_params(params.size, params.embed_dim, params.latent_channels, data.image_size)
+    if params.vgg_face_weights:
+        model.face_encoder.load_vgg_face(Path(params.vgg_face_weights))
+    return model
+
+
+def train(
+    params: PretrainParams,
+    data: DataParams,
+    prepared: Path,
+    checkpoints: CheckpointStore,
+    log: Logger | None = None,
+    initial_model: SpeechFaceModel | None = None,
+) -> TrainResult:
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(params.mixed_precision))
+    device = accelerator.device
+    dataset = PackedClips(prepared, "train")
+    batches = SpeakerBatches(dataset.rows["speaker_id"].to_numpy(), params.batch_size, params.seed)
+    perceptual = make_perceptual(params.perceptual, params.lpips_net, params.lpips_missing).to(device)
+
+    model = initial_model if initial_model is not None else build_model(params, data)
+    speech_params = list(model.speech_encoder.parameters()) + [model.logit_scale]
+    face_params = list(model.face_encoder.parameters()) + list(model.face_decoder.parameters())
+    optimizer = torch.optim.AdamW(
+        [{"params": face_params, "lr": params.lr_face}, {"params": speech_params, "lr": params.lr_speech}],
+        weight_decay=params.weight_decay,
+    )
+    base_lrs = [params.lr_face, params.lr_speech]
+
+    start, history = 0, {}
+    if params.resume:
+        latest = checkpoints.latest()
+        if latest is not None:
+            state = checkpoints.load(latest, model, optimizer)
+            start, history = state["step"], {k: [tuple(p) for p in v] for k, v in state["history"].items()}
+            accelerator.print(f"pretrain: resuming from {latest} (step {start})")
+        elif checkpoints.steps():
+            checkpoints.clear()  # checkpoints of other params: never mix them into this run
+    else:
+        checkpoints.clear()
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped: SpeechFaceModel = accelerator.unwrap_model(model)
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    def record(name: str, step: int, value: float) -> None:
+        history.setdefault(name, []).append((step, value))
+
+    wait = compute = 0.0
+    started = time.perf_counter()
+    model.train()
+    bar = tqdm(range(start, params.max_steps), desc="pretrain", unit="step", initial=start,
+               total=params.max_steps, disable=not accelerator.is_local_main_process)
+    for step in bar:
+        t0 = time.perf_counter()
+        voice_rows, face_rows = (rows[rank::world] for rows in batches.batch(step))  # this process's share
+        wave = dataset.audio(voice_rows).float().div_(32768.0).to(device, non_blocking=True)
+        face = dataset.faces(face_rows).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        if params.colour_jitter > 0:
+            face = jitter_colours(face, torch.Generator().manual_seed(params.seed * 1_000_003 + step),
+                                  params.colour_jitter)
+        face = face.to(device, non_blocking=True)
+        t1 = time.perf_counter()
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * learning_rate_factor(step, params.warmup_steps)
+        with accelerator.autocast():
+            out = model(wave, face)
+            loss_contrastive = contrastive_loss(out["logits"].float())
+            loss_mae = (out["recon"].float() - face).abs().mean()
+            loss_perceptual = perceptual(out["recon"].float(), face).mean()
+            loss = (params.contrastive_weight * loss_contrastive + params.mae_weight * loss_mae
+                    + params.perceptual_weight * loss_perceptual)
+        if not torch.isfinite(loss):
+            raise SclmdError(f"pretrain: loss became {loss.item()} at step {step}; lower the learning rates")
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        t2 = time.perf_counter()
+        wait += t1 - t0
+        compute += t2 - t1
+        done = step + 1
+        if done % params.log_every == 0 or done == params.max_steps:
+            values = {
+                "loss": loss.item(), "loss_contrastive": loss_contrastive.item(), "loss_mae": loss_mae.item(),
+                f"loss_{perceptual.name}": loss_perceptual.item(),
+                "temperature": float(1 / unwrapped.logit_scale.exp().item()),
+                "lr_face": optimizer.param_groups[0]["lr"], "lr_speech": optimizer.param_groups[1]["lr"],
+                "samples_per_s": (done - start) * params.batch_size / (time.perf_counter() - started),
+            }
+            for k, v in values.items():
+                record(k, done, v)
+            bar.set_postfix(loss=f"{values['loss']:.3f}", nce=f"{values['loss_contrastive']:.3f}")
+            if log is not None and accelerator.is_main_process:
+                log(values, done)
+        if (done % params.checkpoint_every == 0 or done == params.max_steps) and accelerator.is_main_process:
+            checkpoints.save(done, unwrapped, optimizer, {"history": history})
+    accelerator.wait_for_everyone()
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    ran = params.max_steps - start
+    return TrainResult(
+        model=unwrapped.cpu().eval(),
+        history=history,
+        steps=params.max_steps,
+        resumed_from=start,
+        samples_per_s=ran * params.batch_size / elapsed,
+        steps_per_s=ran / elapsed,
+        data_wait_share=wait / max(wait + compute, 1e-9),
+        perceptual=perceptual.describe(),
+    )
+
+
+def describe_speed(result: TrainResult) -> str:
+    return (f"{result.steps_per_s:.2f} steps/s, {result.samples_per_s:.1f} samples/s, "
+            f"{100 * result.data_wait_share:.1f}% waiting for data")
+
+
+__all__ = ["SpeakerBatches", "TrainResult", "build_model", "train", "describe_speed", "math"]

@@ -1,0 +1,103 @@
+"""Stage `pretrain`: checkpoints, kill-and-resume, outputs, and the offline LPIPS policy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from sclmd.errors import SclmdError
+from sclmd.models.speech_face import SpeechFaceModel
+from sclmd.train.checkpoints import CheckpointStore
+from tests.conftest import TINY, deep_merge, make_project
+
+RESUMABLE = {"pretrain": {"max_steps": 40, "checkpoint_every": 5}}
+
+
+def project_with_data(tmp_path, tiny_project, name: str, overrides: dict | None = None):
+    root = make_project(tmp_path / name, overrides)
+    shutil.copytree(tiny_project / "data/prepared", root / "data/prepared")
+    return root
+
+
+def stage(root, *, wait=True, env=None):
+    cmd = [sys.executable, "-m", "sclmd", "stage", "pretrain"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+    if wait:
+        out, _ = proc.communicate(timeout=600)
+        return proc.returncode, out
+    return proc
+
+
+def test_checkpoints_roundtrip_and_refuse_damage(tmp_path):
+    model = SpeechFaceModel.from_params("small", 16, 4, 64)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    store = CheckpointStore(tmp_path / "ck", "hash-a", keep=2)
+    for step in (1, 2, 3):
+        store.save(step, model, opt, {"history": {}})
+    assert [p.name for p in store.steps()] == ["step-0000002", "step-0000003"]  # keeps the last 2
+    assert store.latest().name == "step-0000003"
+    assert CheckpointStore(tmp_path / "ck", "hash-b").latest() is None  # other params: not resumed
+
+    weights = tmp_path / "ck/step-0000003/model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
+    with pytest.raises(SclmdError, match="step-0000003: checkpoint is corrupt: model.safetensors does not match"):
+        store.latest()
+    shutil.rmtree(tmp_path / "ck/step-0000003")  # what the message says to do
+    assert store.latest().name == "step-0000002"
+    (tmp_path / "ck/step-0000002/optimizer.pt").unlink()
+    with pytest.raises(SclmdError, match="optimizer.pt is missing"):
+        store.latest()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(tiny_project, tmp_path):
+    straight = project_with_data(tmp_path, tiny_project, "straight", RESUMABLE)
+    code, out = stage(straight)
+    assert code == 0, out[-3000:]
+
+    killed = project_with_data(tmp_path, tiny_project, "killed", RESUMABLE)
+    proc = stage(killed, wait=False)
+    first = killed / "checkpoints/pretrain/step-0000005"
+    deadline = time.time() + 300
+    while not first.exists():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "reports/pretrain/metrics.json").exists()
+
+    code, out = stage(killed)
+    assert code == 0, out[-3000:]
+    assert "resuming from" in out and "step-00000" in out
+    assert (killed / "reports/pretrain/metrics.json").read_text() == (straight / "reports/pretrain/metrics.json").read_text()
+    assert (killed / "models/pretrain/model.safetensors").read_bytes() == (straight / "models/pretrain/model.safetensors").read_bytes()
+
+    metrics = json.loads((straight / "reports/pretrain/metrics.json").read_text())
+    for side in ("trained", "control"):
+        assert {"recall@1", "recall@5", "recall@10", "gender_accuracy", "age_mae", "recon_mae"} <= set(metrics[side])
+    assert metrics["perceptual"]["perceptual_substitute"] is True  # no AlexNet weights on this machine
+    model = SpeechFaceModel.from_pretrained(straight / "models/pretrain")
+    assert model.face_encoder.config.latent_channels == 4
+    plots = sorted(p.name for p in (straight / "reports/pretrain/plots").iterdir())
+    assert plots == ["loss_curves.png", "reconstructions.png", "similarity.png", "trained_vs_control.png"]
+
+
+@pytest.mark.slow
+def test_missing_lpips_weights_fail_with_the_file_to_provide(tiny_project, tmp_path):
+    root = project_with_data(tmp_path, tiny_project, "lpips", deep_merge(TINY, {"pretrain": {"lpips_missing": "fail"}}))
+    code, out = stage(root, env={"TORCH_HOME": str(tmp_path / "empty_torch_home")})
+    assert code == 2
+    assert "alexnet-owt-7be5be79.pth" in out and str(tmp_path / "empty_torch_home") in out
+    assert "Traceback" not in out
+    assert not (root / "models/pretrain").exists()
