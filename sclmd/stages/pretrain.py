@@ -58,8 +58,9 @@ def run(params: Params, root: Path) -> dict:
     def log(values: dict, step: int) -> None:
         mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=step)
 
-    result = train(cfg, params.data, root / PREPARED, store, log=log, initial_model=copy.deepcopy(control_model))
-    trained, artefacts = score(result.model, root / PREPARED, perceptual, cfg.eval_batch_size)
+    result = train(cfg, params.data, root / PREPARED, store, log=log, initial_model=copy.deepcopy(control_model),
+                   perceptual=perceptual)
+    trained, artefacts = score(result.model, root / PREPARED, perceptual.cpu(), cfg.eval_batch_size)
     print(f"pretrain: {describe_speed(result)}")
 
     beats = {

@@ -133,6 +133,7 @@ def train(
     checkpoints: CheckpointStore,
     log: Logger | None = None,
     initial_model: SpeechFaceModel | None = None,
+    perceptual=None,
 ) -> TrainResult:
     from accelerate import Accelerator
     from tqdm import tqdm
@@ -141,7 +142,9 @@ def train(
     device = accelerator.device
     dataset = PackedClips(prepared, "train")
     batches = SpeakerBatches(dataset.rows["speaker_id"].to_numpy(), params.batch_size, params.seed)
-    perceptual = make_perceptual(params.perceptual, params.lpips_net, params.lpips_missing).to(device)
+    if perceptual is None:
+        perceptual = make_perceptual(params.perceptual, params.lpips_net, params.lpips_missing)
+    perceptual = perceptual.to(device)
 
     model = initial_model if initial_model is not None else build_model(params, data)
     speech_params = list(model.speech_encoder.parameters()) + [model.logit_scale]
@@ -237,6 +240,3 @@ def train(
 def describe_speed(result: TrainResult) -> str:
     return (f"{result.steps_per_s:.2f} steps/s, {result.samples_per_s:.1f} samples/s, "
             f"{100 * result.data_wait_share:.1f}% waiting for data")
-
-
-__all__ = ["SpeakerBatches", "TrainResult", "build_model", "train", "describe_speed", "math"]
