@@ -63,6 +63,8 @@ def test_killed_run_resumes_to_the_same_result(tiny_project, tmp_path):
     straight = project_with_data(tmp_path, tiny_project, "straight", RESUMABLE)
     code, out = stage(straight)
     assert code == 0, out[-3000:]
+    # a finished run leaves no checkpoint behind: the next run (new code, new data) starts fresh
+    assert not (straight / "checkpoints/pretrain").exists()
 
     killed = project_with_data(tmp_path, tiny_project, "killed", RESUMABLE)
     proc = stage(killed, wait=False)
@@ -101,3 +103,19 @@ def test_missing_lpips_weights_fail_with_the_file_to_provide(tiny_project, tmp_p
     assert "alexnet-owt-7be5be79.pth" in out and str(tmp_path / "empty_torch_home") in out
     assert "Traceback" not in out
     assert not (root / "models/pretrain").exists()
+
+
+def test_run_key_follows_params_and_data(tiny_project, tmp_path):
+    from sclmd.config import load_params
+    from sclmd.stages.pretrain import run_key
+
+    a = project_with_data(tmp_path, tiny_project, "a")
+    b = project_with_data(tmp_path, tiny_project, "b", deep_merge(TINY, {"pretrain": {"lr_face": 2e-4}}))
+    key = run_key(load_params(a / "params.yaml"), a)
+    assert key == run_key(load_params(a / "params.yaml"), a)
+    assert key != run_key(load_params(b / "params.yaml"), b)
+    import pandas as pd
+
+    frame = pd.read_parquet(a / "data/prepared/manifest.parquet").iloc[:-1]
+    frame.to_parquet(a / "data/prepared/manifest.parquet", index=False)
+    assert key != run_key(load_params(a / "params.yaml"), a)

@@ -150,19 +150,22 @@ class FaceDecoder(nn.Module):
     def __init__(self, cfg: FaceConfig):
         super().__init__()
         self.config = cfg
-        layers: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, cfg.channels(LATENT_BLOCKS - 1), 3, padding=1),
-                                   nn.ReLU(inplace=True)]
+        def conv(cin: int, cout: int) -> list[nn.Module]:
+            norm = nn.BatchNorm2d(cout) if cfg.batch_norm else nn.Identity()
+            return [nn.Conv2d(cin, cout, 3, padding=1), norm, nn.ReLU(inplace=True)]
+
+        layers: list[nn.Module] = conv(cfg.latent_channels, cfg.channels(LATENT_BLOCKS - 1))
         for b in reversed(range(LATENT_BLOCKS)):
             ch = cfg.channels(b)
             out = cfg.channels(b - 1) if b > 0 else cfg.channels(0)
-            layers += [
-                nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(ch, out, 3, padding=1), nn.ReLU(inplace=True),
-            ]
-        layers += [nn.Conv2d(cfg.channels(0), 3, 3, padding=1), nn.Tanh()]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), *conv(ch, ch), *conv(ch, out)]
+        to_rgb = nn.Conv2d(cfg.channels(0), 3, 3, padding=1)
+        layers += [to_rgb, nn.Tanh()]
         self.net = nn.Sequential(*layers)
         init_relu_convs(self)
+        # The RGB layer starts small: He-sized outputs would saturate the tanh, whose
+        # gradient then vanishes and the decoder learns only the mean face.
+        nn.init.normal_(to_rgb.weight, std=1e-3)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)

@@ -30,6 +30,24 @@ HEADLINE = ("recall@1", "recall@5", "recall@10", "gender_accuracy", "age_mae")
 LOWER_IS_BETTER = {"age_mae", "recon_mae", "recon_dssim", "recon_lpips-alex", "recon_lpips-vgg"}
 
 
+def run_key(params: Params, root: Path) -> str:
+    """What a checkpoint must match to be resumed: params, the training code and the data.
+
+    Params alone are not enough: DVC re-runs this stage when the code or the data
+    changed, and resuming from the old run's checkpoints would hand back its model.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]  # the code that is running
+    for path in sorted(package.glob("models/*.py")) + sorted(package.glob("train/*.py")):
+        digest.update(path.read_bytes())
+    manifest = root / PREPARED / "manifest.parquet"
+    if manifest.exists():
+        digest.update(manifest.read_bytes())
+    return params_hash({**{s: section_dict(params, s) for s in PARAM_SECTIONS}, "code_and_data": digest.hexdigest()})
+
+
 def run(params: Params, root: Path) -> dict:
     import mlflow
     import torch
@@ -47,8 +65,7 @@ def run(params: Params, root: Path) -> dict:
 
     cfg = params.pretrain
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    hash_ = params_hash({s: section_dict(params, s) for s in PARAM_SECTIONS})
-    store = CheckpointStore(root / CHECKPOINTS, hash_, cfg.keep_checkpoints)
+    store = CheckpointStore(root / CHECKPOINTS, run_key(params, root), cfg.keep_checkpoints)
     perceptual = make_perceptual(cfg.perceptual, cfg.lpips_net, cfg.lpips_missing)
     mlflow.set_tags({f"sclmd.{k}": str(v) for k, v in perceptual.describe().items()})
 
@@ -85,6 +102,7 @@ def run(params: Params, root: Path) -> dict:
         plot_metric_comparison({"trained": {k: trained[k] for k in HEADLINE}, "control": {k: control[k] for k in HEADLINE}},
                                plots / "trained_vs_control.png", "pre-trained encoders vs random init (test speakers)")
     write_json(root / METRICS, metrics)
+    store.clear()  # finished: checkpoints exist to survive a crash, not to skip the next run
     # For MLflow only (timings differ run to run; the DVC metrics file stays reproducible).
     return {**metrics, "speed": {"samples_per_s": result.samples_per_s, "steps_per_s": result.steps_per_s,
                                  "data_wait_share": result.data_wait_share, "resumed_from": result.resumed_from}}
