@@ -50,7 +50,6 @@ def run_key(params: Params, root: Path) -> str:
 
 def run(params: Params, root: Path) -> dict:
     import mlflow
-    import torch
 
     from sclmd.evaluate.encoders import score
     from sclmd.evaluate.plots import (
@@ -64,7 +63,6 @@ def run(params: Params, root: Path) -> dict:
     from sclmd.train.pretrain import build_model, describe_speed, train
 
     cfg = params.pretrain
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     store = CheckpointStore(root / CHECKPOINTS, run_key(params, root), cfg.keep_checkpoints)
     perceptual = make_perceptual(cfg.perceptual, cfg.lpips_net, cfg.lpips_missing)
     mlflow.set_tags({f"sclmd.{k}": str(v) for k, v in perceptual.describe().items()})
