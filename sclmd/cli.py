@@ -31,7 +31,7 @@ def _fail(err: SclmdError) -> None:
 
 
 @app.command()
-def stage(name: Annotated[str, typer.Argument(help="synth | prepare | validate | pretrain")]) -> None:
+def stage(name: Annotated[str, typer.Argument(help="synth | prepare | validate | pretrain | prior | train_ldm")]) -> None:
     """Run one pipeline stage (this is what each dvc.yaml stage calls)."""
     from sclmd.stages import run_stage
 
@@ -79,6 +79,42 @@ def pipeline(
         sclmd_pipeline(stages=stages, force=force)
     except SclmdError as e:
         _fail(e)
+
+
+@app.command()
+def generate(
+    audio: Annotated[list[Path], typer.Argument(help="audio files or folders of them (any common format and length)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the PNGs (named after the inputs)")],
+    checkpoint: Annotated[Path, typer.Option(help="a trained pipeline folder")] = Path("models/ldm"),
+    samples: Annotated[int, typer.Option(help="faces per input; K > 1 also writes a grid PNG")] = 1,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same faces")] = 0,
+    steps: Annotated[Optional[int], typer.Option(help="solver steps (default: the pipeline's)")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="ddim | dpm++ | ddpm (default: the pipeline's)")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="classifier-free guidance scale; 1 = off")] = None,
+    prior_weight: Annotated[Optional[float], typer.Option(help="lambda of prior normalisation")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+) -> None:
+    """Draw a face for each voice: AUDIO... -> OUT/<name>.png.
+
+    Unusable files (empty, corrupt, silent, not audio) are reported by name and skipped;
+    the exit status is then 1, with every other file still written.
+    """
+    from sclmd.generate import generate_files
+
+    try:
+        outcomes = generate_files(audio, out, checkpoint, samples=samples, seed=seed, steps=steps, sampler=sampler,
+                                  guidance=guidance, prior_weight=prior_weight, device=device)
+    except SclmdError as e:
+        _fail(e)
+    failed = [o for o in outcomes if o.error]
+    for o in outcomes:
+        if o.error:
+            typer.secho(f"error: {o.source}: {o.error} (skipped)", fg=typer.colors.RED, err=True)
+        else:
+            typer.echo(f"{o.source} -> {', '.join(str(p) for p in o.outputs)}")
+    typer.echo(f"generate: {len(outcomes) - len(failed)} of {len(outcomes)} files done")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -110,6 +110,7 @@ class PretrainParams(Section):
     size: Literal["small", "paper"] = "small"  # named model widths: `paper` = the published ones
     embed_dim: int = Field(128, ge=8)
     latent_channels: int = Field(4, ge=1)
+    speech_magnitude_channel: bool = False  # feed |S|^0.3 beside the compressed complex STFT
     batch_size: int = Field(32, ge=2)
     max_steps: int = Field(200, ge=1)
     lr_face: float = Field(1e-4, gt=0)  # face encoder + decoder (paper)
@@ -132,12 +133,53 @@ class PretrainParams(Section):
     eval_batch_size: int = Field(64, ge=1)
 
 
+class PriorParams(Section):
+    """The statistical face prior: the mean face latent of the frozen pre-trained face encoder."""
+
+    seed: int = Field(0, ge=0)
+    n_faces: int = Field(10_000, ge=2)  # paper: 10,000; capped by the training faces available
+    ladder_start: int = Field(16, ge=2)  # convergence table: N = start, 2 start, 4 start, ... (paper Table 1)
+    batch_size: int = Field(256, ge=1)
+
+
+class LDMParams(Section):
+    """The speech-conditioned latent diffusion model with prior normalisation."""
+
+    seed: int = Field(0, ge=0)
+    size: Literal["small", "paper"] = "small"
+    n_tokens: int = Field(4, ge=1)  # speech embedding -> this many cross-attention tokens
+    cross_attention_dim: int = Field(128, ge=8)
+    prior_weight: float = Field(0.01, ge=0)  # lambda of prior normalisation (paper 0.01); 0: no PN
+    cfg_dropout: float = Field(0.1, ge=0, lt=1)  # condition dropped this often in training
+    guidance: float = Field(2.0, ge=0)  # classifier-free guidance scale at sampling; 1: off
+    num_train_timesteps: int = Field(1000, ge=10)
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    batch_size: int = Field(64, ge=1)
+    max_steps: int = Field(1500, ge=1)
+    learning_rate: float = Field(2e-5, gt=0)  # paper (full-size runs); params.yaml raises it for the small CPU model
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    ema_decay: float = Field(0.999, gt=0, lt=1)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    resume: bool = True
+    log_every: int = Field(25, ge=1)
+    sample_every: int = Field(500, ge=1)  # a PNG grid of fixed val speakers every K steps
+    sample_speakers: int = Field(8, ge=1)
+    samples_per_speaker: int = Field(3, ge=1)
+    sampler: Literal["ddim", "dpm++", "ddpm"] = "dpm++"
+    sample_steps: int = Field(20, ge=1)
+
+
 class Params(Section):
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
     prepare: PrepareParams = PrepareParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     pretrain: PretrainParams = PretrainParams()
+    prior: PriorParams = PriorParams()
+    ldm: LDMParams = LDMParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

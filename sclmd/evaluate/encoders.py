@@ -63,10 +63,10 @@ def speaker_means(values: np.ndarray, rows) -> tuple[np.ndarray, list[str]]:
     return np.stack([values[ids == s].mean(axis=0) for s in speakers]), speakers
 
 
-def score(model, prepared: Path, perceptual, batch_size: int) -> tuple[dict, dict]:
-    """(metrics, artefacts for plots) of `model` on the test split, probes fitted on train."""
+def score(model, prepared: Path, perceptual, batch_size: int, split: str = "test") -> tuple[dict, dict]:
+    """(metrics, artefacts for plots) of `model` on `split` (test, or val for model selection), probes fitted on train."""
     train = embed_split(model, PackedClips(prepared, "train"), perceptual, batch_size)
-    test = embed_split(model, PackedClips(prepared, "test"), perceptual, batch_size)
+    test = embed_split(model, PackedClips(prepared, split), perceptual, batch_size)
     gallery = first_per_speaker(test.rows)
     metrics = retrieval_recall(
         test.speech, test.rows["speaker_id"].to_numpy(),

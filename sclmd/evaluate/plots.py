@@ -128,19 +128,33 @@ def plot_reconstructions(inputs: Any, outputs: Any, path: Path | str, n: int = 8
     originals, rebuilt = originals[:count], rebuilt[:count]
     errors = np.mean(np.abs(np.nan_to_num(rebuilt) - np.nan_to_num(originals)), axis=(1, 2, 3))
 
-    height, width = originals.shape[2:]
+    return plot_face_grid(np.stack([originals, rebuilt]), ["input", "reconstruction"],
+                          [f"#{column}  MAE {error:.3f}" for column, error in enumerate(errors)], path)
+
+
+def plot_face_grid(grid: Any, row_labels: list[str], column_labels: list[str], path: Path | str,
+                   title: str | None = None) -> Path:
+    """Faces in a grid: `grid` is [rows, columns, C, H, W] in [-1, 1], labels on the left and top."""
+    faces = _as_array(grid)
+    if faces.ndim != 5 or faces.shape[2] not in (1, 3) or 0 in faces.shape[:2]:
+        raise ValueError(f"grid must be [rows, columns, 3, H, W] with at least one face, got shape {faces.shape}")
+    n_rows, n_columns = faces.shape[:2]
+    if len(row_labels) != n_rows or len(column_labels) != n_columns:
+        raise ValueError(f"need {n_rows} row labels and {n_columns} column labels, "
+                         f"got {len(row_labels)} and {len(column_labels)}")
+    height, width = faces.shape[3:]
     scale = max(1, math.ceil(MIN_FACE_PX / height))
     pad = 4
     cell_h, cell_w = height * scale, width * scale
-    sheet = np.ones((2 * cell_h + 3 * pad, count * cell_w + (count + 1) * pad, 3))
-    for row, images in enumerate((_to_display(originals), _to_display(rebuilt))):
+    sheet = np.ones((n_rows * cell_h + (n_rows + 1) * pad, n_columns * cell_w + (n_columns + 1) * pad, 3))
+    for row in range(n_rows):
         top = pad + row * (cell_h + pad)
-        for column, image in enumerate(images):
+        for column, image in enumerate(_to_display(faces[row])):
             left = pad + column * (cell_w + pad)
             sheet[top : top + cell_h, left : left + cell_w] = image.repeat(scale, axis=0).repeat(scale, axis=1)
 
     # Size the figure so one sheet pixel is one output pixel: nothing gets resampled.
-    margin_left, margin_top, margin_bottom = 120, 40, 10
+    margin_left, margin_top, margin_bottom = 120, 40 + (24 if title else 0), 10
     fig_w = (sheet.shape[1] + margin_left + 10) / DPI
     fig_h = (sheet.shape[0] + margin_top + margin_bottom) / DPI
     fig = Figure(figsize=(fig_w, fig_h))
@@ -151,13 +165,38 @@ def plot_reconstructions(inputs: Any, outputs: Any, path: Path | str, n: int = 8
         sheet.shape[0] / DPI / fig_h,
     ))
     ax.imshow(sheet, interpolation="nearest")
-    ax.set_yticks([pad + cell_h / 2, 2 * pad + 1.5 * cell_h], ["input", "reconstruction"])
-    ax.set_xticks([pad + column * (cell_w + pad) + cell_w / 2 for column in range(count)],
-                  [f"#{column}  MAE {error:.3f}" for column, error in enumerate(errors)], fontsize=7)
+    ax.set_yticks([pad + row * (cell_h + pad) + cell_h / 2 for row in range(n_rows)], row_labels, fontsize=8)
+    ax.set_xticks([pad + column * (cell_w + pad) + cell_w / 2 for column in range(n_columns)], column_labels,
+                  fontsize=7)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 6 / DPI / fig_h, va="top")
+    return _save(fig, path)
+
+
+def plot_convergence(table: list[dict], path: Path | str, title: str) -> Path:
+    """Distance between successive priors against N (log-log): the paper's Table 1 as a curve."""
+    if not table:
+        raise ValueError("the convergence table is empty: need at least two sample sizes")
+    n2 = np.array([row["n2"] for row in table], dtype=float)
+    distance = np.array([row["l2"] for row in table], dtype=float)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.plot(n2, distance, marker="o", color=ROW_COLOURS[0])
+    for row in table:
+        ax.annotate(f"{row['relative']:.1%}", (row["n2"], row["l2"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=7)
+    ax.set_xscale("log", base=2)
+    if np.all(distance > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("faces averaged, N (each point: N/2 -> N)")
+    ax.set_ylabel("|p_N - p_N/2| (L2); labels: relative to |p_N|")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -39,6 +39,10 @@ class SpeechEncoderConfig:
     window_ms: float = 25.0
     hop_ms: float = 10.0
     compression: float = 0.3
+    # Also feed |S|^c as a third channel.  The compressed real and imaginary parts carry
+    # it too, but only through the phase, which flips from bin to bin; a small strided
+    # CNN cannot undo that cheaply, so it gets the magnitude spelled out.
+    magnitude_channel: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,7 +53,7 @@ class SpeechEncoderConfig:
         return cls(**{**d, "convs": convs})
 
 
-def speech_encoder_config(size: str, embed_dim: int) -> SpeechEncoderConfig:
+def speech_encoder_config(size: str, embed_dim: int, magnitude_channel: bool = False) -> SpeechEncoderConfig:
     if size == "paper":
         # Speech2Face's published voice encoder widths: conv 64, 64, 128, then 128-128-256-512
         # with 2x1 max pooling over time, 512, 512; FC 4096 before the embedding.
@@ -59,14 +63,14 @@ def speech_encoder_config(size: str, embed_dim: int) -> SpeechEncoderConfig:
             ConvSpec(256, (1, 1), (2, 1), cbam=True), ConvSpec(512, (1, 1)), ConvSpec(512, (1, 1)),
             ConvSpec(512, (2, 2), cbam=True),
         )
-        return SpeechEncoderConfig(convs=convs, hidden=4096, embed_dim=embed_dim)
+        return SpeechEncoderConfig(convs=convs, hidden=4096, embed_dim=embed_dim, magnitude_channel=magnitude_channel)
     if size == "small":
         # Strided from the first layer: sized for the 2-core CPU budget of the embedded default.
         convs = (
             ConvSpec(8, (2, 2)), ConvSpec(16, (2, 2)), ConvSpec(32, (2, 2)),
             ConvSpec(64, (2, 2), cbam=True), ConvSpec(96, (2, 2), cbam=True),
         )
-        return SpeechEncoderConfig(convs=convs, hidden=256, embed_dim=embed_dim)
+        return SpeechEncoderConfig(convs=convs, hidden=256, embed_dim=embed_dim, magnitude_channel=magnitude_channel)
     raise ValueError(f"unknown model size '{size}' (small | paper)")
 
 
@@ -82,13 +86,17 @@ class CompressedSpectrogram(nn.Module):
             power=None,  # complex output
         )
         self.compression = cfg.compression
+        self.magnitude_channel = cfg.magnitude_channel
+        self.channels = 3 if cfg.magnitude_channel else 2
 
     @torch.no_grad()
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         parts = torch.view_as_real(self.stft(wave.float()))  # [B, F, T, 2]
-        power = parts.square().sum(-1, keepdim=True)
-        parts = parts * (power + 1e-12).pow((self.compression - 1) / 2)  # |S|^c, phase kept
-        return parts.permute(0, 3, 2, 1).contiguous()  # [B, 2, T, F]
+        power = parts.square().sum(-1, keepdim=True) + 1e-12
+        parts = parts * power.pow((self.compression - 1) / 2)  # |S|^c, phase kept
+        if self.magnitude_channel:
+            parts = torch.cat([parts, power.pow(self.compression / 2)], dim=-1)
+        return parts.permute(0, 3, 2, 1).contiguous()  # [B, C, T, F]
 
 
 class SpeechEncoder(nn.Module):
@@ -97,7 +105,7 @@ class SpeechEncoder(nn.Module):
         self.config = cfg
         self.frontend = CompressedSpectrogram(cfg)
         layers: list[nn.Module] = []
-        in_ch = 2
+        in_ch = self.frontend.channels
         for spec in cfg.convs:
             layers += [
                 nn.Conv2d(in_ch, spec.channels, 3, stride=spec.stride, padding=1, bias=False),

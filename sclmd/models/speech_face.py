@@ -34,8 +34,10 @@ class SpeechFaceModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     @classmethod
-    def from_params(cls, size: str, embed_dim: int, latent_channels: int, image_size: int) -> "SpeechFaceModel":
-        return cls(speech_encoder_config(size, embed_dim), face_config(size, embed_dim, latent_channels, image_size))
+    def from_params(cls, size: str, embed_dim: int, latent_channels: int, image_size: int,
+                    magnitude_channel: bool = False) -> "SpeechFaceModel":
+        return cls(speech_encoder_config(size, embed_dim, magnitude_channel),
+                   face_config(size, embed_dim, latent_channels, image_size))
 
     def config_dict(self) -> dict:
         return {"speech": self.speech_encoder.config.to_dict(), "face": self.face_encoder.config.to_dict()}

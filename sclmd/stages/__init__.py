@@ -14,7 +14,7 @@ from types import ModuleType
 
 from sclmd.config import load_params, section_dict
 
-STAGE_ORDER = ("synth", "prepare", "validate", "pretrain")
+STAGE_ORDER = ("synth", "prepare", "validate", "pretrain", "prior", "train_ldm")
 
 
 def stage_module(name: str) -> ModuleType:

@@ -120,7 +120,8 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
 
 def build_model(params: PretrainParams, data: DataParams) -> SpeechFaceModel:
     torch.manual_seed(params.seed)
-    model = SpeechFaceModel.from_params(params.size, params.embed_dim, params.latent_channels, data.image_size)
+    model = SpeechFaceModel.from_params(params.size, params.embed_dim, params.latent_channels, data.image_size,
+                                        params.speech_magnitude_channel)
     if params.vgg_face_weights:
         model.face_encoder.load_vgg_face(Path(params.vgg_face_weights))
     return model

@@ -1,0 +1,123 @@
+"""`sclmd generate`: voice files in, face PNGs out.
+
+Each input is decoded (any format PyAV or libsndfile reads), mixed to mono, resampled
+to the training rate and looped or cut to the training length, exactly as `prepare`
+does for training clips.  Each file is generated with its own generator seeded by
+`--seed`, so a file's faces do not depend on what else is in the batch.  A file that
+cannot be used is reported by name and skipped; the others are still generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sclmd.errors import ClipRejected, SclmdError
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mp4", ".m4v", ".webm", ".mkv",
+                  ".mov", ".avi", ".aiff", ".aif", ".au", ".wma"}
+DEFAULT_CHECKPOINT = Path("models/ldm")
+# Quieter than this is not speech: the same floor the embedded default's `prepare` uses.
+SILENCE_DBFS = -55.0
+MIN_SECONDS = 0.5
+
+
+@dataclass
+class Outcome:
+    source: Path
+    outputs: list[Path]
+    error: str | None = None
+
+
+def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, Path]]:
+    """(file, output stem relative to OUT) for each input; a folder gives its audio files, recursively."""
+    found: list[tuple[Path, Path]] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not files:
+                raise SclmdError(f"{path}: no audio files in this folder (looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
+            found += [(f, f.relative_to(path).with_suffix("")) for f in files]
+        elif path.exists():
+            found.append((path, Path(path.stem)))
+        else:
+            raise SclmdError(f"{path}: no such file or folder")
+    stems = [str(stem) for _, stem in found]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise SclmdError(f"several inputs would write the same output name: {', '.join(clashes[:5])}. "
+                         "Give them different names or pass their folder instead.")
+    return found
+
+
+def load_wave(path: Path, sample_rate: int, clip_seconds: float) -> np.ndarray:
+    """float32 [samples] in [-1, 1], ready for the speech encoder; ClipRejected if unusable."""
+    from sclmd.config import DataParams
+    from sclmd.data.audio import prepare_audio
+
+    data = DataParams(sample_rate=sample_rate, clip_seconds=clip_seconds)
+    prepared = prepare_audio(path, data, min_seconds=MIN_SECONDS, silence_dbfs=SILENCE_DBFS)
+    return prepared.samples.astype(np.float32) / 32768.0
+
+
+def _write_png(image, path: Path) -> None:
+    from PIL import Image
+
+    from sclmd.io import atomic_file
+
+    pixels = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    with atomic_file(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG")
+
+
+def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, samples: int = 1,
+                   seed: int = 0, steps: int | None = None, sampler: str | None = None,
+                   guidance: float | None = None, prior_weight: float | None = None, device: str = "auto",
+                   progress: bool = True) -> list[Outcome]:
+    import torch
+    from tqdm import tqdm
+
+    from sclmd.evaluate.plots import plot_face_grid
+    from sclmd.models.ldm import SAMPLERS
+    from sclmd.models.pipeline import SpeechToFacePipeline
+
+    if samples < 1:
+        raise SclmdError(f"--samples must be 1 or more, got {samples}")
+    if steps is not None and steps < 1:
+        raise SclmdError(f"--steps must be 1 or more, got {steps}")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise SclmdError(f"--sampler '{sampler}' is not one of: {', '.join(SAMPLERS)}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise SclmdError(f"--device {device}: CUDA is not available here. Use --device cpu (or auto).")
+    files = collect_inputs(inputs)
+    pipeline = SpeechToFacePipeline.from_pretrained(checkpoint).to(device)
+    rate, seconds = int(pipeline.data["sample_rate"]), float(pipeline.data["clip_seconds"])
+    out_dir = Path(out_dir)
+    outcomes: list[Outcome] = []
+    for source, stem in tqdm(files, desc="generate", unit="file", disable=not progress or len(files) < 2):
+        try:
+            wave = torch.from_numpy(load_wave(source, rate, seconds))[None]
+        except ClipRejected as e:
+            outcomes.append(Outcome(source, [], e.reason))
+            continue
+        emb = pipeline.speech_embedding(wave)
+        faces = pipeline(emb, seed=seed, samples=samples, steps=steps, sampler=sampler, guidance=guidance,
+                         prior_weight=prior_weight)
+        target = out_dir / stem
+        if samples == 1:
+            paths = [target.with_name(target.name + ".png")]
+        else:
+            paths = [target.with_name(f"{target.name}_{k + 1}.png") for k in range(samples)]
+        for face, path in zip(faces, paths):
+            _write_png(face, path)
+        if samples > 1:
+            grid = target.with_name(target.name + "_grid.png")
+            plot_face_grid(faces[None].cpu(), [source.name], [f"sample {k + 1}" for k in range(samples)], grid)
+            paths.append(grid)
+        outcomes.append(Outcome(source, paths))
+    return outcomes

@@ -1,0 +1,211 @@
+"""Training the speech-conditioned LDM (SCLDM stage 2): one explicit loop, as in pre-training.
+
+The speech encoder and face encoder are frozen, so their outputs are computed once
+per split (`encode_split`) and the loop trains on tensors: each step is a batch of
+(speech embedding of a clip, face latent of a random picture of the same speaker),
+DDPM noise at a random timestep, epsilon-prediction MSE, with the network shown the
+prior-shifted latent (`training_input`).  Accelerate picks the device and mixed
+precision; diffusers' EMAModel keeps the EMA weights that sampling and the saved
+pipeline use.  Batches and noise are pure functions of (seed, step), so a resumed
+run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sclmd.config import LDMParams
+from sclmd.data.store import PackedClips
+from sclmd.errors import SclmdError
+from sclmd.models.ldm import LDMConfig, SpeechCondition, build_unet, training_input
+from sclmd.models.speech_face import SpeechFaceModel
+from sclmd.train.checkpoints import CheckpointStore
+from sclmd.train.pretrain import SpeakerBatches, learning_rate_factor, resolve_mixed_precision
+
+Logger = Callable[[dict[str, float], int], None]
+Sampler = Callable[[nn.Module, int], None]  # (EMA network, step) -> writes a sample grid
+
+
+@dataclass
+class Encoded:
+    """What the frozen encoders make of one split."""
+
+    speech: torch.Tensor  # [N, D] speech embeddings
+    latents: torch.Tensor  # [N, C, h, w] face latents z (unscaled)
+    speakers: np.ndarray  # [N] speaker ids
+
+
+@torch.no_grad()
+def encode_split(encoders: SpeechFaceModel, dataset: PackedClips, batch_size: int, desc: str) -> Encoded:
+    from tqdm import tqdm
+
+    encoders.eval()
+    speech, latents = [], []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
+        batch = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
+        speech.append(encoders.speech_encoder(batch.audio_float()))
+        latents.append(encoders.face_encoder(batch.face_float())[0])
+    return Encoded(torch.cat(speech), torch.cat(latents), dataset.rows["speaker_id"].to_numpy())
+
+
+class LatentDenoiser(nn.Module):
+    """UNet + speech projection: eps = unet(x, t, tokens(speech))."""
+
+    def __init__(self, config: LDMConfig):
+        super().__init__()
+        self.unet = build_unet(config)
+        self.condition = SpeechCondition(config.embed_dim, config.n_tokens, config.cross_attention_dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, speech_emb: torch.Tensor,
+                drop: torch.Tensor | None = None) -> torch.Tensor:
+        return self.unet(x, t, encoder_hidden_states=self.condition(speech_emb, drop)).sample
+
+
+class TrainState(nn.Module):
+    """The trained network and its EMA copy, checkpointed together."""
+
+    def __init__(self, config: LDMConfig):
+        super().__init__()
+        self.net = LatentDenoiser(config)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+
+
+def make_train_scheduler(params: LDMParams):
+    from diffusers import DDPMScheduler
+
+    # clip_sample off: the latents are unit-variance, not images in [-1, 1] (as in Stable Diffusion)
+    return DDPMScheduler(num_train_timesteps=params.num_train_timesteps, beta_schedule=params.beta_schedule,
+                         prediction_type="epsilon", clip_sample=False)
+
+
+def latent_scale(latents: torch.Tensor) -> float:
+    """1 / std of the training latents: the diffusion then works on unit-variance latents."""
+    std = float(latents.float().std())
+    if not np.isfinite(std) or std < 1e-8:
+        raise SclmdError(f"the face latents of the training split have std {std}: the pre-trained face encoder "
+                         "is degenerate. Re-run `sclmd stage pretrain`.")
+    return 1.0 / std
+
+
+@dataclass
+class LDMResult:
+    state: TrainState
+    history: dict[str, list[tuple[int, float]]]
+    steps: int
+    resumed_from: int
+    steps_per_s: float
+    samples_per_s: float
+    data_wait_share: float
+    extra: dict = field(default_factory=dict)
+
+
+def train_ldm(
+    params: LDMParams,
+    config: LDMConfig,
+    train: Encoded,
+    prior: torch.Tensor,
+    checkpoints: CheckpointStore,
+    log: Logger | None = None,
+    sample: Sampler | None = None,
+) -> LDMResult:
+    """Train from `train` (encoded split) with the prior p (unscaled) as normalisation."""
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
+    from tqdm import tqdm
+
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(params.mixed_precision))
+    device = accelerator.device
+    torch.manual_seed(params.seed)
+    state = TrainState(config)
+    scheduler = make_train_scheduler(params)
+    optimizer = torch.optim.AdamW(state.net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    batches = SpeakerBatches(train.speakers, min(params.batch_size, len(np.unique(train.speakers))), params.seed)
+
+    start, history = 0, {}
+    if params.resume:
+        latest = checkpoints.latest()
+        if latest is not None:
+            saved = checkpoints.load(latest, state, optimizer)
+            start, history = saved["step"], {k: [tuple(p) for p in v] for k, v in saved["history"].items()}
+            accelerator.print(f"train_ldm: resuming from {latest} (step {start})")
+        elif checkpoints.steps():
+            checkpoints.clear()
+    else:
+        checkpoints.clear()
+    ema = EMAModel(state.ema.parameters(), decay=params.ema_decay)
+    ema.optimization_step = start
+
+    net, optimizer = accelerator.prepare(state.net, optimizer)
+    ema.to(device)
+    scaled = (train.latents * config.latent_scale).to(device)
+    speech = train.speech.to(device)
+    shift = (prior * config.latent_scale).to(device)
+    alphas = scheduler.alphas_cumprod.to(device)
+
+    def record(name: str, step: int, value: float) -> None:
+        history.setdefault(name, []).append((step, value))
+
+    wait = compute = 0.0
+    started = time.perf_counter()
+    net.train()
+    bar = tqdm(range(start, params.max_steps), desc="train_ldm", unit="step", initial=start,
+               total=params.max_steps, disable=not accelerator.is_local_main_process)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    for step in bar:
+        t0 = time.perf_counter()
+        voice_rows, face_rows = (torch.from_numpy(r[rank::world]) for r in batches.batch(step))
+        z0 = scaled[face_rows]
+        emb = speech[voice_rows]
+        g = torch.Generator().manual_seed(params.seed * 1_000_003 + step)
+        noise = torch.randn(z0.shape, generator=g).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=g).to(device)
+        drop = (torch.rand(len(z0), generator=g) < params.cfg_dropout).to(device)
+        t1 = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = params.learning_rate * learning_rate_factor(step, params.warmup_steps)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise  # = scheduler.add_noise, without its per-call dtype moves
+        with accelerator.autocast():
+            eps = net(training_input(noisy, shift, params.prior_weight), t, emb, drop)
+        loss = F.mse_loss(eps.float(), noise)
+        if not torch.isfinite(loss):
+            raise SclmdError(f"train_ldm: loss became {loss.item()} at step {step}; lower ldm.learning_rate")
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        ema.step(accelerator.unwrap_model(net).parameters())
+        t2 = time.perf_counter()
+        wait += t1 - t0
+        compute += t2 - t1
+        done = step + 1
+        if done % params.log_every == 0 or done == params.max_steps:
+            values = {"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
+                      "samples_per_s": (done - start) * params.batch_size / (time.perf_counter() - started)}
+            for k, v in values.items():
+                record(k, done, v)
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            if log is not None and accelerator.is_main_process:
+                log(values, done)
+        checkpoint_now = done % params.checkpoint_every == 0 or done == params.max_steps
+        sample_now = sample is not None and (done % params.sample_every == 0 or done == params.max_steps)
+        if (checkpoint_now or sample_now) and accelerator.is_main_process:
+            ema.copy_to(state.ema.parameters())
+            if checkpoint_now:
+                checkpoints.save(done, state, optimizer, {"history": history})
+            if sample_now:
+                sample(state.ema, done)
+    accelerator.wait_for_everyone()
+    ema.copy_to(state.ema.parameters())
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    ran = params.max_steps - start
+    return LDMResult(state=state.cpu().eval(), history=history, steps=params.max_steps, resumed_from=start,
+                     steps_per_s=ran / elapsed, samples_per_s=ran * params.batch_size / elapsed,
+                     data_wait_share=wait / max(wait + compute, 1e-9))
