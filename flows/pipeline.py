@@ -86,7 +86,7 @@ def dvc_stage(name: str, root: str, force: bool) -> str:
 @flow(name="sclmd-pipeline", log_prints=True)
 def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: str | None = None) -> dict[str, str]:
     """Run the DVC stages in order; returns {stage: 'ran' | 'skipped'}."""
-    from sclmd.config import section_dict
+    from sclmd.config import SECTIONS, section_dict
     from sclmd.tracking import pipeline_run
 
     root_path = Path(root).resolve() if root else project_root()
@@ -97,7 +97,7 @@ def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: s
         raise SclmdError(f"unknown stage(s) {', '.join(unknown)}. Stages: {', '.join(STAGE_ORDER)}")
     order = [s for s in STAGE_ORDER if s in wanted]
     share_prefect_api()  # stage processes, and their Dask workers, report to this flow's API
-    all_params = {s: section_dict(params, s) for s in ("data", *STAGE_ORDER)}
+    all_params = {s: section_dict(params, s) for s in SECTIONS}
     status: dict[str, str] = {}
     with pipeline_run(root_path, all_params) as run:
         import mlflow

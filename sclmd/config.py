@@ -110,10 +110,11 @@ class PretrainParams(Section):
     size: Literal["small", "paper"] = "small"  # named model widths: `paper` = the published ones
     embed_dim: int = Field(128, ge=8)
     latent_channels: int = Field(4, ge=1)
-    speech_magnitude_channel: bool = False  # feed |S|^0.3 beside the compressed complex STFT
+    speech_magnitude_channel: bool = True  # feed |S|^0.3 beside the compressed complex STFT
     batch_size: int = Field(32, ge=2)
     max_steps: int = Field(200, ge=1)
-    lr_face: float = Field(1e-4, gt=0)  # face encoder + decoder (paper)
+    lr_face: float = Field(1e-4, gt=0)  # face encoder + decoder (paper: fine-tuning from VGG-Face weights)
+    lr_face_from_scratch: float = Field(1e-3, gt=0)  # the same, when no vgg_face_weights are given
     lr_speech: float = Field(1e-3, gt=0)  # speech encoder (paper)
     weight_decay: float = Field(1e-4, ge=0)
     warmup_steps: int = Field(20, ge=0)
@@ -182,6 +183,9 @@ class Params(Section):
     ldm: LDMParams = LDMParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+SECTIONS = tuple(f.alias or name for name, f in Params.model_fields.items())  # params.yaml's top-level keys
 
 
 def _valid_keys(model: type[BaseModel]) -> list[str]:

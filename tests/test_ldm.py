@@ -103,6 +103,28 @@ def test_sampling_starts_at_eps_plus_lambda_p_and_steps_on_the_unshifted_latent(
     assert torch.allclose(plain.seen[0], noise)
 
 
+def test_samplers_keep_the_training_schedule_whatever_config_object_they_get(tmp_path):
+    """A live training config and the one read back from disk give the same sampling timesteps.
+
+    Regression: a live config's `_use_default_values` made DPM-Solver++ start at t = 999,
+    where the cosine schedule has no signal, and the samples exploded.
+    """
+    from diffusers import DDPMScheduler
+
+    from sclmd.train.ldm import make_train_scheduler
+
+    live = make_train_scheduler(LDMParams())
+    live.save_pretrained(tmp_path)
+    saved = DDPMScheduler.from_pretrained(tmp_path).config
+    for sampler in ("ddim", "dpm++"):
+        a, b = make_scheduler(sampler, live.config), make_scheduler(sampler, saved)
+        a.set_timesteps(20)
+        b.set_timesteps(20)
+        assert torch.equal(a.timesteps, b.timesteps)
+        assert int(a.timesteps[0]) < 999
+        assert a.config.clip_sample is False if hasattr(a.config, "clip_sample") else True
+
+
 def test_guidance_mixes_conditional_and_null_predictions():
     shape, p = (1, 4, 8, 8), torch.zeros(4, 8, 8)
     cond, null = torch.full((1, 2, 8), 2.0), torch.zeros(1, 2, 8)
@@ -142,7 +164,7 @@ def fake_encoded(n_speakers=6, per=2):
     g = torch.Generator().manual_seed(0)
     speakers = np.repeat([f"s{i}" for i in range(n_speakers)], per)
     return Encoded(torch.randn(len(speakers), 16, generator=g), torch.randn(len(speakers), 4, 8, 8, generator=g),
-                   speakers)
+                   speakers, torch.randn(len(speakers), 16, generator=g))
 
 
 def test_ldm_resumes_to_the_same_weights(tmp_path):
@@ -171,11 +193,6 @@ def test_ldm_resumes_to_the_same_weights(tmp_path):
 
 # --- stages and `sclmd generate` end to end -------------------------------------------------
 
-LDM_TINY = {"ldm": {"batch_size": 4, "max_steps": 4, "checkpoint_every": 2, "sample_every": 2, "log_every": 1,
-                    "sample_speakers": 2, "samples_per_speaker": 2, "sample_steps": 3, "warmup_steps": 1},
-            "prior": {"ladder_start": 2}}
-
-
 @pytest.fixture(scope="module")
 def trained_project(tiny_project, tmp_path_factory):
     import shutil
@@ -183,7 +200,7 @@ def trained_project(tiny_project, tmp_path_factory):
     from sclmd.stages import run_stage
     from tests.conftest import make_project
 
-    root = make_project(tmp_path_factory.mktemp("ldm") / "project", LDM_TINY)
+    root = make_project(tmp_path_factory.mktemp("ldm") / "project")
     shutil.copytree(tiny_project / "data/prepared", root / "data/prepared")
     cwd = os.getcwd()
     os.chdir(root)

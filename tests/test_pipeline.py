@@ -42,9 +42,9 @@ def project(tmp_path_factory):
 def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
     out = sclmd(project, "pipeline")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "synth=ran, prepare=ran, validate=ran, pretrain=ran" in out.stdout + out.stderr
+    assert "synth=ran, prepare=ran, validate=ran, pretrain=ran, prior=ran, train_ldm=ran" in out.stdout + out.stderr
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "prepare", "validate", "pretrain"}
+    assert set(lock["stages"]) == {"synth", "prepare", "validate", "pretrain", "prior", "train_ldm"}
     assert json.loads((project / "reports/data_contract.json").read_text())["success"] is True
     assert (project / "reports/synth/contact_sheet.png").stat().st_size > 1000
 
@@ -53,7 +53,7 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
     assert len(parents) == 1
     parent = parents[0]
     children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.info.run_name for r in children) == ["prepare", "pretrain", "synth", "validate"]
+    assert sorted(r.info.run_name for r in children) == ["prepare", "pretrain", "prior", "synth", "train_ldm", "validate"]
     for child in children:
         tags = child.data.tags
         assert tags["sclmd.stage"] == child.info.run_name
@@ -65,6 +65,10 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
     assert synth.data.metrics["n_speakers"] == 12
     artifacts = [a.path for a in client.list_artifacts(synth.info.run_id, "reports/synth")]
     assert "reports/synth/contact_sheet.png" in artifacts
+    ldm = next(c for c in children if c.info.run_name == "train_ldm")
+    assert "train/loss" in ldm.data.metrics and "val_loss" in ldm.data.metrics
+    samples = [a.path for a in client.list_artifacts(ldm.info.run_id, "samples")]
+    assert "samples/samples_step-0000002.png" in samples
     prep = next(c for c in children if c.info.run_name == "prepare")
     assert prep.data.metrics["clips"] == 24
     # timings are in MLflow, not in the DVC metrics files (identical params -> identical files)
@@ -76,7 +80,8 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
 def test_second_run_skips_unchanged_stages(project):
     out = sclmd(project, "pipeline")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "synth=skipped, prepare=skipped, validate=skipped, pretrain=skipped" in out.stdout + out.stderr
+    assert ("synth=skipped, prepare=skipped, validate=skipped, pretrain=skipped, prior=skipped, train_ldm=skipped"
+            in out.stdout + out.stderr)
 
 
 def test_changed_param_reruns_only_downstream_and_contract_failure_stops(project):

@@ -26,6 +26,7 @@ REPORT_DIR = Path("reports/ldm")
 METRICS = REPORT_DIR / "metrics.json"
 PLOTS = REPORT_DIR / "plots"
 PARAM_SECTIONS = ("data", "ldm")
+GENDER_CHECK_SPEAKERS = 64
 CODE = ("models/ldm.py", "models/pipeline.py", "train/checkpoints.py", "train/ldm.py", "train/pretrain.py")
 ARTIFACTS = (METRICS, PLOTS)
 
@@ -51,7 +52,7 @@ def sample_rows(rows, count: int) -> np.ndarray:
     firsts = first_per_speaker(rows)
     genders = rows.reset_index(drop=True)["gender"].astype(str).str[:1].str.lower().to_numpy()[firsts]
     female, male = list(firsts[genders == "f"]), list(firsts[genders == "m"])
-    other = [int(i) for i in firsts if genders[list(firsts).index(i)] not in ("f", "m")]
+    other = list(firsts[(genders != "f") & (genders != "m")])
     chosen: list[int] = []
     while len(chosen) < count and (female or male or other):
         for pool in (female, male, other):
@@ -60,7 +61,6 @@ def sample_rows(rows, count: int) -> np.ndarray:
     return np.array(chosen, dtype=np.int64)
 
 
-@np.errstate(all="ignore")
 def validation_loss(net, encoded, config, prior, params, seed: int = 1234) -> float:
     """Mean epsilon MSE on the val split at fixed noise and timesteps (comparable run to run)."""
     import torch
@@ -86,6 +86,29 @@ def validation_loss(net, encoded, config, prior, params, seed: int = 1234) -> fl
     return float(sum(losses) / noise.numel())
 
 
+def gender_check(generate, ema_net, encoders, train, train_rows, val, val_rows,
+                 count: int = GENDER_CHECK_SPEAKERS) -> dict:
+    """Do generated faces follow the speaker's gender?  A quick look, not the evaluation stage.
+
+    A logistic probe on the pre-trained face encoder's embedding, fit on real training
+    faces, judges one generated face for each of `count` val speakers (first clip each),
+    and the same speakers' real faces (the judge's own ceiling).
+    """
+    import torch
+
+    from sclmd.evaluate.embeddings import probe_gender
+
+    rows = sample_rows(val_rows, count)
+    genders = val_rows.reset_index(drop=True)["gender"].to_numpy()[rows]
+    with torch.no_grad():
+        _, generated = encoders.face_encoder(generate(ema_net, val.speech[rows], 1))
+    train_genders = train_rows["gender"].to_numpy()
+    fake = probe_gender(train.face_emb.numpy(), train_genders, generated.numpy(), genders)
+    real = probe_gender(train.face_emb.numpy(), train_genders, val.face_emb[rows].numpy(), genders)
+    return {"generated_gender_accuracy": fake["gender_accuracy"], "real_gender_accuracy": real["gender_accuracy"],
+            "gender_check_speakers": len(rows)}
+
+
 def run(params: Params, root: Path) -> dict:
     import mlflow
     import torch
@@ -102,7 +125,8 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.ldm
     encoders = SpeechFaceModel.from_pretrained(root / PRETRAINED)
     prior = FacePrior.load(root / PRIOR_DIR)
-    train = encode_split(encoders, PackedClips(root / PREPARED, "train"), 128, "train_ldm: encoding train")
+    train_set = PackedClips(root / PREPARED, "train")
+    train = encode_split(encoders, train_set, 128, "train_ldm: encoding train")
     val_set = PackedClips(root / PREPARED, "val")
     val = encode_split(encoders, val_set, 128, "train_ldm: encoding val")
     face_cfg = encoders.face_encoder.config
@@ -120,20 +144,22 @@ def run(params: Params, root: Path) -> dict:
     for old in plots.glob("samples_step-*.png"):
         old.unlink()
 
-    def sample(ema_net, step: int) -> None:
+    def generate(ema_net, speech_emb, samples: int):
+        """Faces [B * samples, 3, H, W] from the EMA network, as `sclmd generate` draws them."""
         ema_net.eval()
-        k = cfg.samples_per_speaker
-        emb = val.speech[shown].repeat_interleave(k, dim=0)
+        emb = speech_emb.repeat_interleave(samples, dim=0)
         with torch.no_grad():
-            tokens = ema_net.condition(emb)
-            null = ema_net.condition.unconditional(len(emb))
             latents = sample_latents(
                 lambda x, t, c: ema_net.unet(x, t, encoder_hidden_states=c).sample,
-                make_scheduler(cfg.sampler, make_train_scheduler(cfg).config), tokens, null,
-                prior.mean * config.latent_scale, cfg.prior_weight, cfg.sample_steps, cfg.guidance,
-                torch.Generator().manual_seed(cfg.seed), (len(emb), config.latent_channels, config.latent_size,
-                                                          config.latent_size))
-            faces = encoders.face_decoder(latents / config.latent_scale).clamp(-1, 1)
+                make_scheduler(cfg.sampler, make_train_scheduler(cfg).config), ema_net.condition(emb),
+                ema_net.condition.unconditional(len(emb)), prior.mean * config.latent_scale, cfg.prior_weight,
+                cfg.sample_steps, cfg.guidance, torch.Generator().manual_seed(cfg.seed),
+                (len(emb), config.latent_channels, config.latent_size, config.latent_size))
+            return encoders.face_decoder(latents / config.latent_scale).clamp(-1, 1)
+
+    def sample(ema_net, step: int) -> None:
+        k = cfg.samples_per_speaker
+        faces = generate(ema_net, val.speech[shown], k)
         grid = torch.cat([true_faces[:, None], faces.view(len(shown), k, *faces.shape[1:])], dim=1)
         path = plots / f"samples_step-{step:07d}.png"
         plot_face_grid(grid, labels, ["true face"] + [f"sample {i + 1}" for i in range(k)], path,
@@ -147,6 +173,7 @@ def run(params: Params, root: Path) -> dict:
     store = CheckpointStore(root / CHECKPOINTS, run_key(params, root), cfg.keep_checkpoints)
     result = train_ldm(cfg, config, train, prior.mean, store, log=log, sample=sample)
     val_loss = validation_loss(result.state.ema, val, config, prior.mean, cfg)
+    gender = gender_check(generate, result.state.ema, encoders, train, train_set.rows, val, val_set.rows)
     pipeline = SpeechToFacePipeline(config, result.state.ema.unet, result.state.ema.condition, encoders, prior,
                                     make_train_scheduler(cfg).config, defaults,
                                     {"sample_rate": params.data.sample_rate, "clip_seconds": params.data.clip_seconds,
@@ -161,6 +188,7 @@ def run(params: Params, root: Path) -> dict:
         "steps": result.steps,
         "final_loss": result.history["loss"][-1][1],
         "val_loss": val_loss,
+        **gender,
         "latent_scale": config.latent_scale,
         "prior_weight": cfg.prior_weight,
         "n_train_clips": len(train.speakers),

@@ -41,6 +41,7 @@ class Encoded:
     speech: torch.Tensor  # [N, D] speech embeddings
     latents: torch.Tensor  # [N, C, h, w] face latents z (unscaled)
     speakers: np.ndarray  # [N] speaker ids
+    face_emb: torch.Tensor  # [N, D] the face encoder's contrastive embeddings (for judging generated faces)
 
 
 @torch.no_grad()
@@ -48,12 +49,14 @@ def encode_split(encoders: SpeechFaceModel, dataset: PackedClips, batch_size: in
     from tqdm import tqdm
 
     encoders.eval()
-    speech, latents = [], []
+    speech, latents, faces = [], [], []
     for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
         batch = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
         speech.append(encoders.speech_encoder(batch.audio_float()))
-        latents.append(encoders.face_encoder(batch.face_float())[0])
-    return Encoded(torch.cat(speech), torch.cat(latents), dataset.rows["speaker_id"].to_numpy())
+        z, emb = encoders.face_encoder(batch.face_float())
+        latents.append(z)
+        faces.append(emb)
+    return Encoded(torch.cat(speech), torch.cat(latents), dataset.rows["speaker_id"].to_numpy(), torch.cat(faces))
 
 
 class LatentDenoiser(nn.Module):
