@@ -29,8 +29,10 @@ test: $(STAMP)  ## the test suite
 ui: $(STAMP)  ## the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/sclmd ui
 
-bench: $(STAMP)  ## benchmarks; results land in benchmarks/results/
+bench: $(STAMP)  ## benchmarks (pretrain and ldm need `make run` first); results land in benchmarks/results/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/dataloader.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pretrain.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/ldm.py
 
 lock:  ## re-pin requirements.lock from pyproject.toml (needs the registry)
 	rm -rf /tmp/sclmd-lock && $(PYTHON) -m venv /tmp/sclmd-lock

@@ -54,7 +54,7 @@ def reference_loop(cfg, config: LDMConfig, encoders: SpeechFaceModel, dataset: P
     net = LatentDenoiser(config).train()
     ema = EMAModel(net.parameters(), decay=cfg.ema_decay)
     noise_scheduler = make_train_scheduler(cfg)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=0)
     batches = iter(loader)
     start = None
@@ -102,7 +102,7 @@ def main() -> None:
     if not all(p.exists() for p in needed):
         sys.exit("benchmarks/ldm.py needs the outputs of `make run` (data/prepared, models/pretrain, prior, ldm)")
     cfg = params.ldm.model_copy(update={"max_steps": args.steps + WARMUP, "resume": False,
-                                        "checkpoint_every": 10**6, "log_every": 10**6})
+                                        "checkpoint_every": 10**6, "log_every": 1})
     encoders = SpeechFaceModel.from_pretrained(Path("models/pretrain"))
     dataset = PackedClips(Path("data/prepared"), "train")
     from sclmd.models.prior import FacePrior
@@ -116,9 +116,12 @@ def main() -> None:
     config = LDMConfig(size=cfg.size, latent_channels=int(train.latents.shape[1]), latent_size=int(train.latents.shape[-1]),
                        embed_dim=int(train.speech.shape[1]), n_tokens=cfg.n_tokens,
                        cross_attention_dim=cfg.cross_attention_dim, latent_scale=latent_scale(train.latents))
+    # Timed like the references: from the end of the warm-up steps to the last step.
+    stamps: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ours = train_ldm(cfg, config, train, prior.mean, CheckpointStore(Path(tmp), "bench"))
-    ours_rate = ours.steps_per_s
+        train_ldm(cfg, config, train, prior.mean, CheckpointStore(Path(tmp), "bench"),
+                  log=lambda values, step: stamps.__setitem__(step, time.perf_counter()))
+    ours_rate = args.steps / (stamps[args.steps + WARMUP] - stamps[WARMUP])
     reference = reference_loop(cfg, config, encoders, dataset, args.steps)
     reference_free = reference_loop(cfg, config, encoders, dataset, args.steps, encoded=train)
 

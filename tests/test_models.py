@@ -113,3 +113,14 @@ def test_speaker_batches_hold_distinct_speakers_deterministically():
     assert not np.array_equal(plan.batch(0)[0], SpeakerBatches(speakers, 4, seed=6).batch(0)[0])
     with pytest.raises(SclmdError, match="batch_size 16 is larger than the 10 training speakers"):
         SpeakerBatches(speakers, 16, seed=0)
+
+
+def test_magnitude_channel_is_the_compressed_magnitude_beside_real_and_imaginary():
+    plain = CompressedSpectrogram(speech_encoder_config("small", 64))
+    with_magnitude = CompressedSpectrogram(speech_encoder_config("small", 64, magnitude_channel=True))
+    wave = torch.randn(1, 16000) * 0.1
+    three, two = with_magnitude(wave)[0], plain(wave)[0]
+    assert three.shape[0] == 3 and torch.equal(three[:2], two)
+    assert torch.allclose(three[2], two.square().sum(0).sqrt(), atol=1e-5)  # |S^c| = |S|^c
+    encoder = SpeechEncoder(speech_encoder_config("small", 32, magnitude_channel=True))
+    assert encoder(torch.randn(2, 96000) * 0.1).shape == (2, 32)

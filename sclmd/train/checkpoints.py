@@ -104,5 +104,20 @@ class CheckpointStore:
             torch.cuda.set_rng_state_all(cuda)
         return json.loads((path / STATE).read_text())
 
+    def resume(self, enabled: bool, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               announce=print, name: str = "train") -> tuple[int, dict]:
+        """(first step, loss history) to continue from: the latest checkpoint of these params.
+
+        Checkpoints of other params (or code, or data) are deleted rather than mixed into
+        this run; with `enabled` false every checkpoint is deleted and training starts at 0.
+        """
+        latest = self.latest() if enabled else None
+        if latest is None:
+            self.clear()
+            return 0, {}
+        state = self.load(latest, model, optimizer)
+        announce(f"{name}: resuming from {latest} (step {state['step']})")
+        return state["step"], {k: [tuple(p) for p in v] for k, v in state["history"].items()}
+
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -129,20 +129,10 @@ def train_ldm(
     torch.manual_seed(params.seed)
     state = TrainState(config)
     scheduler = make_train_scheduler(params)
-    optimizer = torch.optim.AdamW(state.net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    optimizer = torch.optim.AdamW(state.net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     batches = SpeakerBatches(train.speakers, min(params.batch_size, len(np.unique(train.speakers))), params.seed)
 
-    start, history = 0, {}
-    if params.resume:
-        latest = checkpoints.latest()
-        if latest is not None:
-            saved = checkpoints.load(latest, state, optimizer)
-            start, history = saved["step"], {k: [tuple(p) for p in v] for k, v in saved["history"].items()}
-            accelerator.print(f"train_ldm: resuming from {latest} (step {start})")
-        elif checkpoints.steps():
-            checkpoints.clear()
-    else:
-        checkpoints.clear()
+    start, history = checkpoints.resume(params.resume, state, optimizer, accelerator.print, "train_ldm")
     ema = EMAModel(state.ema.parameters(), decay=params.ema_decay)
     ema.optimization_step = start
 
@@ -173,7 +163,7 @@ def train_ldm(
         drop = (torch.rand(len(z0), generator=g) < params.cfg_dropout).to(device)
         t1 = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = params.learning_rate * learning_rate_factor(step, params.warmup_steps)
+            group["lr"] = params.lr * learning_rate_factor(step, params.warmup_steps)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise  # = scheduler.add_noise, without its per-call dtype moves
         with accelerator.autocast():

@@ -168,17 +168,7 @@ def train(
     )
     base_lrs = [lr_face, params.lr_speech]
 
-    start, history = 0, {}
-    if params.resume:
-        latest = checkpoints.latest()
-        if latest is not None:
-            state = checkpoints.load(latest, model, optimizer)
-            start, history = state["step"], {k: [tuple(p) for p in v] for k, v in state["history"].items()}
-            accelerator.print(f"pretrain: resuming from {latest} (step {start})")
-        elif checkpoints.steps():
-            checkpoints.clear()  # checkpoints of other params: never mix them into this run
-    else:
-        checkpoints.clear()
+    start, history = checkpoints.resume(params.resume, model, optimizer, accelerator.print, "pretrain")
 
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped: SpeechFaceModel = accelerator.unwrap_model(model)
