@@ -150,6 +150,26 @@ def test_speech_condition_drops_to_the_learned_null():
     assert torch.allclose(condition(emb * 5.0), condition(emb), atol=1e-5)  # length of the embedding is ignored
 
 
+def test_speech_condition_reaches_the_time_embedding_when_asked():
+    from sclmd.models.ldm import build_unet, run_unet
+
+    config = LDMConfig(size="small", latent_channels=4, latent_size=8, embed_dim=16, n_tokens=2,
+                       cross_attention_dim=32, latent_scale=1.0)
+    torch.manual_seed(0)
+    unet = build_unet(config).eval()
+    assert unet.config.class_embed_type == "projection"
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor(500)
+    tokens = torch.randn(1, 2, 32)
+    shifted = tokens + torch.randn(1, 1, 32)  # same per-token differences, another mean
+    with torch.no_grad():
+        a, b = run_unet(unet, x, t, tokens), run_unet(unet, x, t, shifted)
+    assert not torch.allclose(a, b)
+    plain = build_unet(LDMConfig(**{**config.to_dict(), "time_conditioning": False}))
+    assert plain.config.class_embed_type is None
+    with torch.no_grad():
+        assert run_unet(plain, x, t, tokens).shape == (1, 4, 8, 8)
+
+
 # --- the training loop ----------------------------------------------------------------
 
 

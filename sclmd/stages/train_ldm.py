@@ -115,7 +115,7 @@ def run(params: Params, root: Path) -> dict:
 
     from sclmd.data.store import PackedClips
     from sclmd.evaluate.plots import plot_face_grid, plot_loss_curves
-    from sclmd.models.ldm import LDMConfig, make_scheduler, sample_latents
+    from sclmd.models.ldm import LDMConfig, make_scheduler, sample_latents, unet_denoiser
     from sclmd.models.pipeline import SamplingDefaults, SpeechToFacePipeline
     from sclmd.models.prior import FacePrior
     from sclmd.models.speech_face import SpeechFaceModel
@@ -150,7 +150,7 @@ def run(params: Params, root: Path) -> dict:
         emb = speech_emb.repeat_interleave(samples, dim=0)
         with torch.no_grad():
             latents = sample_latents(
-                lambda x, t, c: ema_net.unet(x, t, encoder_hidden_states=c).sample,
+                unet_denoiser(ema_net.unet),
                 make_scheduler(cfg.sampler, make_train_scheduler(cfg).config), ema_net.condition(emb),
                 ema_net.condition.unconditional(len(emb)), prior.mean * config.latent_scale, cfg.prior_weight,
                 cfg.sample_steps, cfg.guidance, torch.Generator().manual_seed(cfg.seed),

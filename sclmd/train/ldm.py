@@ -25,7 +25,7 @@ from torch import nn
 from sclmd.config import LDMParams
 from sclmd.data.store import PackedClips
 from sclmd.errors import SclmdError
-from sclmd.models.ldm import LDMConfig, SpeechCondition, build_unet, training_input
+from sclmd.models.ldm import LDMConfig, SpeechCondition, build_unet, run_unet, training_input
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.train.checkpoints import CheckpointStore
 from sclmd.train.pretrain import SpeakerBatches, learning_rate_factor, resolve_mixed_precision
@@ -69,7 +69,7 @@ class LatentDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, speech_emb: torch.Tensor,
                 drop: torch.Tensor | None = None) -> torch.Tensor:
-        return self.unet(x, t, encoder_hidden_states=self.condition(speech_emb, drop)).sample
+        return run_unet(self.unet, x, t, self.condition(speech_emb, drop))
 
 
 class TrainState(nn.Module):
