@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from sclmd.config import Params, params_hash, section_dict
+from sclmd.config import Params, section_dict
 from sclmd.io import atomic_dir, write_json
 
 PREPARED = Path("data/prepared")
@@ -34,21 +34,12 @@ LOWER_IS_BETTER = {"age_mae", "recon_mae", "recon_dssim", "recon_lpips-alex", "r
 
 
 def run_key(params: Params, root: Path) -> str:
-    """What a checkpoint must match to be resumed: params, the training code and the data.
+    """Checkpoints resume only under the same params, training code and data."""
+    from sclmd.train.checkpoints import run_key as key
 
-    Params alone are not enough: DVC re-runs this stage when the code or the data
-    changed, and resuming from the old run's checkpoints would hand back its model.
-    """
-    import hashlib
-
-    digest = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]  # the code that is running
-    for rel in CODE:
-        digest.update((package / rel).read_bytes())
-    manifest = root / PREPARED / "manifest.parquet"
-    if manifest.exists():
-        digest.update(manifest.read_bytes())
-    return params_hash({**{s: section_dict(params, s) for s in PARAM_SECTIONS}, "code_and_data": digest.hexdigest()})
+    return key({s: section_dict(params, s) for s in PARAM_SECTIONS},
+               [package / rel for rel in CODE] + [root / PREPARED / "manifest.parquet"])
 
 
 def run(params: Params, root: Path) -> dict:

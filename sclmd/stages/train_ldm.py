@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sclmd.config import Params, params_hash, section_dict
+from sclmd.config import Params, section_dict
 from sclmd.io import atomic_file, write_json
 
 PREPARED = Path("data/prepared")
@@ -32,17 +32,13 @@ ARTIFACTS = (METRICS, PLOTS)
 
 
 def run_key(params: Params, root: Path) -> str:
-    """Params, the code and the inputs a checkpoint was made with (see pretrain.run_key)."""
-    import hashlib
+    """Checkpoints resume only under the same params, code, data, encoders and prior."""
+    from sclmd.train.checkpoints import run_key as key
 
-    digest = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
-    for rel in CODE:
-        digest.update((package / rel).read_bytes())
-    for path in (PREPARED / "manifest.parquet", PRETRAINED / "model.safetensors", PRIOR_DIR / "prior.safetensors"):
-        if (root / path).exists():
-            digest.update((root / path).read_bytes())
-    return params_hash({**{s: section_dict(params, s) for s in PARAM_SECTIONS}, "code_and_inputs": digest.hexdigest()})
+    inputs = (PREPARED / "manifest.parquet", PRETRAINED / "model.safetensors", PRIOR_DIR / "prior.safetensors")
+    return key({s: section_dict(params, s) for s in PARAM_SECTIONS},
+               [package / rel for rel in CODE] + [root / path for path in inputs])
 
 
 def sample_rows(rows, count: int) -> np.ndarray:

@@ -37,6 +37,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def run_key(params: dict, files: list[Path]) -> str:
+    """What a checkpoint must match to be resumed: the params and the bytes of `files`.
+
+    Params alone are not enough: DVC re-runs a stage when its code or inputs changed,
+    and resuming from the old run's checkpoints would hand back the old model.  Files
+    that do not exist (yet) count as empty.
+    """
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.name).encode())
+        digest.update(path.read_bytes() if path.exists() else b"")
+    blob = json.dumps({"params": params, "files": digest.hexdigest()}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 class CheckpointStore:
     def __init__(self, directory: Path, params_hash: str, keep: int = 2):
         self.directory = Path(directory)
