@@ -292,6 +292,21 @@ def test_generate_writes_faces_reproducibly_and_skips_bad_files(trained_project,
     assert (tmp_path / "other/stereo_1.png").read_bytes() != first
 
 
+def test_generate_draws_a_face_for_a_test_speakers_clip(trained_project, tiny_project, tmp_path):
+    import pandas as pd
+
+    manifest = pd.read_parquet(tiny_project / "data/prepared/manifest.parquet")
+    clip = manifest[manifest["split"] == "test"].iloc[0]
+    wav = tiny_project / "data/raw/voxsynth" / clip["audio_source"]
+    result = generate(trained_project, wav, "-o", tmp_path / "faces", "--steps", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(tmp_path / "faces" / f"{wav.stem}.png") as image:
+        pixels = np.asarray(image)
+    assert pixels.shape == (64, 64, 3) and pixels.std() > 0  # a picture, not a blank
+
+
 def test_generate_refuses_a_missing_checkpoint(tmp_path):
     wav = tmp_path / "a.wav"
     sf.write(wav, np.zeros(160), 16000)
