@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +38,7 @@ from sclmd.models.ldm import LDMConfig  # noqa: E402
 from sclmd.models.pipeline import SpeechToFacePipeline  # noqa: E402
 from sclmd.models.speech_face import SpeechFaceModel  # noqa: E402
 from sclmd.train.checkpoints import CheckpointStore  # noqa: E402
-from sclmd.train.ldm import LatentDenoiser, encode_split, latent_scale, make_train_scheduler, train_ldm  # noqa: E402
+from sclmd.train.ldm import LatentDenoiser, encode_split, ldm_config, make_train_scheduler, train_ldm  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 WARMUP = 3
@@ -113,9 +112,7 @@ def main() -> None:
     t0 = time.perf_counter()
     train = encode_split(encoders, dataset, 128, "encode")
     encode_s = time.perf_counter() - t0
-    config = LDMConfig(size=cfg.size, latent_channels=int(train.latents.shape[1]), latent_size=int(train.latents.shape[-1]),
-                       embed_dim=int(train.speech.shape[1]), n_tokens=cfg.n_tokens,
-                       cross_attention_dim=cfg.cross_attention_dim, latent_scale=latent_scale(train.latents))
+    config = ldm_config(cfg, train)
     # Timed like the references: from the end of the warm-up steps to the last step.
     stamps: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -63,16 +63,6 @@ def load_wave(path: Path, sample_rate: int, clip_seconds: float) -> np.ndarray:
     return prepared.samples.astype(np.float32) / 32768.0
 
 
-def _write_png(image, path: Path) -> None:
-    from PIL import Image
-
-    from sclmd.io import atomic_file
-
-    pixels = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    with atomic_file(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG")
-
-
 def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, samples: int = 1,
                    seed: int = 0, steps: int | None = None, sampler: str | None = None,
                    guidance: float | None = None, prior_weight: float | None = None, device: str = "auto",
@@ -80,7 +70,8 @@ def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT
     import torch
     from tqdm import tqdm
 
-    from sclmd.evaluate.plots import plot_face_grid
+    from sclmd.evaluate.plots import face_png, plot_face_grid
+    from sclmd.io import atomic_file
     from sclmd.models.ldm import SAMPLERS
     from sclmd.models.pipeline import SpeechToFacePipeline
 
@@ -114,7 +105,8 @@ def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT
         else:
             paths = [target.with_name(f"{target.name}_{k + 1}.png") for k in range(samples)]
         for face, path in zip(faces, paths):
-            _write_png(face, path)
+            with atomic_file(path) as tmp:
+                tmp.write_bytes(face_png(face))
         if samples > 1:
             grid = target.with_name(target.name + "_grid.png")
             plot_face_grid(faces[None].cpu(), [source.name], [f"sample {k + 1}" for k in range(samples)], grid)

@@ -132,6 +132,18 @@ def plot_reconstructions(inputs: Any, outputs: Any, path: Path | str, n: int = 8
                           [f"#{column}  MAE {error:.3f}" for column, error in enumerate(errors)], path)
 
 
+def face_png(image: Any) -> bytes:
+    """One face [3, H, W] in [-1, 1] as PNG bytes, pixel for pixel (no figure around it)."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.round((np.clip(_as_array(image), -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8).transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def plot_face_grid(grid: Any, row_labels: list[str], column_labels: list[str], path: Path | str,
                    title: str | None = None) -> Path:
     """Faces in a grid: `grid` is [rows, columns, C, H, W] in [-1, 1], labels on the left and top."""

@@ -9,7 +9,6 @@ used, whether the data capped N, the convergence table) and
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from sclmd.config import Params
@@ -28,17 +27,13 @@ ARTIFACTS = (METRICS, CONVERGENCE_PNG, PRIOR_DIR / PRIOR_FACE)
 
 def decoded_png(decoder, latent) -> bytes:
     """The decoder's picture of one latent [C, h, w], as PNG bytes."""
-    import numpy as np
     import torch
-    from PIL import Image
+
+    from sclmd.evaluate.plots import face_png
 
     with torch.no_grad():
         decoder.eval()
-        image = decoder(latent[None].float())[0]
-    pixels = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
-    return buffer.getvalue()
+        return face_png(decoder(latent[None].float())[0])
 
 
 def run(params: Params, root: Path) -> dict:

@@ -111,12 +111,11 @@ def run(params: Params, root: Path) -> dict:
 
     from sclmd.data.store import PackedClips
     from sclmd.evaluate.plots import plot_face_grid, plot_loss_curves
-    from sclmd.models.ldm import LDMConfig, make_scheduler, sample_latents, unet_denoiser
     from sclmd.models.pipeline import SamplingDefaults, SpeechToFacePipeline
     from sclmd.models.prior import FacePrior
     from sclmd.models.speech_face import SpeechFaceModel
     from sclmd.train.checkpoints import CheckpointStore
-    from sclmd.train.ldm import encode_split, latent_scale, make_train_scheduler, train_ldm
+    from sclmd.train.ldm import encode_split, ldm_config, make_train_scheduler, train_ldm
 
     cfg = params.ldm
     encoders = SpeechFaceModel.from_pretrained(root / PRETRAINED)
@@ -125,11 +124,10 @@ def run(params: Params, root: Path) -> dict:
     train = encode_split(encoders, train_set, 128, "train_ldm: encoding train")
     val_set = PackedClips(root / PREPARED, "val")
     val = encode_split(encoders, val_set, 128, "train_ldm: encoding val")
-    face_cfg = encoders.face_encoder.config
-    config = LDMConfig(size=cfg.size, latent_channels=face_cfg.latent_channels, latent_size=int(train.latents.shape[-1]),
-                       embed_dim=encoders.speech_encoder.config.embed_dim, n_tokens=cfg.n_tokens,
-                       cross_attention_dim=cfg.cross_attention_dim, latent_scale=latent_scale(train.latents))
+    config = ldm_config(cfg, train)
     defaults = SamplingDefaults(cfg.sampler, cfg.sample_steps, cfg.guidance, cfg.prior_weight)
+    shapes = {"sample_rate": params.data.sample_rate, "clip_seconds": params.data.clip_seconds,
+              "image_size": params.data.image_size}
 
     shown = sample_rows(val_set.rows, cfg.sample_speakers)
     shown_rows = val_set.rows.reset_index(drop=True).iloc[shown]
@@ -140,18 +138,13 @@ def run(params: Params, root: Path) -> dict:
     for old in plots.glob("samples_step-*.png"):
         old.unlink()
 
+    def pipeline_of(ema_net) -> SpeechToFacePipeline:
+        """The EMA network as the pipeline `sclmd generate` will load, so samples here are drawn the same way."""
+        return SpeechToFacePipeline(config, ema_net.unet, ema_net.condition, encoders, prior,
+                                    make_train_scheduler(cfg).config, defaults, shapes)
+
     def generate(ema_net, speech_emb, samples: int):
-        """Faces [B * samples, 3, H, W] from the EMA network, as `sclmd generate` draws them."""
-        ema_net.eval()
-        emb = speech_emb.repeat_interleave(samples, dim=0)
-        with torch.no_grad():
-            latents = sample_latents(
-                unet_denoiser(ema_net.unet),
-                make_scheduler(cfg.sampler, make_train_scheduler(cfg).config), ema_net.condition(emb),
-                ema_net.condition.unconditional(len(emb)), prior.mean * config.latent_scale, cfg.prior_weight,
-                cfg.sample_steps, cfg.guidance, torch.Generator().manual_seed(cfg.seed),
-                (len(emb), config.latent_channels, config.latent_size, config.latent_size))
-            return encoders.face_decoder(latents / config.latent_scale).clamp(-1, 1)
+        return pipeline_of(ema_net)(speech_emb, seed=cfg.seed, samples=samples)
 
     def sample(ema_net, step: int) -> None:
         k = cfg.samples_per_speaker
@@ -170,11 +163,7 @@ def run(params: Params, root: Path) -> dict:
     result = train_ldm(cfg, config, train, prior.mean, store, log=log, sample=sample)
     val_loss = validation_loss(result.state.ema, val, config, prior.mean, cfg)
     gender = gender_check(generate, result.state.ema, encoders, train, train_set.rows, val, val_set.rows)
-    pipeline = SpeechToFacePipeline(config, result.state.ema.unet, result.state.ema.condition, encoders, prior,
-                                    make_train_scheduler(cfg).config, defaults,
-                                    {"sample_rate": params.data.sample_rate, "clip_seconds": params.data.clip_seconds,
-                                     "image_size": params.data.image_size})
-    pipeline.save_pretrained(root / MODEL_DIR, root / PRETRAINED, root / PRIOR_DIR)
+    pipeline_of(result.state.ema).save_pretrained(root / MODEL_DIR, root / PRETRAINED, root / PRIOR_DIR)
     plot_loss_curves({"loss": result.history["loss"]}, plots / "loss_curves.png", "LDM epsilon-prediction loss")
     final = plots / f"samples_step-{result.steps:07d}.png"
     if final.exists():

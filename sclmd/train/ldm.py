@@ -98,6 +98,14 @@ def latent_scale(latents: torch.Tensor) -> float:
     return 1.0 / std
 
 
+def ldm_config(params: LDMParams, train: Encoded) -> LDMConfig:
+    """The model config for training on `train`: shapes from the encoded tensors, scale from their spread."""
+    return LDMConfig(size=params.size, latent_channels=int(train.latents.shape[1]),
+                     latent_size=int(train.latents.shape[-1]), embed_dim=int(train.speech.shape[1]),
+                     n_tokens=params.n_tokens, cross_attention_dim=params.cross_attention_dim,
+                     latent_scale=latent_scale(train.latents))
+
+
 @dataclass
 class LDMResult:
     state: TrainState
