@@ -32,12 +32,17 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def compute_only(params, data, steps: int) -> float:
-    """Steps/s of forward + backward + step on one in-memory batch."""
+    """Steps/s of forward + backward + step on one in-memory batch of the loop's shapes
+    (voices cropped to `speech_crop_seconds`, faces channels-last, as the loop has them)."""
     cfg = params.pretrain
     model = build_model(cfg, data).train()
+    model.face_encoder.to(memory_format=torch.channels_last)
+    model.face_decoder.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), cfg.lr_face)
-    wave = torch.randn(cfg.batch_size, data.clip_samples) * 0.1
+    crop = int(round(cfg.speech_crop_seconds * data.sample_rate))
+    wave = torch.randn(cfg.batch_size, crop if 0 < crop < data.clip_samples else data.clip_samples) * 0.1
     face = torch.rand(cfg.batch_size, 3, data.image_size, data.image_size) * 2 - 1
+    face = face.contiguous(memory_format=torch.channels_last)
     from sclmd.models.perceptual import make_perceptual
 
     perceptual = make_perceptual(cfg.perceptual, cfg.lpips_net, cfg.lpips_missing)

@@ -112,7 +112,10 @@ class PretrainParams(Section):
     latent_channels: int = Field(4, ge=1)
     speech_magnitude_channel: bool = True  # feed |S|^0.3 beside the compressed complex STFT
     batch_size: int = Field(32, ge=2)
-    max_steps: int = Field(200, ge=1)
+    max_steps: int = Field(300, ge=1)
+    # Training voices are random crops of this length (0: the whole clip); evaluation and
+    # every later stage use the whole clip (the encoder mean-pools over time).
+    speech_crop_seconds: float = Field(3.0, ge=0)
     lr_face: float = Field(1e-4, gt=0)  # face encoder + decoder (paper: fine-tuning from VGG-Face weights)
     lr_face_from_scratch: float = Field(1e-3, gt=0)  # the same, when no vgg_face_weights are given
     lr_speech: float = Field(1e-3, gt=0)  # speech encoder (paper)
@@ -155,6 +158,10 @@ class LDMParams(Section):
     guidance: float = Field(2.0, ge=0)  # classifier-free guidance scale at sampling; 1: off
     num_train_timesteps: int = Field(1000, ge=10)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    # Min-SNR-gamma loss weighting (Hang et al. 2023; diffusers' --snr_gamma): caps the weight
+    # of nearly clean timesteps, so training time goes to the noisy ones where the face's
+    # overall look - and so the voice - matters.  null: the plain epsilon MSE (the paper's).
+    snr_gamma: float | None = Field(5.0, gt=0)
     batch_size: int = Field(64, ge=1)
     max_steps: int = Field(1000, ge=1)
     learning_rate: float | None = Field(None, gt=0)  # null: by size, 2e-5 for paper (the paper's), 1e-3 for small

@@ -313,3 +313,18 @@ def test_generate_refuses_a_missing_checkpoint(tmp_path):
     result = generate(tmp_path, wav, "-o", tmp_path / "out", "--checkpoint", tmp_path / "nowhere")
     assert result.returncode == 2
     assert "not a trained sclmd pipeline" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_min_snr_weighting_caps_only_the_nearly_clean_timesteps():
+    from sclmd.train.ldm import epsilon_loss
+
+    g = torch.Generator().manual_seed(0)
+    eps, noise = torch.randn(4, 2, 3, 3, generator=g), torch.randn(4, 2, 3, 3, generator=g)
+    per_sample = (eps - noise).pow(2).mean(dim=(1, 2, 3))
+    # SNR = a / (1 - a): 0 (pure noise), 1, 9 and 99
+    alpha_bar = torch.tensor([0.0, 0.5, 0.9, 0.99])
+    assert torch.allclose(epsilon_loss(eps, noise, alpha_bar, None), torch.nn.functional.mse_loss(eps, noise))
+    weights = torch.tensor([1.0, 1.0, 5.0 / 9.0, 5.0 / 99.0])
+    weighted = epsilon_loss(eps, noise, alpha_bar, 5.0)
+    assert torch.isfinite(weighted)
+    assert torch.allclose(weighted, (weights * per_sample).mean())

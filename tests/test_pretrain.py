@@ -119,3 +119,17 @@ def test_run_key_follows_params_and_data(tiny_project, tmp_path):
     frame = pd.read_parquet(a / "data/prepared/manifest.parquet").iloc[:-1]
     frame.to_parquet(a / "data/prepared/manifest.parquet", index=False)
     assert key != run_key(load_params(a / "params.yaml"), a)
+
+
+def test_voice_crops_are_seeded_windows_of_each_clip():
+    from sclmd.train.pretrain import crop_voices
+
+    wave = torch.arange(3 * 100, dtype=torch.float32).view(3, 100)
+    crops = crop_voices(wave, 40, torch.Generator().manual_seed(7))
+    again = crop_voices(wave, 40, torch.Generator().manual_seed(7))
+    assert crops.shape == (3, 40) and torch.equal(crops, again)
+    for row, crop in zip(wave, crops):
+        start = int(crop[0] - row[0])
+        assert 0 <= start <= 60 and torch.equal(crop, row[start : start + 40])  # a contiguous window
+    assert crop_voices(wave, 0, torch.Generator()) is wave  # 0: the whole clip
+    assert crop_voices(wave, 150, torch.Generator()) is wave  # longer than the clip: the whole clip

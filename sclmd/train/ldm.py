@@ -118,6 +118,17 @@ class LDMResult:
     extra: dict = field(default_factory=dict)
 
 
+def epsilon_loss(eps: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
+                 snr_gamma: float | None) -> torch.Tensor:
+    """Epsilon MSE; with snr_gamma each sample is weighted min(SNR, gamma) / SNR, SNR = a / (1 - a)."""
+    if snr_gamma is None:
+        return F.mse_loss(eps, noise)
+    snr = alpha_bar / (1 - alpha_bar)
+    weight = torch.where(snr > snr_gamma, snr_gamma / snr, torch.ones_like(snr))  # no 0/0 at alpha_bar = 0
+    per_sample = (eps - noise).pow(2).mean(dim=tuple(range(1, eps.dim())))
+    return (weight * per_sample).mean()
+
+
 def train_ldm(
     params: LDMParams,
     config: LDMConfig,
@@ -176,7 +187,7 @@ def train_ldm(
         noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise  # = scheduler.add_noise, without its per-call dtype moves
         with accelerator.autocast():
             eps = net(training_input(noisy, shift, params.prior_weight), t, emb, drop)
-        loss = F.mse_loss(eps.float(), noise)
+        loss = epsilon_loss(eps.float(), noise, a.flatten(), params.snr_gamma)
         if not torch.isfinite(loss):
             raise SclmdError(f"train_ldm: loss became {loss.item()} at step {step}; lower ldm.learning_rate")
         optimizer.zero_grad(set_to_none=True)

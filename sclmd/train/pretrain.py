@@ -97,6 +97,20 @@ def resolve_mixed_precision(choice: str) -> str:
     return "no"
 
 
+def crop_voices(wave: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    """A random window of `length` samples from each clip (the whole clip when shorter).
+
+    Speaker-recognition training does the same (x-vectors train on 2-4 s segments): half
+    the clip costs the speech encoder half the compute, and each epoch sees other parts
+    of every voice.  The time-averaged embedding is still computed over 6 s at test time.
+    """
+    if length <= 0 or length >= wave.shape[1]:
+        return wave
+    starts = torch.randint(0, wave.shape[1] - length + 1, (wave.shape[0],), generator=generator)
+    index = starts[:, None] + torch.arange(length)[None, :]
+    return torch.gather(wave, 1, index)
+
+
 def face_learning_rate(params: PretrainParams) -> float:
     """The paper's 1e-4 fine-tunes a face encoder that starts from VGG-Face weights.
 
@@ -159,6 +173,10 @@ def train(
     perceptual = perceptual.to(device)
 
     model = initial_model if initial_model is not None else build_model(params, data)
+    # The face convolutions run ~20 % faster channels-last (oneDNN on CPU, tensor cores on GPU).
+    model.face_encoder.to(memory_format=torch.channels_last)
+    model.face_decoder.to(memory_format=torch.channels_last)
+    crop = int(round(params.speech_crop_seconds * data.sample_rate))
     speech_params = list(model.speech_encoder.parameters()) + [model.logit_scale]
     face_params = list(model.face_encoder.parameters()) + list(model.face_decoder.parameters())
     lr_face = face_learning_rate(params)
@@ -185,12 +203,13 @@ def train(
     for step in bar:
         t0 = time.perf_counter()
         voice_rows, face_rows = (rows[rank::world] for rows in batches.batch(step))  # this process's share
-        wave = dataset.audio(voice_rows).float().div_(32768.0).to(device, non_blocking=True)
+        step_rng = torch.Generator().manual_seed(params.seed * 1_000_003 + step)
+        wave = crop_voices(dataset.audio(voice_rows).float().div_(32768.0), crop, step_rng)
+        wave = wave.to(device, non_blocking=True)
         face = dataset.faces(face_rows).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         if params.colour_jitter > 0:
-            face = jitter_colours(face, torch.Generator().manual_seed(params.seed * 1_000_003 + step),
-                                  params.colour_jitter)
-        face = face.to(device, non_blocking=True)
+            face = jitter_colours(face, step_rng, params.colour_jitter)
+        face = face.contiguous(memory_format=torch.channels_last).to(device, non_blocking=True)
         t1 = time.perf_counter()
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = base * learning_rate_factor(step, params.warmup_steps)
@@ -229,7 +248,7 @@ def train(
     elapsed = max(time.perf_counter() - started, 1e-9)
     ran = params.max_steps - start
     return TrainResult(
-        model=unwrapped.cpu().eval(),
+        model=unwrapped.cpu().to(memory_format=torch.contiguous_format).eval(),
         history=history,
         steps=params.max_steps,
         resumed_from=start,
