@@ -52,6 +52,15 @@ class RawFiles(Dataset):
         return torch.from_numpy(audio), torch.from_numpy(face)
 
 
+def save_results(name: str, result: dict, title: str, details: str, body: list[str]) -> None:
+    """results/<name>.json, and results/<name>.md: the title, the machine line, then `body`."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    m = result["machine"]
+    header = [f"# {title}", "", f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {result['date']}. {details}", ""]
+    (RESULTS / f"{name}.md").write_text("\n".join(header + body))
+
+
 def machine() -> dict:
     cpu = "unknown"
     try:
@@ -140,21 +149,14 @@ def main() -> None:
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dataloader.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [
-        "# Data loading: packed store vs individual files",
-        "",
-        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, torch {result['machine']['torch']}; "
-        f"{result['date']}. {len(train)} train samples (6 s 16 kHz int16 audio + 64x64 RGB face), batch {args.batch_size}, "
-        f"{args.epochs} timed epochs after a warm-up epoch.",
-        "",
+    save_results("dataloader", result, "Data loading: packed store vs individual files",
+                 f"{len(train)} train samples (6 s 16 kHz int16 audio + 64x64 RGB face), batch {args.batch_size}, "
+                 f"{args.epochs} timed epochs after a warm-up epoch.", [
         "| DataLoader workers | packed (samples/s) | files reference (samples/s) | ratio |",
         "|---|---|---|---|",
         *[f"| {r['num_workers']} | {r['packed_samples_per_s']:,.0f} | {r['files_samples_per_s']:,.0f} | {r['ratio']}x |" for r in rows],
         "",
-    ]
-    (RESULTS / "dataloader.md").write_text("\n".join(lines))
+    ])
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.dataloader import machine  # noqa: E402
+from benchmarks.dataloader import machine, save_results  # noqa: E402
 from sclmd.config import load_params  # noqa: E402
 from sclmd.data.store import PackedClips, make_loader  # noqa: E402
 from sclmd.models.ldm import LDMConfig  # noqa: E402
@@ -40,7 +40,6 @@ from sclmd.models.speech_face import SpeechFaceModel  # noqa: E402
 from sclmd.train.checkpoints import CheckpointStore  # noqa: E402
 from sclmd.train.ldm import LatentDenoiser, encode_split, ldm_config, make_train_scheduler, train_ldm  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 WARMUP = 3
 
 
@@ -152,15 +151,8 @@ def main() -> None:
            "reference": "a train_text_to_image.py-style loop: DataLoader, frozen encoders per step, add_noise, UNet, "
                         "MSE, AdamW, EMA; same UNet config and batch",
            "result": row, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ldm.json").write_text(json.dumps(out, indent=2) + "\n")
-    m = out["machine"]
-    (RESULTS / "ldm.md").write_text("\n".join([
-        "# LDM training and sampling speed (default config)",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {out['date']}. "
-        f"UNet size `{cfg.size}`, batch {cfg.batch_size}, {args.steps} timed steps after {WARMUP} warm-up steps.",
-        "",
+    save_results("ldm", out, "LDM training and sampling speed (default config)",
+                 f"UNet size `{cfg.size}`, batch {cfg.batch_size}, {args.steps} timed steps after {WARMUP} warm-up steps.", [
         "| training loop | steps/s | ours / this |",
         "|---|---|---|",
         f"| ours (`train_ldm`, encoders run once: {encode_s:.1f} s) | {row['ours_steps_per_s']} | 1.0 |",
@@ -178,7 +170,7 @@ def main() -> None:
         f"At this speed the default `max_steps: {params.ldm.max_steps}` trains in about "
         f"{row['projected_stage_train_seconds']:.0f} s.",
         "",
-    ]))
+    ])
 
 
 if __name__ == "__main__":

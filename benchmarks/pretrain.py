@@ -23,12 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.dataloader import machine  # noqa: E402
+from benchmarks.dataloader import machine, save_results  # noqa: E402
 from sclmd.config import load_params  # noqa: E402
 from sclmd.train.checkpoints import CheckpointStore  # noqa: E402
-from sclmd.train.pretrain import build_model, contrastive_loss, train  # noqa: E402
+from sclmd.train.pretrain import build_model, contrastive_loss, crop_voices, train  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def compute_only(params, data, steps: int) -> float:
@@ -36,11 +35,11 @@ def compute_only(params, data, steps: int) -> float:
     (voices cropped to `speech_crop_seconds`, faces channels-last, as the loop has them)."""
     cfg = params.pretrain
     model = build_model(cfg, data).train()
-    model.face_encoder.to(memory_format=torch.channels_last)
+    model.face_encoder.to(memory_format=torch.channels_last)  # as train() has them
     model.face_decoder.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), cfg.lr_face)
     crop = int(round(cfg.speech_crop_seconds * data.sample_rate))
-    wave = torch.randn(cfg.batch_size, crop if 0 < crop < data.clip_samples else data.clip_samples) * 0.1
+    wave = crop_voices(torch.randn(cfg.batch_size, data.clip_samples) * 0.1, crop, torch.Generator().manual_seed(0))
     face = torch.rand(cfg.batch_size, 3, data.image_size, data.image_size) * 2 - 1
     face = face.contiguous(memory_format=torch.channels_last)
     from sclmd.models.perceptual import make_perceptual
@@ -84,15 +83,8 @@ def main() -> None:
     print(json.dumps(row, indent=2))
     out = {"benchmark": "pretrain", "reference": "compute only: same steps on one in-memory batch",
            "result": row, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pretrain.json").write_text(json.dumps(out, indent=2) + "\n")
-    m = out["machine"]
-    (RESULTS / "pretrain.md").write_text("\n".join([
-        "# Pre-training speed (default config)",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {out['date']}. "
-        f"Model size `{cfg.size}`, batch {cfg.batch_size}, {args.steps} timed steps.",
-        "",
+    save_results("pretrain", out, "Pre-training speed (default config)",
+                 f"Model size `{cfg.size}`, batch {cfg.batch_size}, {args.steps} timed steps.", [
         "| loop steps/s | loop samples/s | waiting for data | compute-only steps/s | loop / compute-only |",
         "|---|---|---|---|---|",
         f"| {row['loop_steps_per_s']} | {row['loop_samples_per_s']} | {100 * row['data_wait_share']:.1f}% "
@@ -101,7 +93,7 @@ def main() -> None:
         f"At this speed the default `max_steps: {params.pretrain.max_steps}` trains in about "
         f"{row['projected_stage_train_seconds']:.0f} s.",
         "",
-    ]))
+    ])
 
 
 if __name__ == "__main__":
