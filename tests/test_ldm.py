@@ -242,8 +242,15 @@ def test_prior_and_ldm_stages_write_their_outputs(trained_project):
 
     ldm = json.loads((root / "reports/ldm/metrics.json").read_text())
     assert ldm["steps"] == 4 and np.isfinite(ldm["val_loss"]) and ldm["latent_scale"] > 0
+    check = ldm["guidance_check"]
+    assert sorted(check["by_guidance"]) == ["g1", "g10", "g2", "g20", "g5"]  # the params' scales, default included
+    assert check["clips"] >= 2 and ldm["guidance"] == 20.0
+    for scale in check["by_guidance"].values():
+        assert scale["frechet"] >= 0 and (np.isnan(scale["gender_accuracy"]) or 0 <= scale["gender_accuracy"] <= 1)
+    assert ldm["generated_frechet"] == check["by_guidance"]["g20"]["frechet"]
     plots = sorted(p.name for p in (root / "reports/ldm/plots").iterdir())
-    assert plots == ["loss_curves.png", "samples.png", "samples_step-0000002.png", "samples_step-0000004.png"]
+    assert plots == ["guidance.png", "loss_curves.png", "samples.png", "samples_step-0000002.png",
+                     "samples_step-0000004.png"]
     model = root / "models/ldm"
     for name in ("unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
                  "condition.safetensors", "pretrain/model.safetensors", "prior/prior.safetensors", "sclmd.json"):

@@ -309,3 +309,44 @@ def plot_metric_comparison(rows: dict[str, dict[str, float]], path: Path | str, 
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+# --- parameter sweeps -------------------------------------------------------------------
+
+
+def plot_sweep(x: Any, curves: dict[str, Any], path: Path | str, title: str, xlabel: str,
+               chosen: float | None = None, references: dict[str, float] | None = None) -> Path:
+    """One panel per metric against a swept parameter (e.g. guidance), each on its own y scale.
+
+    `chosen` marks the value in use with a dashed line; `references` draws a dotted level
+    on the panel of the same name (e.g. what real faces score).  The x axis is logarithmic
+    when the values span more than a factor of 20 and are all positive.
+    """
+    xs = _as_array(x)
+    if xs.ndim != 1 or len(xs) == 0:
+        raise ValueError(f"x must be a non-empty 1-D list of parameter values, got shape {xs.shape}")
+    if not curves:
+        raise ValueError("curves is empty: nothing to plot")
+    for name, values in curves.items():
+        if _as_array(values).shape != xs.shape:
+            raise ValueError(f"curve '{name}' has {_as_array(values).shape} values for {len(xs)} x values")
+    references = references or {}
+    fig = Figure(figsize=(4.0 * len(curves), 3.6))
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    order = np.argsort(xs)
+    for i, (ax, (name, values)) in enumerate(zip(axes, curves.items())):
+        ys = _as_array(values)
+        ax.plot(xs[order], ys[order], marker="o", color=ROW_COLOURS[i % len(ROW_COLOURS)])
+        if name in references:
+            ax.axhline(references[name], color="black", linestyle=":", linewidth=1, label="reference")
+            ax.legend(fontsize=7)
+        if chosen is not None:
+            ax.axvline(chosen, color="grey", linestyle="--", linewidth=1)
+        if np.all(xs > 0) and xs.max() / xs.min() > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_title(name, fontsize=10)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -5,7 +5,7 @@ prior in `models/prior/` and the prepared data.  Writes `models/ldm/` (a complet
 `SpeechToFacePipeline`: UNet, scheduler, speech projection, encoders, prior, config),
 `reports/ldm/metrics.json` and PNGs in `reports/ldm/plots/`: the loss curve and, every
 `sample_every` steps, a grid of fixed validation speakers (true face, then generated
-faces).  Checkpoints live in `checkpoints/ldm/` so that a killed run resumes.
+faces); after training, the guidance check on val (`guidance.png`).  Checkpoints live in `checkpoints/ldm/` so that a killed run resumes.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ REPORT_DIR = Path("reports/ldm")
 METRICS = REPORT_DIR / "metrics.json"
 PLOTS = REPORT_DIR / "plots"
 PARAM_SECTIONS = ("data", "ldm")
-GENDER_CHECK_SPEAKERS = 64
+GUIDANCE_CHECK_CLIPS = 512  # spread evenly over val; all of the embedded default's 160
+GUIDANCE_CHECK_BATCH = 128
 CODE = ("models/ldm.py", "models/pipeline.py", "train/checkpoints.py", "train/ldm.py", "train/pretrain.py")
 ARTIFACTS = (METRICS, PLOTS)
 
@@ -82,27 +83,47 @@ def validation_loss(net, encoded, config, prior, params, seed: int = 1234) -> fl
     return float(sum(losses) / noise.numel())
 
 
-def gender_check(generate, ema_net, encoders, train, train_rows, val, val_rows,
-                 count: int = GENDER_CHECK_SPEAKERS) -> dict:
-    """Do generated faces follow the speaker's gender?  A quick look, not the evaluation stage.
+def guidance_check(pipeline, train, train_rows, val, val_rows, scales: list[float], seed: int,
+                   max_clips: int = GUIDANCE_CHECK_CLIPS) -> dict:
+    """Do generated faces follow the speaker's gender, and how does the guidance scale move that?
 
-    A logistic probe on the pre-trained face encoder's embedding, fit on real training
-    faces, judges one generated face for each of `count` val speakers (first clip each),
-    and the same speakers' real faces (the judge's own ceiling).
+    A quick look on val to choose `guidance` by, not the evaluation stage.  For each scale,
+    one face per val clip (up to `max_clips`, spread evenly) is judged by two numbers on the
+    frozen face encoder's embedding: a logistic gender probe fit on real training faces
+    (its accuracy on the real val faces is the ceiling), and the Fréchet distance between
+    the generated and the real val faces (realism; lower is better).  Every scale draws
+    from the same noise, so the scales differ only by guidance.
     """
     import torch
+    from tqdm import tqdm
 
     from sclmd.evaluate.embeddings import probe_gender
+    from sclmd.evaluate.metrics import frechet_distance
 
-    rows = sample_rows(val_rows, count)
+    rows = np.unique(np.linspace(0, len(val.speech) - 1, min(max_clips, len(val.speech))).round().astype(np.int64))
     genders = val_rows.reset_index(drop=True)["gender"].to_numpy()[rows]
-    with torch.no_grad():
-        _, generated = encoders.face_encoder(generate(ema_net, val.speech[rows], 1))
-    train_genders = train_rows["gender"].to_numpy()
-    fake = probe_gender(train.face_emb.numpy(), train_genders, generated.numpy(), genders)
-    real = probe_gender(train.face_emb.numpy(), train_genders, val.face_emb[rows].numpy(), genders)
-    return {"generated_gender_accuracy": fake["gender_accuracy"], "real_gender_accuracy": real["gender_accuracy"],
-            "gender_check_speakers": len(rows)}
+    train_faces, train_genders = train.face_emb.numpy(), train_rows["gender"].to_numpy()
+    real = val.face_emb[rows].numpy()
+    by_scale = {}
+    for scale in tqdm(sorted(set(scales)), desc="train_ldm: guidance check on val", unit="scale", leave=False):
+        generated = []
+        for start in range(0, len(rows), GUIDANCE_CHECK_BATCH):
+            part = torch.as_tensor(rows[start : start + GUIDANCE_CHECK_BATCH])
+            with torch.no_grad():
+                _, emb = pipeline.encoders.face_encoder(pipeline(val.speech[part], seed=seed + start, guidance=scale))
+            generated.append(emb)
+        generated = torch.cat(generated).numpy()
+        by_scale[f"g{scale:g}"] = {
+            "guidance": scale,
+            "gender_accuracy": probe_gender(train_faces, train_genders, generated, genders)["gender_accuracy"],
+            "frechet": frechet_distance(generated, real) if len(rows) >= 2 else float("nan"),
+        }
+    return {
+        "real_gender_accuracy": probe_gender(train_faces, train_genders, real, genders)["gender_accuracy"],
+        "clips": len(rows),
+        "judge": "logistic gender probe and Fréchet distance on the pre-trained face encoder's embedding",
+        "by_guidance": by_scale,
+    }
 
 
 def run(params: Params, root: Path) -> dict:
@@ -110,7 +131,7 @@ def run(params: Params, root: Path) -> dict:
     import torch
 
     from sclmd.data.store import PackedClips
-    from sclmd.evaluate.plots import plot_face_grid, plot_loss_curves
+    from sclmd.evaluate.plots import plot_face_grid, plot_loss_curves, plot_sweep
     from sclmd.models.pipeline import SamplingDefaults, SpeechToFacePipeline
     from sclmd.models.prior import FacePrior
     from sclmd.models.speech_face import SpeechFaceModel
@@ -162,8 +183,18 @@ def run(params: Params, root: Path) -> dict:
     store = CheckpointStore(root / CHECKPOINTS, run_key(params, root), cfg.keep_checkpoints)
     result = train_ldm(cfg, config, train, prior.mean, store, log=log, sample=sample)
     val_loss = validation_loss(result.state.ema, val, config, prior.mean, cfg)
-    gender = gender_check(generate, result.state.ema, encoders, train, train_set.rows, val, val_set.rows)
-    pipeline_of(result.state.ema).save_pretrained(root / MODEL_DIR, root / PRETRAINED, root / PRIOR_DIR)
+    pipeline = pipeline_of(result.state.ema)
+    check = guidance_check(pipeline, train, train_set.rows, val, val_set.rows, [*cfg.guidance_check, cfg.guidance],
+                           cfg.seed)
+    at_default = check["by_guidance"][f"g{cfg.guidance:g}"]
+    scales = list(check["by_guidance"].values())
+    plot_sweep([s["guidance"] for s in scales],
+               {"gender accuracy (probe)": [s["gender_accuracy"] for s in scales],
+                "Fréchet distance to real faces": [s["frechet"] for s in scales]},
+               plots / "guidance.png", f"val check, {check['clips']} clips ({cfg.sampler}-{cfg.sample_steps})",
+               "guidance scale", chosen=cfg.guidance,
+               references={"gender accuracy (probe)": check["real_gender_accuracy"]})
+    pipeline.save_pretrained(root / MODEL_DIR, root / PRETRAINED, root / PRIOR_DIR)
     plot_loss_curves({"loss": result.history["loss"]}, plots / "loss_curves.png", "LDM epsilon-prediction loss")
     final = plots / f"samples_step-{result.steps:07d}.png"
     if final.exists():
@@ -173,7 +204,10 @@ def run(params: Params, root: Path) -> dict:
         "steps": result.steps,
         "final_loss": result.history["loss"][-1][1],
         "val_loss": val_loss,
-        **gender,
+        "generated_gender_accuracy": at_default["gender_accuracy"],
+        "generated_frechet": at_default["frechet"],
+        "guidance": cfg.guidance,
+        "guidance_check": check,
         "latent_scale": config.latent_scale,
         "prior_weight": cfg.prior_weight,
         "n_train_clips": len(train.speakers),
