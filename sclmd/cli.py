@@ -31,7 +31,7 @@ def _fail(err: SclmdError) -> None:
 
 
 @app.command()
-def stage(name: Annotated[str, typer.Argument(help="synth | prepare | validate | pretrain | prior | train_ldm")]) -> None:
+def stage(name: Annotated[str, typer.Argument(help="synth | prepare | validate | pretrain | prior | train_ldm | judges | baselines | evaluate | user_study")]) -> None:
     """Run one pipeline stage (this is what each dvc.yaml stage calls)."""
     from sclmd.stages import run_stage
 
@@ -132,6 +132,38 @@ def ui(
            "--host", host, "--port", str(port), "--workers", "1"]
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)")
     os.execvpe(cmd[0], cmd, env)
+
+
+user_study_app = typer.Typer(help="The perceptual user study: tally the answers evaluators saved.",
+                             no_args_is_help=True)
+app.add_typer(user_study_app, name="user-study")
+
+
+@user_study_app.command("tally")
+def user_study_tally(
+    answers: Annotated[list[Path], typer.Argument(help="answers files saved by the study page")],
+    key: Annotated[Path, typer.Option(help="the study's answer key")] = Path("reports/user_study/answer_key.json"),
+    out: Annotated[Path, typer.Option(help="folder for tally.json, tally.md and tally.png")] = Path(
+        "reports/user_study/tally"),
+) -> None:
+    """Mean and std preference per method over evaluators, for realism and identity (paper Figure 4)."""
+    from sclmd.evaluate.user_study import plot_tally, read_key, tally
+    from sclmd.io import atomic_file, write_json
+    from sclmd.stages.evaluate import METHOD_NAMES
+
+    try:
+        result = tally(answers, read_key(key))
+    except SclmdError as e:
+        _fail(e)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "tally.json", result.to_dict())
+    table = result.table()
+    with atomic_file(out / "tally.md") as tmp:
+        tmp.write_text(f"# User study tally\n\n{len(result.evaluators)} evaluator(s): "
+                       f"{', '.join(result.evaluators)}\n\n{table}\n")
+    plot_tally(result, out / "tally.png", METHOD_NAMES)
+    typer.echo(table)
+    typer.echo(f"{len(result.evaluators)} evaluator(s); written to {out}/tally.json, tally.md, tally.png")
 
 
 @app.command("check-params")

@@ -196,6 +196,56 @@ class LDMParams(Section):
         return 2e-5 if self.size == "paper" else 1e-3
 
 
+class JudgesParams(Section):
+    """The networks that judge generated faces, trained on real training faces only."""
+
+    seed: int = Field(0, ge=0)
+    # A folder written by `sclmd stage judges` elsewhere (e.g. judges trained on a real data
+    # set) to use instead of training here; the report names it.  null: train them here.
+    pretrained: str | None = None
+    width: int = Field(16, ge=4)  # channels of the first conv block
+    feature_dim: int = Field(128, ge=8)  # the identity feature size
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    max_blur: float = Field(2.0, ge=0)  # training faces get a random Gaussian blur up to this sigma (px)
+    colour: float = Field(0.1, ge=0, le=1)  # and brightness/contrast shifts of this size
+
+
+class ARSPMLossWeights(Section):
+    l2: float = Field(1.0, ge=0)
+    l1: float = Field(1.0, ge=0)
+    cos: float = Field(1.0, ge=0)
+
+
+class BaselinesParams(Section):
+    """Speech2Face-style regression and AR-SPM, on the same frozen encoders and decoder."""
+
+    seed: int = Field(0, ge=0)
+    hidden: int = Field(512, ge=8)
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    ar_spm_loss: ARSPMLossWeights = ARSPMLossWeights()  # AR-SPM's tri-item loss weights
+
+
+class EvaluateParams(Section):
+    """SCLDM against the baselines on the test speakers, judged by the judges."""
+
+    seed: int = Field(0, ge=0)
+    samples: int = Field(3, ge=1)  # SCLDM samples per test clip: diversity and the paper's best-of-3
+    max_clips: int = Field(0, ge=0)  # 0: every test clip
+    grid_clips: int = Field(8, ge=1)  # rows of the comparison grid
+
+
+class UserStudyParams(Section):
+    """The anonymised perceptual study (paper: 50 clips, 20 evaluators)."""
+
+    seed: int = Field(0, ge=0)
+    n_clips: int = Field(50, ge=1)  # capped by the test clips evaluated
+
+
 class Params(Section):
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
@@ -204,6 +254,10 @@ class Params(Section):
     pretrain: PretrainParams = PretrainParams()
     prior: PriorParams = PriorParams()
     ldm: LDMParams = LDMParams()
+    judges: JudgesParams = JudgesParams()
+    baselines: BaselinesParams = BaselinesParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    user_study: UserStudyParams = UserStudyParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -26,6 +26,10 @@ TINY = {
     "prior": {"ladder_start": 2},
     "ldm": {"batch_size": 4, "max_steps": 4, "checkpoint_every": 2, "sample_every": 2, "log_every": 1,
             "sample_speakers": 2, "samples_per_speaker": 2, "sample_steps": 3, "warmup_steps": 1},
+    "judges": {"epochs": 1, "width": 4, "feature_dim": 8, "batch_size": 8},
+    "baselines": {"steps": 5, "hidden": 16, "batch_size": 8},
+    "evaluate": {"samples": 2, "grid_clips": 2},
+    "user_study": {"n_clips": 3},
 }
 
 

@@ -42,9 +42,14 @@ def project(tmp_path_factory):
 def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
     out = sclmd(project, "pipeline")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "synth=ran, prepare=ran, validate=ran, pretrain=ran, prior=ran, train_ldm=ran" in out.stdout + out.stderr
+    assert ("synth=ran, prepare=ran, validate=ran, pretrain=ran, prior=ran, train_ldm=ran, judges=ran, baselines=ran, "
+            "evaluate=ran, user_study=ran") in out.stdout + out.stderr
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "prepare", "validate", "pretrain", "prior", "train_ldm"}
+    assert set(lock["stages"]) == {"synth", "prepare", "validate", "pretrain", "prior", "train_ldm", "judges",
+                                   "baselines", "evaluate", "user_study"}
+    evaluation = json.loads((project / "reports/eval/metrics.json").read_text())
+    assert set(evaluation["methods"]) == {"scldm", "speech2face", "ar_spm"}
+    assert (project / "reports/eval/report.md").exists() and (project / "reports/user_study/page/index.html").exists()
     assert json.loads((project / "reports/data_contract.json").read_text())["success"] is True
     assert (project / "reports/synth/contact_sheet.png").stat().st_size > 1000
 
@@ -53,7 +58,8 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
     assert len(parents) == 1
     parent = parents[0]
     children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.info.run_name for r in children) == ["prepare", "pretrain", "prior", "synth", "train_ldm", "validate"]
+    assert sorted(r.info.run_name for r in children) == ["baselines", "evaluate", "judges", "prepare", "pretrain", "prior",
+                                                         "synth", "train_ldm", "user_study", "validate"]
     for child in children:
         tags = child.data.tags
         assert tags["sclmd.stage"] == child.info.run_name
@@ -80,8 +86,8 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
 def test_second_run_skips_unchanged_stages(project):
     out = sclmd(project, "pipeline")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert ("synth=skipped, prepare=skipped, validate=skipped, pretrain=skipped, prior=skipped, train_ldm=skipped"
-            in out.stdout + out.stderr)
+    assert ("synth=skipped, prepare=skipped, validate=skipped, pretrain=skipped, prior=skipped, train_ldm=skipped, "
+            "judges=skipped, baselines=skipped, evaluate=skipped, user_study=skipped") in out.stdout + out.stderr
 
 
 def test_changed_param_reruns_only_downstream_and_contract_failure_stops(project):

@@ -14,7 +14,8 @@ from types import ModuleType
 
 from sclmd.config import load_params, section_dict
 
-STAGE_ORDER = ("synth", "prepare", "validate", "pretrain", "prior", "train_ldm")
+STAGE_ORDER = ("synth", "prepare", "validate", "pretrain", "prior", "train_ldm", "judges", "baselines", "evaluate",
+               "user_study")
 
 
 def stage_module(name: str) -> ModuleType:

@@ -1,0 +1,73 @@
+"""Stage `baselines`: the Speech2Face-style regression and AR-SPM, trained on the same data.
+
+Reads params sections `data` and `baselines`, the frozen encoders in `models/pretrain/`,
+the prior in `models/prior/` and the prepared data.  Both baselines regress the scaled
+face latent from the frozen speech embedding of the training split (see
+`sclmd.models.baselines`) and are drawn by the same pre-trained decoder as SCLDM.
+Writes `models/baselines/` and `reports/baselines/metrics.json` (final training loss
+and the val loss of each).  It does not depend on the LDM, so DVC keeps it when only
+the LDM changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sclmd.config import Params
+from sclmd.io import write_json
+
+PREPARED = Path("data/prepared")
+PRETRAINED = Path("models/pretrain")
+PRIOR_DIR = Path("models/prior")
+BASELINES_DIR = Path("models/baselines")
+REPORT_DIR = Path("reports/baselines")
+METRICS = REPORT_DIR / "metrics.json"
+PLOTS = REPORT_DIR / "plots"
+PARAM_SECTIONS = ("data", "baselines")
+ARTIFACTS = (METRICS, PLOTS)
+
+
+def run(params: Params, root: Path) -> dict:
+    import mlflow
+    import torch
+
+    from sclmd.data.store import PackedClips
+    from sclmd.evaluate.plots import plot_loss_curves
+    from sclmd.models.baselines import METHODS, BaselineConfig, build, save_baselines
+    from sclmd.models.prior import FacePrior
+    from sclmd.models.speech_face import SpeechFaceModel
+    from sclmd.train.baselines import baseline_loss, train_regression
+    from sclmd.train.ldm import encode_split, latent_scale
+
+    cfg = params.baselines
+    encoders = SpeechFaceModel.from_pretrained(root / PRETRAINED)
+    prior = FacePrior.load(root / PRIOR_DIR)
+    train = encode_split(encoders, PackedClips(root / PREPARED, "train"), 128, "baselines: encoding train")
+    val = encode_split(encoders, PackedClips(root / PREPARED, "val"), 128, "baselines: encoding val")
+    scale = latent_scale(train.latents)
+    config = BaselineConfig(int(train.speech.shape[1]), tuple(int(d) for d in train.latents.shape[1:]), cfg.hidden,
+                            scale)
+    weights = cfg.ar_spm_loss.model_dump()
+    models, history, metrics = {}, {}, {}
+    for method in METHODS:
+        model = build(method, config, prior.mean * scale)
+        loss_fn = baseline_loss(method, weights)
+
+        def log(values: dict, step: int, method=method) -> None:
+            mlflow.log_metrics({f"train/{method}_{k}": v for k, v in values.items()}, step=step)
+
+        history[method] = train_regression(model, train.speech, train.latents * scale, loss_fn, steps=cfg.steps,
+                                           batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                           seed=cfg.seed, desc=f"baselines: {method}", log=log)
+        with torch.no_grad():
+            val_loss = float(loss_fn(model(val.speech), val.latents * scale))
+        models[method] = model
+        metrics[method] = {"final_loss": history[method][-1][1], "val_loss": val_loss}
+    save_baselines(root / BASELINES_DIR, models, config,
+                   {"losses": {"speech2face": "L1", "ar_spm": f"tri-item {weights}"}, "steps": cfg.steps})
+    (root / PLOTS).mkdir(parents=True, exist_ok=True)
+    plot_loss_curves({f"{m} loss": h for m, h in history.items()}, root / PLOTS / "loss_curves.png",
+                     "baselines' training losses")
+    metrics |= {"latent_scale": scale, "n_train_clips": len(train.speakers)}
+    write_json(root / METRICS, metrics)
+    return metrics

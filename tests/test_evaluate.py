@@ -1,0 +1,283 @@
+"""Evaluation: judges, baselines, face metrics, the user study, and the stages end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sclmd.errors import SclmdError
+from sclmd.evaluate.judges import Judges, degrade, judge_accuracy, train_judges, Verdicts
+from sclmd.evaluate.metrics import best_of_k_cos, diversity, feature_distances, speaker_retrieval
+from sclmd.evaluate.user_study import build_study, read_key, tally
+from sclmd.models.baselines import ARSPM, BaselineConfig, Speech2FaceRegressor, load_baselines, save_baselines, \
+    tri_item_loss
+
+# --- face metrics --------------------------------------------------------------------------------
+
+
+def test_feature_distances_by_hand() -> None:
+    true = np.array([[1.0, 0.0], [0.0, 1.0]])
+    generated = np.array([[1.0, 0.0], [1.0, 0.0]])  # first clip exact, second orthogonal
+    d = feature_distances(generated * 3.0, true)  # scale does not matter: features are unit-normalised
+    assert d["cos"] == pytest.approx(50.0)  # (0 + 100) / 2
+    assert d["l1"] == pytest.approx(1.0)  # (0 + 2) / 2
+    assert d["l2"] == pytest.approx(np.sqrt(2) / 2)
+    with pytest.raises(ValueError, match="pair up"):
+        feature_distances(generated, true[:1])
+
+
+def test_best_of_k_and_diversity() -> None:
+    true = np.array([[1.0, 0.0], [0.0, 1.0]])
+    samples = np.array([[[0.0, 1.0], [1.0, 0.0]],  # clip 1: second sample is exact
+                        [[1.0, 0.0], [1.0, 0.0]]])  # clip 2: both orthogonal, identical
+    best = best_of_k_cos(samples, true)
+    assert best["mean"] == pytest.approx(50.0) and best["std"] == pytest.approx(50.0)
+    # clip 1: its two samples are orthogonal (100); clip 2: identical (0)
+    assert diversity(samples) == pytest.approx(50.0)
+    assert diversity(samples[:, :1]) == 0.0
+
+
+def test_speaker_retrieval_finds_speakers_and_leaves_own_face_out() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 16))
+    speakers = np.repeat([f"s{i}" for i in range(6)], 2)
+    faces = centres[np.repeat(np.arange(6), 2)] + 0.05 * rng.normal(size=(12, 16))
+    exact = speaker_retrieval(faces, speakers, faces, speakers, leave_one_out=True)
+    assert exact["retrieval_r1"] == 1.0 and exact["retrieval_speakers"] == 6
+    wrong = speaker_retrieval(faces, np.roll(speakers, 2), faces, speakers)  # every query labelled as another speaker
+    assert wrong["retrieval_r1"] == 0.0
+    noise = speaker_retrieval(rng.normal(size=(600, 16)), rng.choice(speakers, 600), faces, speakers)
+    assert 0.08 < noise["retrieval_r1"] < 0.26 and noise["retrieval_r5"] > 0.7  # chance: 1/6 and 5/6
+
+
+# --- judges ---------------------------------------------------------------------------------------
+
+
+def striped_faces(n: int, seed: int):
+    """Faces whose 'gender' is a bright top half and whose age is the brightness of the bottom half."""
+    g = torch.Generator().manual_seed(seed)
+    male = (torch.arange(n) % 2).float()
+    age = 20 + 60 * torch.rand(n, generator=g)
+    faces = 0.1 * torch.randn(n, 3, 32, 32, generator=g)
+    faces[:, :, :16] += (male * 1.2 - 0.6)[:, None, None, None]
+    faces[:, :, 16:] += ((age - 50) / 40)[:, None, None, None]
+    speakers = [f"s{i // 2}" for i in range(n)]
+    return faces.clamp(-1, 1), ["m" if m else "f" for m in male.tolist()], age.numpy(), speakers
+
+
+def test_judges_learn_real_signals_and_round_trip(tmp_path) -> None:
+    faces, genders, ages, speakers = striped_faces(128, 0)
+    kwargs = dict(image_size=32, width=8, feature_dim=16, epochs=8, batch_size=32, lr=3e-3, max_blur=1.0,
+                  colour=0.0, seed=0)
+    result = train_judges(faces, genders, ages, speakers, **kwargs)
+    test_faces, test_genders, test_ages, _ = striped_faces(64, 1)
+    verdicts = result.judges(test_faces)
+    accuracy = judge_accuracy(verdicts, test_genders, test_ages, 5.0)
+    assert accuracy["gender_acc"] >= 0.95
+    assert accuracy["age_mae"] < 12  # predicting the mean gives ~15
+    assert verdicts.features.shape == (64, 16)
+    assert np.allclose(np.linalg.norm(verdicts.features, axis=1), 1.0, atol=1e-5)
+    # deterministic for a seed
+    again = train_judges(faces, genders, ages, speakers, **kwargs).judges(test_faces)
+    assert np.array_equal(again.male_probability, verdicts.male_probability)
+    result.judges.save_pretrained(tmp_path / "judges")
+    loaded = Judges.from_pretrained(tmp_path / "judges")(test_faces)
+    assert np.allclose(loaded.age, verdicts.age)
+
+
+def test_judges_refuse_one_gender_and_bad_folders(tmp_path) -> None:
+    faces, _, ages, speakers = striped_faces(8, 0)
+    with pytest.raises(SclmdError, match="both genders"):
+        train_judges(faces, ["f"] * 8, ages, speakers, image_size=32, width=4, feature_dim=8, epochs=1,
+                     batch_size=4, lr=1e-3, max_blur=0, colour=0, seed=0)
+    with pytest.raises(SclmdError, match="no judges .*sclmd stage judges"):
+        Judges.from_pretrained(tmp_path)
+
+
+def test_degrade_blurs_flips_and_keeps_the_range() -> None:
+    x = torch.zeros(4, 3, 16, 16)
+    x[:, :, 8, 8] = 1.0  # a single bright pixel
+    out = degrade(x, torch.Generator().manual_seed(0), max_blur=2.0, colour=0.0)
+    assert out.shape == x.shape and out.abs().max() <= 1.0
+    assert torch.allclose(out.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)), atol=1e-4)  # blur keeps the mass
+    assert (out > 0).sum() > (x > 0).sum()  # and spreads it
+
+
+def test_judge_accuracy_skips_unknown_labels() -> None:
+    verdicts = Verdicts(np.array([0.9, 0.1, 0.8]), np.array([30.0, 50.0, 70.0]), np.zeros((3, 2)))
+    out = judge_accuracy(verdicts, ["m", "?", "f"], [33.0, np.nan, 80.0], 5.0)
+    # gender: row 0 right, row 1 unknown (left out), row 2 wrong; age: 30 vs 33 within 5 years,
+    # the NaN row left out, 70 vs 80 outside
+    assert out["gender_acc"] == 0.5 and out["age_acc"] == 0.5 and out["age_mae"] == 6.5
+    assert judge_accuracy(verdicts, ["m", "f", "f"], [33.0, 50.0, 80.0], 5.0)["age_acc"] == pytest.approx(2 / 3)
+
+
+# --- baselines ------------------------------------------------------------------------------------
+
+
+def test_ar_spm_starts_at_the_prior_and_tri_item_loss_by_hand(tmp_path) -> None:
+    cfg = BaselineConfig(embed_dim=8, latent_shape=(2, 2, 2), hidden=16, latent_scale=0.5)
+    prior = torch.arange(8.0).view(2, 2, 2)
+    ar = ARSPM(cfg, prior)
+    speech = torch.randn(5, 8)
+    assert torch.equal(ar(speech), prior.expand(5, -1, -1, -1))  # zero residual at init
+    target = torch.ones(1, 8)
+    predicted = -torch.ones(1, 8)
+    # L2 = 4, L1 = 2, 1 - cos = 2
+    assert tri_item_loss(predicted, target, 1.0, 0.0, 0.0) == pytest.approx(4.0)
+    assert tri_item_loss(predicted, target, 0.0, 1.0, 0.0) == pytest.approx(2.0)
+    assert tri_item_loss(predicted, target, 0.5, 0.5, 1.0) == pytest.approx(5.0)
+    s2f = Speech2FaceRegressor(cfg)
+    save_baselines(tmp_path / "b", {"speech2face": s2f, "ar_spm": ar}, cfg, {})
+    loaded = load_baselines(tmp_path / "b")
+    assert torch.allclose(loaded["speech2face"](speech), s2f.eval()(speech))
+    assert torch.equal(loaded["ar_spm"].prior, prior)
+    with pytest.raises(SclmdError, match="sclmd stage baselines"):
+        load_baselines(tmp_path / "missing")
+
+
+# --- user study -------------------------------------------------------------------------------------
+
+
+def study(n_clips=4, seed=0):
+    rng = np.random.default_rng(0)
+    faces = {name: rng.integers(0, 255, size=(6, 8, 8, 3), dtype=np.uint8)
+             for name in ("true", "scldm", "speech2face", "ar_spm")}
+    return build_study(faces, [f"c{i}" for i in range(6)], ["scldm", "speech2face", "ar_spm"], n_clips, seed)
+
+
+def test_study_page_is_self_contained_and_key_is_apart() -> None:
+    page, key = study()
+    assert page.count('class="item"') == 4 and len(key["items"]) == 4
+    # nothing fetched from anywhere: every src is inline, no URLs to other hosts
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]+)"', page))
+    # anonymised: no method name appears in the page
+    assert not any(name in page for name in ("scldm", "speech2face", "ar_spm"))
+    assert key["study_id"] in page
+    # shuffled: the methods are not always in the same slots
+    assert len({tuple(item["options"].values()) for item in key["items"]}) > 1
+    assert study()[1] == key  # same seed, same study
+
+
+def answers(key, picks, evaluator="ann"):
+    """Answers picking, per clip, the letter showing `picks[criterion]` (a method)."""
+    entries = []
+    for item in key["items"]:
+        by_method = {m: letter for letter, m in item["options"].items()}
+        entries.append({"item": item["item"], **{c: by_method[m] for c, m in picks.items()}})
+    return {"format": "sclmd-user-study-answers/1", "study_id": key["study_id"], "evaluator": evaluator,
+            "answers": entries}
+
+
+def test_tally_means_and_stds_over_evaluators(tmp_path) -> None:
+    _, key = study()
+    a = tmp_path / "a.json"
+    b = tmp_path / "b.json"
+    a.write_text(json.dumps(answers(key, {"realism": "scldm", "identity": "scldm"}, "ann")))
+    b.write_text(json.dumps(answers(key, {"realism": "ar_spm", "identity": "scldm"}, "bob")))
+    result = tally([a, b], key)
+    assert result.evaluators == ["ann", "bob"]
+    assert result.preference["identity"]["scldm"] == (1.0, 0.0)
+    assert result.preference["realism"]["scldm"] == (0.5, 0.5)
+    assert result.preference["realism"]["speech2face"] == (0.0, 0.0)
+    assert "scldm" in result.table()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"format": "something else"}), "not an sclmd user-study answers file"),
+        ("FOREIGN", "answers to another study"),
+        ("BADCHOICE", "realism must be one of A, B, C"),
+        ("BADITEM", "'item' must be a clip number 1..4"),
+    ],
+)
+def test_tally_rejects_malformed_and_foreign_answers(tmp_path, content, message) -> None:
+    _, key = study()
+    good = answers(key, {"realism": "scldm", "identity": "scldm"})
+    if content == "FOREIGN":
+        content = json.dumps({**good, "study_id": "0123456789abcdef"})
+    elif content == "BADCHOICE":
+        good["answers"][1]["realism"] = "Z"
+        content = json.dumps(good)
+    elif content == "BADITEM":
+        good["answers"][0]["item"] = 99
+        content = json.dumps(good)
+    path = tmp_path / "answers.json"
+    path.write_text(content)
+    with pytest.raises(SclmdError, match=re.escape(message)):
+        tally([path], key)
+    assert str(path) in str(pytest.raises(SclmdError, tally, [path], key).value)
+
+
+# --- the stages, end to end on the tiny project ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def evaluated_project(tiny_project, tmp_path_factory):
+    import shutil
+
+    from sclmd.stages import run_stage
+    from tests.conftest import make_project
+
+    root = make_project(tmp_path_factory.mktemp("eval") / "project")
+    shutil.copytree(tiny_project / "data/prepared", root / "data/prepared")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for name in ("pretrain", "prior", "train_ldm", "judges", "baselines", "evaluate", "user_study"):
+            run_stage(name, root)
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def test_evaluate_writes_the_metrics_report_and_plots(evaluated_project):
+    root = evaluated_project
+    metrics = json.loads((root / "reports/eval/metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["n_clips"] >= 2
+    assert set(metrics["methods"]) == {"scldm", "speech2face", "ar_spm"}
+    assert metrics["judges"]["source"].startswith("trained")
+    for name, row in metrics["methods"].items():
+        for key in ("l1", "l2", "cos", "gender_acc", "age_acc", "frechet", "retrieval_r1", "retrieval_r5"):
+            assert key in row, (name, key)
+        assert 0 <= row["cos"] <= 200 and 0 <= row["retrieval_r1"] <= row["retrieval_r5"] <= 1
+    assert metrics["methods"]["speech2face"]["diversity"] == 0.0  # deterministic baseline
+    assert metrics["references"]["real"]["cos"] == pytest.approx(0.0, abs=1e-4)
+    report = (root / "reports/eval/report.md").read_text()
+    assert "SCLDM (paper)" in report and "| SCLDM (ours) |" in report and "What differs from the paper" in report
+    assert sorted(p.name for p in (root / "reports/eval/plots").iterdir()) == ["comparison.png", "methods.png"]
+    judges = json.loads((root / "reports/judges/metrics.json").read_text())
+    assert judges["trained_here"] is True and 0 <= judges["test"]["gender_acc"] <= 1
+
+
+def test_user_study_page_and_tally_cli(evaluated_project, tmp_path):
+    root = evaluated_project
+    page = (root / "reports/user_study/page/index.html").read_text()
+    key = read_key(root / "reports/user_study/answer_key.json")
+    assert len(key["items"]) == min(3, json.loads((root / "reports/eval/metrics.json").read_text())["n_clips"])
+    assert key["study_id"] in page and "answer_key" not in page
+    path = tmp_path / "answers-ann.json"
+    path.write_text(json.dumps(answers(key, {"realism": "speech2face", "identity": "scldm"})))
+    out = subprocess.run([sys.executable, "-m", "sclmd", "user-study", "tally", str(path), "--key",
+                          str(root / "reports/user_study/answer_key.json"), "--out", str(tmp_path / "tally")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "tally/tally.json").read_text())
+    assert result["preference"]["identity"]["scldm"]["mean"] == 1.0
+    assert (tmp_path / "tally/tally.png").stat().st_size > 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2")
+    out = subprocess.run([sys.executable, "-m", "sclmd", "user-study", "tally", str(bad), "--key",
+                          str(root / "reports/user_study/answer_key.json")], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 2 and "bad.json: not valid JSON" in out.stderr and "Traceback" not in out.stderr
