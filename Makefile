@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test ui bench lock clean
+.PHONY: install run test ui bench ablations lock clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ run: $(STAMP)  ## the whole pipeline through Prefect + DVC, logged to MLflow
 
 test: $(STAMP)  ## the test suite
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+ablations: $(STAMP)  ## Table 4 ablations + prior-weight sweep (after `make run`; ~45 min on 2 cores) -> reports/ablations/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd ablations
 
 ui: $(STAMP)  ## the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/sclmd ui

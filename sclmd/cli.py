@@ -134,6 +134,19 @@ def ui(
     os.execvpe(cmd[0], cmd, env)
 
 
+@app.command()
+def ablations(
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="run only these variants (repeatable)")] = None,
+) -> None:
+    """The paper's Table 4 ablations and prior-weight sweep (needs `make run` first); writes reports/ablations/."""
+    from flows.ablations import sclmd_ablations
+
+    try:
+        sclmd_ablations(only=only)
+    except SclmdError as e:
+        _fail(e)
+
+
 user_study_app = typer.Typer(help="The perceptual user study: tally the answers evaluators saved.",
                              no_args_is_help=True)
 app.add_typer(user_study_app, name="user-study")

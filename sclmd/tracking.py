@@ -18,6 +18,7 @@ from sclmd.config import params_hash
 
 EXPERIMENT = "sclmd"
 PARENT_ENV = "SCLMD_MLFLOW_PARENT_RUN_ID"
+VARIANT_ENV = "SCLMD_VARIANT"
 
 
 def tracking_uri(root: Path) -> str:
@@ -72,6 +73,8 @@ def stage_run(stage: str, root: Path, params: dict[str, Any]) -> Iterator[Any]:
         "sclmd.params_hash": params_hash(params),
         "mlflow.source.git.commit": git_commit(root).removesuffix("-dirty"),
     }
+    if os.environ.get(VARIANT_ENV):  # an ablation variant (flows/ablations.py)
+        tags["sclmd.variant"] = os.environ[VARIANT_ENV]
     # In one process (a notebook, a test) the pipeline's run is still active: nest under it.
     nested = mlflow.active_run() is not None
     with mlflow.start_run(run_name=stage, parent_run_id=parent, tags=tags, nested=nested) as run:

@@ -281,3 +281,49 @@ def test_user_study_page_and_tally_cli(evaluated_project, tmp_path):
                           str(root / "reports/user_study/answer_key.json")], capture_output=True, text=True,
                          timeout=300, cwd=tmp_path)
     assert out.returncode == 2 and "bad.json: not valid JSON" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ablations_flow_runs_every_variant_and_writes_the_reports(evaluated_project):
+    from flows.ablations import sclmd_ablations
+
+    root = evaluated_project
+    summary = sclmd_ablations(root=str(root))
+    assert set(summary["variants"]) == {"base", "cp", "pn", "full", "pw0.001", "pw0.1", "pw1"}
+    assert [row["prior_weight"] for row in summary["sweep"]] == [0.0, 0.001, 0.01, 0.1, 1.0]
+    assert [row["variant"] for row in summary["sweep"]] == ["cp", "pw0.001", "full", "pw0.1", "pw1"]
+    # "full" is the project's own evaluated model, not retrained
+    full = json.loads((root / "reports/eval/metrics.json").read_text())["methods"]["scldm"]
+    assert summary["table4"]["full"] == full
+    work = root / "ablations"
+    # no-CP pre-training ran once (in base) and was shared with pn; cp reused the project's
+    assert (work / "base/models/pretrain").is_dir() and not (work / "base/models/pretrain").is_symlink()
+    assert (work / "pn/models/pretrain").resolve() == (work / "base/models/pretrain").resolve()
+    assert (work / "cp/models/pretrain").resolve() == (root / "models/pretrain").resolve()
+    import yaml
+
+    assert yaml.safe_load((work / "pn/params.yaml").read_text())["pretrain"]["contrastive_weight"] == 0.0
+    assert yaml.safe_load((work / "pw0.1/params.yaml").read_text())["ldm"]["prior_weight"] == 0.1
+    out = root / "reports/ablations"
+    assert sorted(p.name for p in out.iterdir()) == ["ablations.png", "metrics.json", "report.md", "sweep.png"]
+    report = (out / "report.md").read_text()
+    assert "| +CP |" in report and "| 0.1 |" in report and "contrastive_weight: 0" in report
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("sclmd").experiment_id
+
+    def stages_of(variant: str) -> set[str]:
+        return {r.info.run_name for r in client.search_runs([experiment], f"tags.`sclmd.variant` = '{variant}'")}
+
+    assert stages_of("base") == {"pretrain", "prior", "baselines", "train_ldm", "evaluate"}
+    assert stages_of("pn") == {"train_ldm", "evaluate"}  # pre-training, prior and baselines shared with base
+
+
+def test_ablations_refuse_unknown_variants_and_unevaluated_projects(evaluated_project, tmp_path):
+    from flows.ablations import sclmd_ablations
+
+    with pytest.raises(SclmdError, match="unknown variant"):
+        sclmd_ablations(only=["nope"], root=str(evaluated_project))
+    (tmp_path / "params.yaml").write_text((evaluated_project / "params.yaml").read_text())
+    with pytest.raises(SclmdError, match="make run"):
+        sclmd_ablations(root=str(tmp_path))
