@@ -89,6 +89,21 @@ def _section_key(params: dict, sections: tuple[str, ...]) -> str:
     return json.dumps({s: params.get(s) for s in ("data", *sections)}, sort_keys=True)
 
 
+def stale_stages(root: Path) -> list[str]:
+    """Stages DVC finds out of date (none outside a DVC project: there is nothing to compare)."""
+    import subprocess
+    import sys
+
+    if not (root / ".dvc").is_dir():
+        return []
+    dvc = Path(sys.executable).parent / "dvc"
+    out = subprocess.run([str(dvc) if dvc.exists() else "dvc", "status", "--json"], cwd=root, capture_output=True,
+                         text=True, timeout=300)
+    if out.returncode != 0:
+        raise SclmdError(f"{root}: `dvc status` failed: {out.stderr.strip()[-500:]}")
+    return sorted(json.loads(out.stdout or "{}"))
+
+
 @task(task_run_name="ablation-{name}")
 def run_variant(name: str, overrides: dict, root: str, done: dict[str, str]) -> dict:
     """Run one variant's stages in ablations/<name>/; returns its SCLDM metrics and params keys."""
@@ -146,6 +161,10 @@ def sclmd_ablations(only: list[str] | None = None, root: str | None = None) -> d
     if not (root_path / "reports/eval/metrics.json").exists():
         raise SclmdError(f"{root_path}: no evaluated model yet. Run `make run` (or `sclmd pipeline`) first: "
                          "the ablations reuse its data, judges and, for `full`, its model.")
+    stale = stale_stages(root_path)
+    if stale:
+        raise SclmdError(f"{root_path}: stage(s) {', '.join(stale)} are out of date with params.yaml or the code; "
+                         "the ablations would reuse stale outputs. Run `make run` first.")
     # Every variant logs to the project's MLflow store, tagged with its name.
     os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri(root_path))
     project_weight = load_params(root_path / "params.yaml").ldm.prior_weight
@@ -160,6 +179,7 @@ def sclmd_ablations(only: list[str] | None = None, root: str | None = None) -> d
     for name, overrides in wanted.items():
         results[name] = run_variant(name, overrides, str(root_path), done)
     summary = write_reports(root_path, results, project_weight)
+    log_reports(root_path, summary)
     print(f"ablations done: {', '.join(results)} -> {REPORT_DIR}/")
     return summary
 
@@ -215,6 +235,19 @@ def write_reports(root: Path, results: dict[str, dict], project_weight: float) -
     with atomic_file(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines))
     return summary
+
+
+def log_reports(root: Path, summary: dict) -> None:
+    """One MLflow run `ablations` with every variant's SCLDM metrics and the report files."""
+    import mlflow
+
+    from sclmd.stages import _metric_key, _numeric_metrics
+    from sclmd.tracking import stage_run
+
+    with stage_run("ablations", root, {"variants": {n: v["overrides"] for n, v in summary["variants"].items()}}):
+        mlflow.log_metrics({_metric_key(k): v for k, v in _numeric_metrics(
+            {n: v["scldm"] for n, v in summary["variants"].items()}).items()})
+        mlflow.log_artifacts(str(root / REPORT_DIR), artifact_path=str(REPORT_DIR))
 
 
 def plot_prior_weight_sweep(sweep: list[dict], path: Path) -> Path:

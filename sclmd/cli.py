@@ -30,8 +30,11 @@ def _fail(err: SclmdError) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
+STAGE_HELP = "synth | prepare | validate | pretrain | prior | train_ldm | judges | baselines | evaluate | user_study"
+
+
 @app.command()
-def stage(name: Annotated[str, typer.Argument(help="synth | prepare | validate | pretrain | prior | train_ldm | judges | baselines | evaluate | user_study")]) -> None:
+def stage(name: Annotated[str, typer.Argument(help=STAGE_HELP)]) -> None:
     """Run one pipeline stage (this is what each dvc.yaml stage calls)."""
     from sclmd.stages import run_stage
 

@@ -223,7 +223,7 @@ class BaselinesParams(Section):
 
     seed: int = Field(0, ge=0)
     hidden: int = Field(512, ge=8)
-    steps: int = Field(1500, ge=1)
+    steps: int = Field(800, ge=1)  # the best val-loss step is kept
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)

@@ -253,6 +253,10 @@ def test_evaluate_writes_the_metrics_report_and_plots(evaluated_project):
         assert 0 <= row["cos"] <= 200 and 0 <= row["retrieval_r1"] <= row["retrieval_r5"] <= 1
     assert metrics["methods"]["speech2face"]["diversity"] == 0.0  # deterministic baseline
     assert metrics["references"]["real"]["cos"] == pytest.approx(0.0, abs=1e-4)
+    assert set(metrics["targets"]) == {"gender_acc_at_least_0.98", "age_acc_at_least_0.85", "cos_ahead_of_baselines",
+                                       "frechet_ahead_of_baselines"}
+    scldm, s2f, ar = (metrics["methods"][m] for m in ("scldm", "speech2face", "ar_spm"))
+    assert metrics["targets"]["cos_ahead_of_baselines"] == (scldm["cos"] < min(s2f["cos"], ar["cos"]))
     report = (root / "reports/eval/report.md").read_text()
     assert "SCLDM (paper)" in report and "| SCLDM (ours) |" in report and "What differs from the paper" in report
     assert sorted(p.name for p in (root / "reports/eval/plots").iterdir()) == ["comparison.png", "methods.png"]
@@ -317,6 +321,10 @@ def test_ablations_flow_runs_every_variant_and_writes_the_reports(evaluated_proj
 
     assert stages_of("base") == {"pretrain", "prior", "baselines", "train_ldm", "evaluate"}
     assert stages_of("pn") == {"train_ldm", "evaluate"}  # pre-training, prior and baselines shared with base
+    logged = client.search_runs([experiment], "attributes.run_name = 'ablations'")[0]
+    assert "pw0.1.cos" in logged.data.metrics
+    assert {a.path for a in client.list_artifacts(logged.info.run_id, "reports/ablations")} >= {
+        "reports/ablations/sweep.png", "reports/ablations/ablations.png", "reports/ablations/report.md"}
 
 
 def test_ablations_refuse_unknown_variants_and_unevaluated_projects(evaluated_project, tmp_path):
@@ -327,3 +335,22 @@ def test_ablations_refuse_unknown_variants_and_unevaluated_projects(evaluated_pr
     (tmp_path / "params.yaml").write_text((evaluated_project / "params.yaml").read_text())
     with pytest.raises(SclmdError, match="make run"):
         sclmd_ablations(root=str(tmp_path))
+
+
+def test_judges_stage_takes_pretrained_judges_and_names_them(evaluated_project, tmp_path):
+    import shutil
+
+    from sclmd.config import load_params
+    from sclmd.stages import judges as judges_stage
+    from tests.conftest import make_project
+
+    root = make_project(tmp_path / "project", {"judges": {"pretrained": str(evaluated_project / "models/judges")}})
+    shutil.copytree(evaluated_project / "data/prepared", root / "data/prepared")
+    metrics = judges_stage.run(load_params(root / "params.yaml"), root)
+    assert metrics["trained_here"] is False
+    assert metrics["source"] == json.loads((evaluated_project / "models/judges/judges.json").read_text())["source"]
+    assert (root / "models/judges/identity.safetensors").read_bytes() == \
+        (evaluated_project / "models/judges/identity.safetensors").read_bytes()
+    broken = make_project(tmp_path / "broken", {"judges": {"pretrained": str(tmp_path / "nowhere")}})
+    with pytest.raises(SclmdError, match="nowhere: no judges"):
+        judges_stage.run(load_params(broken / "params.yaml"), broken)

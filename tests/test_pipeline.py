@@ -106,3 +106,13 @@ def test_changed_param_reruns_only_downstream_and_contract_failure_stops(project
     children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == last_parent.info.run_id]
     # synth and prepare were unchanged (skipped, no run); validate ran once: no retry of a user error
     assert [r.info.run_name for r in children] == ["validate"]
+
+
+def test_ablations_refuse_a_project_with_stale_stages(project):
+    from flows.ablations import sclmd_ablations, stale_stages
+    from sclmd.errors import SclmdError
+
+    # the previous test changed validate's params and left the pipeline failed: DVC sees it stale
+    assert "validate" in stale_stages(project)
+    with pytest.raises(SclmdError, match="out of date .* Run `make run` first"):
+        sclmd_ablations(root=str(project))

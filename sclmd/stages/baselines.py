@@ -4,8 +4,8 @@ Reads params sections `data` and `baselines`, the frozen encoders in `models/pre
 the prior in `models/prior/` and the prepared data.  Both baselines regress the scaled
 face latent from the frozen speech embedding of the training split (see
 `sclmd.models.baselines`) and are drawn by the same pre-trained decoder as SCLDM.
-Writes `models/baselines/` and `reports/baselines/metrics.json` (final training loss
-and the val loss of each).  It does not depend on the LDM, so DVC keeps it when only
+Each keeps the weights of its best val-loss step (early stopping on the val split).
+Writes `models/baselines/` and `reports/baselines/metrics.json` (val loss and step kept).  It does not depend on the LDM, so DVC keeps it when only
 the LDM changes.
 """
 
@@ -29,8 +29,6 @@ ARTIFACTS = (METRICS, PLOTS)
 
 def run(params: Params, root: Path) -> dict:
     import mlflow
-    import torch
-
     from sclmd.data.store import PackedClips
     from sclmd.evaluate.plots import plot_loss_curves
     from sclmd.models.baselines import METHODS, BaselineConfig, build, save_baselines
@@ -56,18 +54,18 @@ def run(params: Params, root: Path) -> dict:
         def log(values: dict, step: int, method=method) -> None:
             mlflow.log_metrics({f"train/{method}_{k}": v for k, v in values.items()}, step=step)
 
-        history[method] = train_regression(model, train.speech, train.latents * scale, loss_fn, steps=cfg.steps,
-                                           batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                           seed=cfg.seed, desc=f"baselines: {method}", log=log)
-        with torch.no_grad():
-            val_loss = float(loss_fn(model(val.speech), val.latents * scale))
+        result = train_regression(model, train.speech, train.latents * scale, loss_fn, steps=cfg.steps,
+                                  batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                                  desc=f"baselines: {method}", val=(val.speech, val.latents * scale), log=log)
+        history[f"{method} train"] = result["train"]
+        history[f"{method} val"] = result["val"]
         models[method] = model
-        metrics[method] = {"final_loss": history[method][-1][1], "val_loss": val_loss}
+        metrics[method] = {"final_train_loss": result["train"][-1][1], "val_loss": result["best_val_loss"],
+                           "best_step": result["best_step"]}
     save_baselines(root / BASELINES_DIR, models, config,
                    {"losses": {"speech2face": "L1", "ar_spm": f"tri-item {weights}"}, "steps": cfg.steps})
     (root / PLOTS).mkdir(parents=True, exist_ok=True)
-    plot_loss_curves({f"{m} loss": h for m, h in history.items()}, root / PLOTS / "loss_curves.png",
-                     "baselines' training losses")
+    plot_loss_curves(history, root / PLOTS / "loss_curves.png", "baselines: training and val losses (val picks the step)")
     metrics |= {"latent_scale": scale, "n_train_clips": len(train.speakers)}
     write_json(root / METRICS, metrics)
     return metrics
