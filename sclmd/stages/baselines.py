@@ -29,6 +29,8 @@ ARTIFACTS = (METRICS, PLOTS)
 
 def run(params: Params, root: Path) -> dict:
     import mlflow
+    import torch
+
     from sclmd.data.store import PackedClips
     from sclmd.evaluate.plots import plot_loss_curves
     from sclmd.models.baselines import METHODS, BaselineConfig, build, save_baselines
@@ -48,6 +50,7 @@ def run(params: Params, root: Path) -> dict:
     weights = cfg.ar_spm_loss.model_dump()
     models, history, metrics = {}, {}, {}
     for method in METHODS:
+        torch.manual_seed(cfg.seed)  # the initial weights too: nothing earlier in the process may move the RNG
         model = build(method, config, prior.mean * scale)
         loss_fn = baseline_loss(method, weights)
 
