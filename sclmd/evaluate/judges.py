@@ -135,6 +135,11 @@ class Judges(nn.Module):
         return judges
 
 
+def as_judge_input(faces_uint8: torch.Tensor) -> torch.Tensor:
+    """Stored faces, uint8 [N, H, W, 3] -> float [N, 3, H, W] in [-1, 1] (as `Batch.face_float`)."""
+    return faces_uint8.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 def male_labels(genders) -> np.ndarray:
     """1.0 male, 0.0 female, NaN unknown (the manifest's 'm' / 'f' or words)."""
     from sclmd.evaluate.embeddings import _gender_labels

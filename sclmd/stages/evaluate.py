@@ -47,11 +47,6 @@ PAPER_TABLE_4 = {"base": {"l1": 56.39, "l2": 3.30, "cos": 29.83, "gender_acc": 0
                  "full": {"l1": 35.01, "l2": 1.48, "cos": 12.81, "gender_acc": 0.988, "age_acc": 0.845}}
 
 
-def to_images(faces_uint8) -> "torch.Tensor":  # noqa: F821
-    """uint8 [N, H, W, 3] -> float [N, 3, H, W] in [-1, 1]."""
-    return faces_uint8.permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def to_uint8(images) -> np.ndarray:
     """float [N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3]."""
     return np.round((images.clamp(-1, 1).permute(0, 2, 3, 1).numpy() + 1) * 127.5).astype(np.uint8)
@@ -115,7 +110,7 @@ def run(params: Params, root: Path) -> dict:
     from tqdm import tqdm
 
     from sclmd.data.store import PackedClips
-    from sclmd.evaluate.judges import Judges
+    from sclmd.evaluate.judges import Judges, Verdicts, as_judge_input
     from sclmd.evaluate.plots import plot_face_grid, plot_metric_comparison
     from sclmd.evaluate.report import eval_report
     from sclmd.models.baselines import load_baselines
@@ -131,8 +126,8 @@ def run(params: Params, root: Path) -> dict:
     rows = test_set.rows.iloc[positions].reset_index(drop=True)
     test = encode_split(pipeline.encoders, test_set, 128, "evaluate: encoding test")
     speech, latents = test.speech[positions], test.latents[positions]
-    true_faces = to_images(test_set.faces(positions))
-    all_real = to_images(test_set.faces(np.arange(len(test_set))))
+    true_faces = as_judge_input(test_set.faces(positions))
+    all_real = as_judge_input(test_set.faces(np.arange(len(test_set))))
 
     k = cfg.samples
     scldm = []
@@ -148,10 +143,13 @@ def run(params: Params, root: Path) -> dict:
     true_verdicts = judges(true_faces)
     real_all = judges(all_real)
     gallery_speakers = test_set.rows["speaker_id"].astype(str).to_numpy()
-    scldm_sample_features = judges(scldm_faces.flatten(0, 1)).features.reshape(len(positions), k, -1)
+    scldm_samples = judges(scldm_faces.flatten(0, 1))
+    scldm_sample_features = scldm_samples.features.reshape(len(positions), k, -1)
+    first = slice(0, None, k)  # sample 0 of each clip: the face judged as SCLDM's
     methods = {}
     for name in METHODS:
-        verdicts = judges(faces[name])
+        verdicts = (Verdicts(scldm_samples.male_probability[first], scldm_samples.age[first],
+                             scldm_samples.features[first]) if name == "scldm" else judges(faces[name]))
         samples = scldm_sample_features if name == "scldm" else verdicts.features[:, None]
         methods[name] = method_metrics(verdicts, true_verdicts, samples, rows, real_all.features, gallery_speakers)
     recon_verdicts = judges(reconstruction)

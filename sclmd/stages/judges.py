@@ -30,11 +30,11 @@ def real_accuracy(judges, dataset) -> dict:
     (each face's speaker found among the split's speakers by the mean of their other faces)."""
     import numpy as np
 
-    from sclmd.evaluate.judges import AGE_TOLERANCE, judge_accuracy
+    from sclmd.evaluate.judges import AGE_TOLERANCE, as_judge_input, judge_accuracy
     from sclmd.evaluate.metrics import speaker_retrieval
 
     rows = dataset.rows
-    verdicts = judges(dataset.faces(np.arange(len(rows))).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    verdicts = judges(as_judge_input(dataset.faces(np.arange(len(rows)))))
     speakers = rows["speaker_id"].astype(str).to_numpy()
     return {**judge_accuracy(verdicts, rows["gender"], rows["age"], AGE_TOLERANCE),
             **speaker_retrieval(verdicts.features, speakers, verdicts.features, speakers, leave_one_out=True)}
@@ -44,7 +44,7 @@ def run(params: Params, root: Path) -> dict:
     import mlflow
 
     from sclmd.data.store import PackedClips
-    from sclmd.evaluate.judges import Judges, train_judges
+    from sclmd.evaluate.judges import Judges, as_judge_input, train_judges
     from sclmd.evaluate.plots import plot_loss_curves
 
     cfg = params.judges
@@ -64,7 +64,7 @@ def run(params: Params, root: Path) -> dict:
         trained = False
     else:
         train = PackedClips(root / PREPARED, "train")
-        faces = train.faces(list(range(len(train)))).permute(0, 3, 1, 2).float() / 127.5 - 1
+        faces = as_judge_input(train.faces(list(range(len(train)))))
 
         def log(values: dict, step: int) -> None:
             mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=step)
