@@ -33,6 +33,7 @@ from prefect import flow, task
 from sclmd.config import load_params
 from sclmd.env import project_root
 from sclmd.errors import SclmdError
+from sclmd.orchestration import stale_stages
 
 NO_CP = {"pretrain": {"contrastive_weight": 0.0}}
 TABLE_4 = {
@@ -87,21 +88,6 @@ def _merge(base: dict, override: dict) -> dict:
 
 def _section_key(params: dict, sections: tuple[str, ...]) -> str:
     return json.dumps({s: params.get(s) for s in ("data", *sections)}, sort_keys=True)
-
-
-def stale_stages(root: Path) -> list[str]:
-    """Stages DVC finds out of date (none outside a DVC project: there is nothing to compare)."""
-    import subprocess
-    import sys
-
-    if not (root / ".dvc").is_dir():
-        return []
-    dvc = Path(sys.executable).parent / "dvc"
-    out = subprocess.run([str(dvc) if dvc.exists() else "dvc", "status", "--json"], cwd=root, capture_output=True,
-                         text=True, timeout=300)
-    if out.returncode != 0:
-        raise SclmdError(f"{root}: `dvc status` failed: {out.stderr.strip()[-500:]}")
-    return sorted(json.loads(out.stdout or "{}"))
 
 
 @task(task_run_name="ablation-{name}")
@@ -241,12 +227,11 @@ def log_reports(root: Path, summary: dict) -> None:
     """One MLflow run `ablations` with every variant's SCLDM metrics and the report files."""
     import mlflow
 
-    from sclmd.stages import _metric_key, _numeric_metrics
+    from sclmd.stages import logged_metrics
     from sclmd.tracking import stage_run
 
     with stage_run("ablations", root, {"variants": {n: v["overrides"] for n, v in summary["variants"].items()}}):
-        mlflow.log_metrics({_metric_key(k): v for k, v in _numeric_metrics(
-            {n: v["scldm"] for n, v in summary["variants"].items()}).items()})
+        mlflow.log_metrics(logged_metrics({n: v["scldm"] for n, v in summary["variants"].items()}))
         mlflow.log_artifacts(str(root / REPORT_DIR), artifact_path=str(REPORT_DIR))
 
 

@@ -89,6 +89,8 @@ def generate(
     audio: Annotated[list[Path], typer.Argument(help="audio files or folders of them (any common format and length)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the PNGs (named after the inputs)")],
     checkpoint: Annotated[Path, typer.Option(help="a trained pipeline folder")] = Path("models/ldm"),
+    model: Annotated[Optional[str], typer.Option(
+        help="a registered model instead of --checkpoint, e.g. models:/sclmd@champion (from MLFLOW_TRACKING_URI)")] = None,
     samples: Annotated[int, typer.Option(help="faces per input; K > 1 also writes a grid PNG")] = 1,
     seed: Annotated[int, typer.Option(help="the same seed gives the same faces")] = 0,
     steps: Annotated[Optional[int], typer.Option(help="solver steps (default: the pipeline's)")] = None,
@@ -102,11 +104,18 @@ def generate(
     Unusable files (empty, corrupt, silent, not audio) are reported by name and skipped;
     the exit status is then 1, with every other file still written.
     """
+    import tempfile
+
     from sclmd.generate import generate_files
 
     try:
-        outcomes = generate_files(audio, out, checkpoint, samples=samples, seed=seed, steps=steps, sampler=sampler,
-                                  guidance=guidance, prior_weight=prior_weight, device=device)
+        with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:
+            if model:
+                from sclmd.registry.versions import download_pipeline
+
+                checkpoint = download_pipeline(model, project_root(), Path(tmp))
+            outcomes = generate_files(audio, out, checkpoint, samples=samples, seed=seed, steps=steps,
+                                      sampler=sampler, guidance=guidance, prior_weight=prior_weight, device=device)
     except SclmdError as e:
         _fail(e)
     failed = [o for o in outcomes if o.error]
@@ -150,6 +159,65 @@ def ablations(
         _fail(e)
 
 
+infra_app = typer.Typer(help="Local Prefect server + worker and MLflow server, on 127.0.0.1, state in .infra/.",
+                         no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+
+
+@infra_app.command("up")
+def infra_up(
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port on 127.0.0.1")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow server port on 127.0.0.1")] = 5000,
+    deploy: Annotated[bool, typer.Option(help="apply prefect.yaml's deployments")] = True,
+) -> None:
+    """Start a Prefect server, a process worker for pool `local`, an MLflow server; apply prefect.yaml."""
+    from sclmd import infra
+
+    try:
+        env = infra.up(project_root(), prefect_port, mlflow_port, deploy=deploy, echo=typer.echo)
+    except SclmdError as e:
+        _fail(e)
+    typer.echo("use them from this shell with:  eval \"$(sclmd infra env)\"")
+    for key, value in env.items():
+        typer.echo(f"  {key}={value}")
+
+
+@infra_app.command("down")
+def infra_down() -> None:
+    """Stop everything `sclmd infra up` started (worker first); nothing is left running."""
+    from sclmd import infra
+
+    try:
+        infra.down(project_root(), echo=typer.echo)
+    except SclmdError as e:
+        _fail(e)
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    """What `sclmd infra up` started and whether it still runs."""
+    from sclmd import infra
+
+    rows = infra.status(project_root())
+    if not rows:
+        typer.echo("nothing started (`sclmd infra up` starts it)")
+    for name, pid, state, address in rows:
+        typer.echo(f"{name:16s} pid {pid:<8d} {state:8s} {address}")
+
+
+@infra_app.command("env")
+def infra_env() -> None:
+    """Print `export` lines pointing Prefect and MLflow clients at the local servers (for eval)."""
+    from sclmd import infra
+
+    try:
+        env = infra.saved_env(project_root())
+    except SclmdError as e:
+        _fail(e)
+    for key, value in env.items():
+        typer.echo(f"export {key}={value}")
+
+
 user_study_app = typer.Typer(help="The perceptual user study: tally the answers evaluators saved.",
                              no_args_is_help=True)
 app.add_typer(user_study_app, name="user-study")
@@ -180,6 +248,71 @@ def user_study_tally(
     plot_tally(result, out / "tally.png", METHOD_NAMES)
     typer.echo(table)
     typer.echo(f"{len(result.evaluators)} evaluator(s); written to {out}/tally.json, tally.md, tally.png")
+
+
+def _registry_params():
+    from sclmd.config import load_params, Params
+
+    root = project_root()
+    return (load_params(root / "params.yaml") if (root / "params.yaml").exists() else Params()).registry
+
+
+@app.command()
+def register() -> None:
+    """Register the trained pipeline (models/ldm) as a new version of the model, alias @challenger.
+
+    The pipeline does this after every full run; this is for a model trained another way.
+    """
+    from sclmd.orchestration import stale_stages
+    from sclmd.registry.versions import register as register_version
+
+    root = project_root()
+    try:
+        stale = [s for s in stale_stages(root) if s in ("prepare", "pretrain", "prior", "train_ldm", "evaluate")]
+        if stale:
+            raise SclmdError(f"DVC stages {', '.join(stale)} are out of date, so reports/eval/metrics.json may not "
+                             "describe models/ldm. Run `sclmd pipeline` first.")
+        version, new = register_version(root, _registry_params().model_name)
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(f"{'registered' if new else 'already registered:'} {version.name} version {version.version} "
+               f"(@challenger)")
+
+
+@app.command()
+def promote(
+    force: Annotated[bool, typer.Option(help="promote even when a gate fails (needs --reason)")] = False,
+    reason: Annotated[Optional[str], typer.Option(help="why a failing challenger is promoted (recorded as a tag)")] = None,
+) -> None:
+    """Move @champion to @challenger if it passes every gate in params.yaml's `registry.gates`.
+
+    Prints the comparison table; exits 1 when the challenger is refused.
+    """
+    from sclmd.registry.versions import client, promote as promote_challenger
+
+    registry = _registry_params()
+    try:
+        result = promote_challenger(client(project_root()), registry.model_name, registry.gates, force=force,
+                                    reason=reason)
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(result.table())
+    typer.echo(result.summary())
+    if not result.promoted:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback() -> None:
+    """Return @champion to the version it replaced before the last promotion."""
+    from sclmd.registry.versions import client, rollback as rollback_champion
+
+    registry = _registry_params()
+    try:
+        old, new = rollback_champion(client(project_root()), registry.model_name)
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(f"{registry.model_name}@champion: version {old} -> version {new}")
 
 
 @app.command("check-params")

@@ -246,6 +246,16 @@ class UserStudyParams(Section):
     n_clips: int = Field(50, ge=1)  # capped by the test clips evaluated
 
 
+class RegistryParams(Section):
+    """The MLflow model registry: the model's name and the gates `sclmd promote` applies."""
+
+    model_name: str = Field("sclmd", min_length=1)
+    register_versions: bool = Field(True, alias="register")  # register a new version (alias @challenger) at the end of every full pipeline run
+    # evaluate's SCLDM metric (its MLflow name) -> rule against the champion: lower | not_lower | higher | not_higher
+    gates: dict[str, Literal["lower", "not_lower", "higher", "not_higher"]] = {"cos": "lower",
+                                                                               "gender_accuracy": "not_lower"}
+
+
 class Params(Section):
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
@@ -258,6 +268,7 @@ class Params(Section):
     baselines: BaselinesParams = BaselinesParams()
     evaluate: EvaluateParams = EvaluateParams()
     user_study: UserStudyParams = UserStudyParams()
+    registry: RegistryParams = RegistryParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -313,6 +324,45 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         return Params.model_validate(raw)
     except ValidationError as e:
         raise SclmdError(format_validation_error(e, str(path))) from None
+
+
+def apply_overrides(path: str | Path, overrides: dict[str, Any]) -> Params:
+    """Set dotted keys ({"ldm.max_steps": 500}) in params.yaml, keeping its comments; validated first.
+
+    Like `dvc exp run --set-param`: a value may be YAML text ("[1, 2]") or already typed.
+    Nothing is written unless the result passes the same checks as `load_params`.
+    """
+    import io
+
+    from ruamel.yaml import YAML
+
+    path = Path(path)
+    load_params(path)  # the file as it is must be valid before we touch it
+    rt = YAML()
+    document = rt.load(path.read_text())
+    for dotted, value in overrides.items():
+        parts = str(dotted).split(".")
+        node = document
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise SclmdError(f"set_params: '{dotted}': '{'.'.join(parts[:depth + 1])}' is not a section of {path}")
+            node = node[part]
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise SclmdError(f"set_params: '{dotted}': not a YAML value: {e}") from None
+        node[parts[-1]] = value
+    buffer = io.StringIO()
+    rt.dump(document, buffer)
+    try:
+        params = Params.model_validate(yaml.safe_load(buffer.getvalue()))
+    except ValidationError as e:
+        raise SclmdError(format_validation_error(e, f"{path} with set_params {overrides}")) from None
+    from sclmd.io import write_text
+
+    write_text(path, buffer.getvalue())
+    return params
 
 
 def section_dict(params: Params, name: str) -> dict[str, Any]:

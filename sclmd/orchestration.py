@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sclmd.errors import SclmdError
 
 
 def share_prefect_api() -> str | None:
@@ -23,3 +29,15 @@ def share_prefect_api() -> str | None:
         return None
     os.environ["PREFECT_API_URL"] = url
     return url
+
+
+def stale_stages(root: Path) -> list[str]:
+    """Stages DVC finds out of date (none outside a DVC project: there is nothing to compare)."""
+    if not (root / ".dvc").is_dir():
+        return []
+    dvc = Path(sys.executable).parent / "dvc"
+    out = subprocess.run([str(dvc) if dvc.exists() else "dvc", "status", "--json"], cwd=root, capture_output=True,
+                         text=True, timeout=300)
+    if out.returncode != 0:
+        raise SclmdError(f"{root}: `dvc status` failed: {out.stderr.strip()[-500:]}")
+    return sorted(json.loads(out.stdout or "{}"))

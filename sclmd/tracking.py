@@ -61,6 +61,14 @@ def _setup(root: Path):
     return mlflow
 
 
+def log_flat_params(params: dict[str, Any]) -> None:
+    """Params as `section.key` (nested keys dotted): the same name in every run that has them."""
+    import mlflow
+
+    # MLflow caps a param value at 6000 characters; ours are short, but be safe.
+    mlflow.log_params({k: str(v)[:500] for k, v in _flatten(params).items()})
+
+
 @contextmanager
 def stage_run(stage: str, root: Path, params: dict[str, Any]) -> Iterator[Any]:
     """A child run of the pipeline's run (or a top-level run) for one stage."""
@@ -78,9 +86,7 @@ def stage_run(stage: str, root: Path, params: dict[str, Any]) -> Iterator[Any]:
     # In one process (a notebook, a test) the pipeline's run is still active: nest under it.
     nested = mlflow.active_run() is not None
     with mlflow.start_run(run_name=stage, parent_run_id=parent, tags=tags, nested=nested) as run:
-        flat = _flatten(params)
-        # MLflow caps a param value at 6000 characters; ours are short, but be safe.
-        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+        log_flat_params(params)
         yield run
 
 

@@ -37,14 +37,54 @@ def _numeric_metrics(payload: dict, prefix: str = "") -> dict[str, float]:
     return flat
 
 
-def _metric_key(name: str) -> str:
+# One MLflow name per quantity across stages: the stages' metrics files grew their own
+# spellings (pretrain's probes say gender_accuracy and recall@1, the judges say gender_acc
+# and retrieval_r1); MLflow gets the names on the right, so one UI column holds one quantity.
+METRIC_NAMES = {"gender_acc": "gender_accuracy", "age_acc": "age_accuracy", "retrieval_r1": "recall_1",
+                "retrieval_r5": "recall_5", "recall@1": "recall_1", "recall@5": "recall_5", "recall@10": "recall_10",
+                "generated_gender_accuracy": "gender_accuracy", "generated_frechet": "frechet"}
+
+
+def metric_name(name: str) -> str:
+    """The MLflow name of a (dotted) metrics-file key: canonical last part, only MLflow-safe characters."""
+    head, _, last = name.rpartition(".")
+    name = f"{head}.{METRIC_NAMES.get(last, last)}" if head else METRIC_NAMES.get(last, last)
     # MLflow accepts letters, digits, _ - . / and spaces in metric names.
     return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)[:250]
+
+
+def logged_metrics(metrics: dict) -> dict[str, float]:
+    """A stage's metrics as MLflow logs them: flattened, canonical names."""
+    return {metric_name(k): v for k, v in _numeric_metrics(metrics).items()}
+
+
+DEVICE_ENV = "SCLMD_DEVICE"  # auto | cpu | cuda: set by a deployment's job variables (prefect.yaml)
+
+
+def apply_device_choice() -> None:
+    """Honour SCLMD_DEVICE before anything touches CUDA: `cpu` hides the GPUs, `cuda` insists on one."""
+    import os
+
+    from sclmd.errors import SclmdError
+
+    choice = os.environ.get(DEVICE_ENV, "auto").strip().lower() or "auto"
+    if choice == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif choice.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SclmdError(f"{DEVICE_ENV}={choice}, but CUDA is not available on this host "
+                             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). "
+                             "Run this deployment on a GPU worker, or set SCLMD_DEVICE=auto.")
+    elif choice != "auto":
+        raise SclmdError(f"{DEVICE_ENV}={choice}: expected auto, cpu or cuda")
 
 
 def run_stage(name: str, root: Path) -> dict:
     from sclmd.tracking import stage_run
 
+    apply_device_choice()
     module = stage_module(name)
     params = load_params(root / "params.yaml")
     sections = {s: section_dict(params, s) for s in module.PARAM_SECTIONS}
@@ -62,5 +102,5 @@ def run_stage(name: str, root: Path) -> dict:
                     mlflow.log_artifacts(str(path), artifact_path=str(rel))
                 elif path.is_file():
                     mlflow.log_artifact(str(path), artifact_path=str(Path(rel).parent))
-        mlflow.log_metrics({_metric_key(k): v for k, v in _numeric_metrics(metrics).items()})
+        mlflow.log_metrics(logged_metrics(metrics))
     return metrics

@@ -1,0 +1,314 @@
+"""Versions of the registered model `sclmd`: register, promote through gates, roll back.
+
+- `register` logs the trained pipeline (models/ldm) as a pyfunc and registers it as a new
+  version with alias @challenger.  Its tags carry what a reviewer needs to judge it: every
+  SCLDM test metric of `evaluate` (`metric.<name>`), the data version (DVC's hash of
+  data/prepared), the model's own DVC hash, the git commit and the params hash.  A model
+  whose DVC hash is already registered is not registered twice.
+- `promote` moves @champion to the challenger only when every gate in `registry.gates`
+  passes against the current champion (the first champion needs no comparison);
+  `force` overrides a refusal and records the reason.
+- `rollback` moves @champion back to the version it replaced.  The champions' history is
+  a tag of the registered model, so the CLI, the Prefect flow and the MLflow UI all see it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sclmd.errors import SclmdError
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+HISTORY_TAG = "sclmd.champion_history"  # JSON list of the versions @champion pointed to before, oldest first
+METRIC_PREFIX = "metric."
+MODEL_DIR = Path("models/ldm")
+EVAL_METRICS = Path("reports/eval/metrics.json")
+# Pinned in the model's requirements: what loading it and `predict` import.
+RUNTIME_PACKAGES = ("mlflow", "torch", "torchaudio", "diffusers", "safetensors", "numpy", "scipy", "pandas", "pillow",
+                    "soundfile", "av", "matplotlib", "pyyaml", "pydantic", "tqdm")
+
+
+def client(root: Path):
+    import mlflow
+
+    from sclmd.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(root))
+    return mlflow.MlflowClient()
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for name in RUNTIME_PACKAGES:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+def _dvc_out_hash(root: Path, stage: str, out: str) -> str:
+    lock_path = root / "dvc.lock"
+    if not lock_path.exists():
+        return "unknown"
+    lock = yaml.safe_load(lock_path.read_text()) or {}
+    for entry in lock.get("stages", {}).get(stage, {}).get("outs", []):
+        if entry.get("path") == out:
+            return str(entry.get("md5", "unknown"))
+    return "unknown"
+
+
+def scldm_metrics(root: Path) -> dict[str, float]:
+    path = root / EVAL_METRICS
+    if not path.exists():
+        raise SclmdError(f"{path}: not found. Run the pipeline (`sclmd pipeline`) before registering a model: "
+                         "its version is tagged with these metrics.")
+    payload = json.loads(path.read_text())
+    try:
+        metrics = payload["methods"]["scldm"]
+    except (KeyError, TypeError):
+        raise SclmdError(f"{path}: no methods.scldm section; re-run `sclmd stage evaluate`") from None
+    from sclmd.stages import logged_metrics
+
+    return logged_metrics(metrics)  # MLflow's names: the same as the evaluate run's and the gates'.
+
+
+def find_version_with_tag(mlflow_client, name: str, key: str, value: str):
+    try:
+        versions = mlflow_client.search_model_versions(f"name = '{name}'")
+    except Exception:
+        return None
+    return next((v for v in versions if v.tags.get(key) == value), None)
+
+
+def register(root: Path, model_name: str, *, run_id: str | None = None) -> tuple[Any, bool]:
+    """(model version, newly registered?) for the project's trained pipeline, alias @challenger."""
+    import mlflow
+
+    from sclmd.config import load_params, params_hash, section_dict
+    from sclmd.models.pipeline import SpeechToFacePipeline
+    from sclmd.registry import model_code
+    from sclmd.registry.pyfunc import PIPELINE_ARTIFACT, signature
+    from sclmd.tracking import EXPERIMENT, git_commit
+
+    root = Path(root).resolve()
+    SpeechToFacePipeline.from_pretrained(root / MODEL_DIR)  # a clear error now, not from MLflow later
+    metrics = scldm_metrics(root)
+    model_hash = _dvc_out_hash(root, "train_ldm", str(MODEL_DIR))
+    mlflow_client = client(root)
+    if model_hash != "unknown":
+        existing = find_version_with_tag(mlflow_client, model_name, "sclmd.model_hash", model_hash)
+        if existing is not None:
+            mlflow_client.set_registered_model_alias(model_name, CHALLENGER, existing.version)
+            return existing, False
+    params = load_params(root / "params.yaml")
+    tags = {
+        "sclmd.git_commit": git_commit(root),
+        "sclmd.data_version": f"data/prepared@{_dvc_out_hash(root, 'prepare', 'data/prepared')}",
+        "sclmd.data_source": params.prepare.source,
+        "sclmd.model_hash": model_hash,
+        "sclmd.params_hash": params_hash({s: section_dict(params, s) for s in ("data", "pretrain", "prior", "ldm")}),
+        **{f"{METRIC_PREFIX}{k}": f"{v:.6g}" for k, v in sorted(metrics.items())},
+    }
+    mlflow.set_experiment(EXPERIMENT)
+    active = mlflow.active_run()
+    start = (mlflow.start_run(run_id=run_id) if run_id and not active
+             else mlflow.start_run(run_name="register", nested=active is not None, tags={"sclmd.stage": "register"}))
+    with start as run:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(model_code.__file__)),
+            artifacts={PIPELINE_ARTIFACT: str(root / MODEL_DIR)},
+            code_paths=[str(Path(model_code.__file__).parents[1])],  # the sclmd package travels with the model
+            pip_requirements=pip_requirements(),
+            signature=signature(),
+        )
+        version = mlflow.register_model(info.model_uri, model_name, tags=tags)
+        mlflow.log_metrics({f"registered.{k}": v for k, v in metrics.items()})
+        mlflow.set_tag("sclmd.registered_version", version.version)
+    mlflow_client.update_model_version(model_name, version.version, description=(
+        f"SCLDM from git {tags['sclmd.git_commit'][:12]} on {tags['sclmd.data_version']} (run {run.info.run_id}). "
+        "Test metrics are the metric.* tags."))
+    mlflow_client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+    return mlflow_client.get_model_version(model_name, version.version), True
+
+
+# --- promotion -------------------------------------------------------------------------------------
+
+@dataclass
+class Gate:
+    metric: str
+    rule: str
+    challenger: float | None
+    champion: float | None
+
+    @property
+    def passed(self) -> bool:
+        c, p = self.challenger, self.champion
+        if c is None or p is None or math.isnan(c) or math.isnan(p):
+            return False
+        return {"lower": c < p, "not_lower": c >= p, "higher": c > p, "not_higher": c <= p}[self.rule]
+
+    @property
+    def verdict(self) -> str:
+        if self.challenger is None or self.champion is None:
+            return "missing"
+        return "pass" if self.passed else "FAIL"
+
+
+@dataclass
+class Promotion:
+    model_name: str
+    challenger: str
+    champion: str | None  # before the promotion
+    gates: list[Gate] = field(default_factory=list)
+    promoted: bool = False
+    forced: bool = False
+    reason: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.champion is None or all(g.passed for g in self.gates)
+
+    def summary(self) -> str:
+        name = self.model_name
+        if not self.promoted:
+            failed = ", ".join(f"{g.metric} ({g.verdict})" for g in self.gates if not g.passed)
+            return (f"refused: version {self.challenger} does not beat @champion (version {self.champion}) on "
+                    f"{failed}. @champion stays at version {self.champion}. "
+                    "`sclmd promote --force --reason TEXT` overrides.")
+        how = f" (forced: {self.reason})" if self.forced and not self.passed else ""
+        before = f"version {self.champion}" if self.champion else "none"
+        return f"promoted: {name}@champion {before} -> version {self.challenger}{how}"
+
+    def to_dict(self) -> dict:
+        return {"model": self.model_name, "challenger": self.challenger, "champion_before": self.champion,
+                "promoted": self.promoted, "forced": self.forced, "reason": self.reason,
+                "gates": [{"metric": g.metric, "rule": g.rule, "challenger": g.challenger, "champion": g.champion,
+                           "verdict": g.verdict} for g in self.gates]}
+
+    def table(self) -> str:
+        champion = f"champion v{self.champion}" if self.champion else "champion (none)"
+        lines = [f"| metric | rule | challenger v{self.challenger} | {champion} | verdict |",
+                 "|---|---|---|---|---|"]
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        for g in self.gates:
+            lines.append(f"| {g.metric} | {g.rule} | {fmt(g.challenger)} | {fmt(g.champion)} | "
+                         f"{g.verdict if self.champion else 'first champion'} |")
+        return "\n".join(lines)
+
+
+def _metric(version, name: str) -> float | None:
+    raw = version.tags.get(f"{METRIC_PREFIX}{name}")
+    try:
+        return None if raw is None else float(raw)
+    except ValueError:
+        return None
+
+
+def _alias(mlflow_client, name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _history(mlflow_client, name: str) -> list[str]:
+    model = mlflow_client.get_registered_model(name)
+    return json.loads(model.tags.get(HISTORY_TAG, "[]"))
+
+
+def _registered(mlflow_client, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException:
+        raise SclmdError(f"no registered model '{name}' in {mlflow_client.tracking_uri}. Run the pipeline "
+                         "(it registers each new model) or `sclmd register`.") from None
+
+
+def promote(mlflow_client, name: str, gates: dict[str, str], *, force: bool = False,
+            reason: str | None = None) -> Promotion:
+    """Compare @challenger with @champion on `gates`; move @champion when they all pass (or `force`)."""
+    if force and not (reason and reason.strip()):
+        raise SclmdError("--force needs --reason TEXT: the reason is recorded on the version")
+    _registered(mlflow_client, name)
+    challenger = _alias(mlflow_client, name, CHALLENGER)
+    if challenger is None:
+        raise SclmdError(f"model '{name}' has no @{CHALLENGER}. A pipeline run sets it; "
+                         f"or `sclmd register`.")
+    champion = _alias(mlflow_client, name, CHAMPION)
+    result = Promotion(name, challenger.version, champion.version if champion else None,
+                       [Gate(m, rule, _metric(challenger, m), _metric(champion, m) if champion else None)
+                        for m, rule in gates.items()], forced=force, reason=reason)
+    if champion is not None and champion.version == challenger.version:
+        raise SclmdError(f"version {challenger.version} is already @{CHAMPION}; nothing to promote")
+    if not (result.passed or force):
+        return result
+    history = _history(mlflow_client, name)
+    if champion is not None:
+        history.append(champion.version)
+    mlflow_client.set_registered_model_alias(name, CHAMPION, challenger.version)
+    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    mlflow_client.set_model_version_tag(name, challenger.version, "sclmd.promoted_at", stamp)
+    if champion is not None:
+        mlflow_client.set_model_version_tag(name, challenger.version, "sclmd.replaced_champion", champion.version)
+    if force and not result.passed:
+        mlflow_client.set_model_version_tag(name, challenger.version, "sclmd.forced_reason", reason.strip())
+    result.promoted = True
+    return result
+
+
+def rollback(mlflow_client, name: str) -> tuple[str, str]:
+    """Move @champion back to the version it replaced: (from version, to version)."""
+    _registered(mlflow_client, name)
+    champion = _alias(mlflow_client, name, CHAMPION)
+    if champion is None:
+        raise SclmdError(f"model '{name}' has no @{CHAMPION} to roll back")
+    history = _history(mlflow_client, name)
+    if not history:
+        raise SclmdError(f"@{CHAMPION} (version {champion.version}) is the first champion of '{name}': "
+                         "there is no earlier one to return to")
+    previous = history.pop()
+    mlflow_client.set_registered_model_alias(name, CHAMPION, previous)
+    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    mlflow_client.set_model_version_tag(name, champion.version, "sclmd.rolled_back_at",
+                                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return champion.version, previous
+
+
+def download_pipeline(model_uri: str, root: Path, dst: Path) -> Path:
+    """The SpeechToFacePipeline folder inside a registered model, downloaded to `dst`."""
+    import mlflow
+
+    from sclmd.registry.pyfunc import PIPELINE_ARTIFACT
+    from sclmd.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(root))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
+    except Exception as e:
+        raise SclmdError(f"--model {model_uri}: cannot be loaded from {tracking_uri(root)} "
+                         f"({type(e).__name__}: {str(e)[:300]}). List versions in the MLflow UI, or check "
+                         "MLFLOW_TRACKING_URI.") from None
+    # MLflow keeps the artifact's folder name (models/ldm -> artifacts/ldm); the key is in MLmodel.
+    mlmodel = local / "MLmodel"
+    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function", {}) \
+        if mlmodel.exists() else {}
+    rel = (flavor.get("artifacts") or {}).get(PIPELINE_ARTIFACT, {}).get("path")
+    if not rel or not (local / rel).is_dir():
+        raise SclmdError(f"--model {model_uri}: not an sclmd model (no '{PIPELINE_ARTIFACT}' artifact in its MLmodel)")
+    return local / rel

@@ -1,0 +1,142 @@
+"""The pieces of "Operate" that need no server: gates, params overrides, request checks, names, device choice.
+
+The servers themselves are exercised end to end in test_operate.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from sclmd.errors import SclmdError
+from tests.conftest import REPO
+
+
+def test_gates_compare_each_rule_and_fail_on_a_missing_metric():
+    from sclmd.registry.versions import Gate, Promotion
+
+    assert Gate("cos", "lower", 1.0, 2.0).passed and not Gate("cos", "lower", 2.0, 2.0).passed
+    assert Gate("g", "not_lower", 0.5, 0.5).passed and not Gate("g", "not_lower", 0.4, 0.5).passed
+    assert Gate("g", "higher", 0.6, 0.5).passed and Gate("g", "not_higher", 0.5, 0.5).passed
+    missing = Gate("cos", "lower", None, 2.0)
+    assert not missing.passed and missing.verdict == "missing"
+    first = Promotion("sclmd", "1", None, [Gate("cos", "lower", 1.0, None)])
+    assert first.passed and "first champion" in first.table()
+    refused = Promotion("sclmd", "2", "1", [Gate("cos", "lower", 3.0, 2.0), Gate("g", "not_lower", 1.0, 0.5)])
+    assert not refused.passed
+    assert "| cos | lower | 3 | 2 | FAIL |" in refused.table() and "refused" in refused.summary()
+
+
+def test_apply_overrides_keeps_comments_and_writes_nothing_when_invalid(tmp_path):
+    from sclmd.config import apply_overrides, load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    params = apply_overrides(path, {"ldm.max_steps": 7, "ldm.guidance_check": "[1.0, 3.0]"})
+    assert params.ldm.max_steps == 7 and params.ldm.guidance_check == [1.0, 3.0]
+    text = path.read_text()
+    assert "# the speech-conditioned latent diffusion model" in text and load_params(path).ldm.max_steps == 7
+    for bad, words in [({"ldm.max_stepz": 3}, "unknown key 'ldm.max_stepz'"),
+                       ({"ldm.max_steps": -1}, "ldm.max_steps"),
+                       ({"nosection.x": 1}, "'nosection' is not a section")]:
+        with pytest.raises(SclmdError, match=words.replace(".", r"\.")):
+            apply_overrides(path, bad)
+        assert path.read_text() == text  # untouched
+
+
+def test_request_params_and_audio_values_are_checked_row_by_row(tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from sclmd.registry import pyfunc
+
+    assert pyfunc.sampling_options({"samples": 2, "seed": 5, "steps": 0, "guidance": -1.0}) == {
+        "seed": 5, "samples": 2, "steps": None, "guidance": None, "prior_weight": None}
+    for bad in ({"samples": 0}, {"samples": 17}, {"colour": 1}, {"seed": "x"}):
+        with pytest.raises(MlflowException) as err:
+            pyfunc.sampling_options(bad)
+        assert err.value.get_http_status_code() == 400
+    assert pyfunc._audio_bytes(base64.b64encode(b"RIFF").decode(), 0) == b"RIFF"
+    with pytest.raises(MlflowException, match="row 3: 'audio' is neither bytes nor valid base64"):
+        pyfunc._audio_bytes("@@@", 3)
+    with pytest.raises(MlflowException, match="row 0: 'audio' is empty"):
+        pyfunc._audio_bytes(b"", 0)
+    inside = tmp_path / "voices" / "a.wav"
+    inside.parent.mkdir()
+    inside.write_bytes(b"x")
+    monkeypatch.setenv(pyfunc.AUDIO_ROOT_ENV, str(tmp_path / "voices"))
+    assert pyfunc._audio_path("a.wav", 0) == inside.resolve()
+    with pytest.raises(MlflowException, match="outside SCLMD_AUDIO_ROOT"):
+        pyfunc._audio_path("../../etc/passwd", 1)
+
+
+def test_mlflow_metric_names_are_one_per_quantity():
+    from sclmd.stages import logged_metrics, metric_name
+
+    assert metric_name("methods.scldm.gender_acc") == "methods.scldm.gender_accuracy"
+    assert metric_name("trained.gender_accuracy") == "trained.gender_accuracy"
+    assert metric_name("trained.recall@1") == "trained.recall_1" == metric_name("trained.retrieval_r1")
+    assert metric_name("generated_frechet") == "frechet"
+    assert logged_metrics({"test": {"age_acc": 0.5, "flag": True, "name": "x"}}) == {"test.age_accuracy": 0.5}
+
+
+def test_uncached_outputs_are_read_from_dvc_yaml():
+    from flows.pipeline import uncached_outputs
+
+    paths = uncached_outputs(REPO)
+    assert "reports/eval/metrics.json" in paths and "reports/ldm/plots" in paths
+    assert "models/ldm" not in paths and "data/prepared" not in paths
+
+
+def test_device_choice(monkeypatch):
+    import torch
+
+    from sclmd.stages import apply_device_choice
+
+    monkeypatch.setenv("SCLMD_DEVICE", "cpu")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    apply_device_choice()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    monkeypatch.setenv("SCLMD_DEVICE", "tpu")
+    with pytest.raises(SclmdError, match="expected auto, cpu or cuda"):
+        apply_device_choice()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("SCLMD_DEVICE", "cuda")
+        with pytest.raises(SclmdError, match="CUDA is not available on this host"):
+            apply_device_choice()
+
+
+def test_infra_refuses_a_busy_port_and_down_without_up_is_harmless(tmp_path):
+    import socket
+
+    from sclmd import infra
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        free_port = free.getsockname()[1]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SclmdError, match=f"port {port} on 127.0.0.1 is in use; choose another with --mlflow-port"):
+            infra.up(tmp_path, prefect_port=free_port, mlflow_port=port, echo=lambda *_: None)
+    assert not (tmp_path / ".infra" / "services.json").exists()
+    said = []
+    infra.down(tmp_path, echo=said.append)
+    assert "nothing running" in said[0]
+    with pytest.raises(SclmdError, match="sclmd infra up"):
+        infra.saved_env(tmp_path)
+
+
+def test_prefect_yaml_declares_the_deployments():
+    import yaml
+
+    from sclmd.infra import deployment_names
+
+    assert deployment_names(REPO) == ["sclmd-pipeline/local", "sclmd-pipeline/gpu", "sclmd-promote/local"]
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    gpu = next(d for d in config["deployments"] if d["work_pool"]["name"] == "gpu")
+    assert gpu["work_pool"]["job_variables"]["env"]["SCLMD_DEVICE"] == "cuda"
+    assert Path(REPO / "deploy/kubernetes.prefect.yaml").exists()
