@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test ui bench ablations lock clean
+.PHONY: install run test ui bench ablations infra-up infra-down lock clean
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ ablations: $(STAMP)  ## Table 4 ablations + prior-weight sweep (after `make run`
 
 ui: $(STAMP)  ## the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/sclmd ui
+
+infra-up: $(STAMP)  ## Prefect server + worker (pool `local`) and MLflow server on 127.0.0.1; state in .infra/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd infra up
+
+infra-down: $(STAMP)  ## stop what infra-up started
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd infra down
 
 bench: $(STAMP)  ## benchmarks (pretrain and ldm need `make run` first); results land in benchmarks/results/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/dataloader.py

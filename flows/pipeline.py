@@ -109,7 +109,7 @@ def register_model(root: str, model_name: str) -> str:
     message = (f"registered {model_name} version {version.version} (@challenger)" if new
                else f"{model_name} version {version.version} is this model already (@challenger)")
     get_run_logger().info(message)
-    return version.version
+    return str(version.version)
 
 
 def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:

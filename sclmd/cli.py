@@ -74,12 +74,21 @@ def validate(
 def pipeline(
     stages: Annotated[Optional[list[str]], typer.Option("--stage", help="run only these stages (repeatable)")] = None,
     force: Annotated[bool, typer.Option(help="re-run stages even when DVC finds them unchanged")] = False,
+    set_params: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="KEY=VALUE for this run only, e.g. --set ldm.max_steps=500 (repeatable): a DVC experiment")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="the DVC experiment's name (with --set)")] = None,
 ) -> None:
-    """Run the whole pipeline through Prefect (one task per DVC stage)."""
+    """Run the whole pipeline through Prefect (one task per DVC stage), then register the model."""
     from flows.pipeline import sclmd_pipeline
 
     try:
-        sclmd_pipeline(stages=stages, force=force)
+        overrides = {}
+        for item in set_params or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise SclmdError(f"--set {item}: expected KEY=VALUE, e.g. --set ldm.max_steps=500")
+            overrides[key.strip()] = value
+        sclmd_pipeline(stages=stages, force=force, set_params=overrides or None, experiment=experiment)
     except SclmdError as e:
         _fail(e)
 

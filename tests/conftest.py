@@ -78,6 +78,31 @@ def make_project(root: Path, overrides: dict | None = None, *, dvc: bool = False
     return root
 
 
+def sclmd_cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m sclmd ARGS` in `root`, with the project's default MLflow store (sqlite in root)."""
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    base["PATH"] = os.path.dirname(sys.executable) + os.pathsep + base["PATH"]
+    return subprocess.run([sys.executable, "-m", "sclmd", *args], cwd=root, env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def ran_pipeline(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A tiny git + DVC project after one full `sclmd pipeline` (all stages, registration): (folder, output).
+
+    Run once per session; tests that change a project work on a copy (`copy_project`).
+    """
+    root = make_project(tmp_path_factory.mktemp("e2e") / "pristine", dvc=True)
+    return root, sclmd_cli(root, "pipeline")
+
+
+def copy_project(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory) -> Path:
     """A project folder with tiny VoxSynth generated and prepared by the real stages."""

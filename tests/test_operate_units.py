@@ -140,3 +140,29 @@ def test_prefect_yaml_declares_the_deployments():
     gpu = next(d for d in config["deployments"] if d["work_pool"]["name"] == "gpu")
     assert gpu["work_pool"]["job_variables"]["env"]["SCLMD_DEVICE"] == "cuda"
     assert Path(REPO / "deploy/kubernetes.prefect.yaml").exists()
+
+
+def test_promote_and_rollback_on_the_sqlite_registry(tmp_path):
+    """The same decisions against MLflow's default store (integer versions there, strings over REST)."""
+    import mlflow
+
+    from sclmd.registry.versions import promote, rollback
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_registered_model("m")
+    for cos in (50.0, 40.0, 45.0):
+        (tmp_path / "src").mkdir(exist_ok=True)
+        version = client.create_model_version("m", str(tmp_path / "src"), tags={"metric.cos": str(cos)})
+        client.set_registered_model_alias("m", "challenger", version.version)
+        result = promote(client, "m", {"cos": "lower"})
+        assert result.promoted == (cos != 45.0), result.table()
+    assert client.get_model_version_by_alias("m", "champion").version == 2  # 45 did not beat 40
+    with pytest.raises(SclmdError, match="--reason"):
+        promote(client, "m", {"cos": "lower"}, force=True)
+    forced = promote(client, "m", {"cos": "lower"}, force=True, reason="demo")
+    assert forced.promoted and client.get_model_version("m", 3).tags["sclmd.forced_reason"] == "demo"
+    assert rollback(client, "m") == ("3", "2") and rollback(client, "m") == ("2", "1")
+    with pytest.raises(SclmdError, match="first champion"):
+        rollback(client, "m")
+    with pytest.raises(SclmdError, match="no registered model 'nope'"):
+        promote(client, "nope", {})

@@ -7,23 +7,17 @@ Prefect API server and the default MLflow store (sqlite:///mlflow.db in the proj
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
-from tests.conftest import make_project, write_params, TINY, deep_merge
+from tests.conftest import TINY, copy_project, deep_merge, sclmd_cli, write_params
 
 pytestmark = pytest.mark.slow
 
 
 def sclmd(root, *args):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    return subprocess.run([sys.executable, "-m", "sclmd", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return sclmd_cli(root, *args)
 
 
 def runs(root):
@@ -35,12 +29,13 @@ def runs(root):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("e2e") / "project", dvc=True)
+def project(ran_pipeline, tmp_path_factory):
+    """A copy of the session's pipeline run: these tests change it."""
+    return copy_project(ran_pipeline[0], tmp_path_factory.mktemp("e2e-copy") / "project")
 
 
-def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
-    out = sclmd(project, "pipeline")
+def test_pipeline_runs_all_stages_and_logs_to_mlflow(ran_pipeline, project):
+    out = ran_pipeline[1]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert ("synth=ran, prepare=ran, validate=ran, pretrain=ran, prior=ran, train_ldm=ran, judges=ran, baselines=ran, "
             "evaluate=ran, user_study=ran") in out.stdout + out.stderr
@@ -59,7 +54,17 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(project):
     parent = parents[0]
     children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.info.run_name for r in children) == ["baselines", "evaluate", "judges", "prepare", "pretrain", "prior",
-                                                         "synth", "train_ldm", "user_study", "validate"]
+                                                         "register", "synth", "train_ldm", "user_study", "validate"]
+    # the run registered the model (the project's own sqlite registry): version 1, @challenger
+    version = client.get_model_version_by_alias("sclmd", "challenger")
+    assert str(version.version) == "1" and float(version.tags["metric.gender_accuracy"]) >= 0
+    assert parent.data.tags["sclmd.registered_version"] == "1"
+    # the parent holds every stage's params (prefixed) and the evaluation's metrics: runs compare on it
+    assert parent.data.params["ldm.max_steps"] == "4" and parent.data.params["synth.n_speakers"] == "12"
+    assert "methods.scldm.gender_accuracy" in parent.data.metrics
+    judges = next(c for c in children if c.info.run_name == "judges")
+    assert "test.gender_accuracy" in judges.data.metrics and "test.recall_1" in judges.data.metrics
+    children = [c for c in children if c.info.run_name != "register"]
     for child in children:
         tags = child.data.tags
         assert tags["sclmd.stage"] == child.info.run_name

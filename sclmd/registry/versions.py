@@ -134,7 +134,7 @@ def register(root: Path, model_name: str, *, run_id: str | None = None) -> tuple
         )
         version = mlflow.register_model(info.model_uri, model_name, tags=tags)
         mlflow.log_metrics({f"registered.{k}": v for k, v in metrics.items()})
-        mlflow.set_tag("sclmd.registered_version", version.version)
+        mlflow.set_tag("sclmd.registered_version", str(version.version))
     mlflow_client.update_model_version(model_name, version.version, description=(
         f"SCLDM from git {tags['sclmd.git_commit'][:12]} on {tags['sclmd.data_version']} (run {run.info.run_id}). "
         "Test metrics are the metric.* tags."))
@@ -250,22 +250,22 @@ def promote(mlflow_client, name: str, gates: dict[str, str], *, force: bool = Fa
         raise SclmdError(f"model '{name}' has no @{CHALLENGER}. A pipeline run sets it; "
                          f"or `sclmd register`.")
     champion = _alias(mlflow_client, name, CHAMPION)
-    result = Promotion(name, challenger.version, champion.version if champion else None,
+    result = Promotion(name, str(challenger.version), str(champion.version) if champion else None,
                        [Gate(m, rule, _metric(challenger, m), _metric(champion, m) if champion else None)
                         for m, rule in gates.items()], forced=force, reason=reason)
-    if champion is not None and champion.version == challenger.version:
+    if champion is not None and str(champion.version) == str(challenger.version):
         raise SclmdError(f"version {challenger.version} is already @{CHAMPION}; nothing to promote")
     if not (result.passed or force):
         return result
     history = _history(mlflow_client, name)
     if champion is not None:
-        history.append(champion.version)
+        history.append(str(champion.version))
     mlflow_client.set_registered_model_alias(name, CHAMPION, challenger.version)
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     mlflow_client.set_model_version_tag(name, challenger.version, "sclmd.promoted_at", stamp)
     if champion is not None:
-        mlflow_client.set_model_version_tag(name, challenger.version, "sclmd.replaced_champion", champion.version)
+        mlflow_client.set_model_version_tag(name, challenger.version, "sclmd.replaced_champion", str(champion.version))
     if force and not result.passed:
         mlflow_client.set_model_version_tag(name, challenger.version, "sclmd.forced_reason", reason.strip())
     result.promoted = True
@@ -287,7 +287,7 @@ def rollback(mlflow_client, name: str) -> tuple[str, str]:
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     mlflow_client.set_model_version_tag(name, champion.version, "sclmd.rolled_back_at",
                                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    return champion.version, previous
+    return str(champion.version), previous
 
 
 def download_pipeline(model_uri: str, root: Path, dst: Path) -> Path:
