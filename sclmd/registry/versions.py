@@ -90,7 +90,7 @@ def find_version_with_tag(mlflow_client, name: str, key: str, value: str):
     return next((v for v in versions if v.tags.get(key) == value), None)
 
 
-def register(root: Path, model_name: str, *, run_id: str | None = None) -> tuple[Any, bool]:
+def register(root: Path, model_name: str) -> tuple[Any, bool]:
     """(model version, newly registered?) for the project's trained pipeline, alias @challenger."""
     import mlflow
 
@@ -120,10 +120,9 @@ def register(root: Path, model_name: str, *, run_id: str | None = None) -> tuple
         **{f"{METRIC_PREFIX}{k}": f"{v:.6g}" for k, v in sorted(metrics.items())},
     }
     mlflow.set_experiment(EXPERIMENT)
-    active = mlflow.active_run()
-    start = (mlflow.start_run(run_id=run_id) if run_id and not active
-             else mlflow.start_run(run_name="register", nested=active is not None, tags={"sclmd.stage": "register"}))
-    with start as run:
+    # Inside the pipeline's run (the flow) this is its child run `register`; on its own, a run of its own.
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(run_name="register", nested=nested, tags={"sclmd.stage": "register"}) as run:
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(model_code.__file__)),
