@@ -198,6 +198,11 @@ def test_forced_promotion_through_the_promote_deployment_records_the_reason(ops)
     client = ops.client()
     assert client.get_model_version_by_alias("sclmd", "champion").version == "2"
     assert client.get_model_version("sclmd", "2").tags["sclmd.forced_reason"] == "hotfix for the demo"
+    # the same from the command line
+    ops.sclmd("rollback")
+    out = ops.sclmd("promote", "--force", "--reason", "from the CLI")
+    assert "FAIL" in out.stdout and "(forced: from the CLI)" in out.stdout
+    assert client.get_model_version("sclmd", "2").tags["sclmd.forced_reason"] == "from the CLI"
 
 
 def _wav(ops) -> Path:
@@ -268,6 +273,12 @@ def test_mlflow_models_serve_answers_audio_with_a_face_and_bad_requests_with_4xx
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         log.close()
+
+
+def test_register_by_hand_finds_the_workspace_model_already_registered(ops):
+    # the set_params run restored the workspace to the first run's model: version 1
+    out = ops.sclmd("register")
+    assert "already registered: sclmd version 1 (@challenger)" in out.stdout
 
 
 def test_dvc_push_and_pull_through_the_default_remote(ops):
