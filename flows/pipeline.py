@@ -37,7 +37,7 @@ from sclmd.config import Params, load_params
 from sclmd.env import project_root
 from sclmd.errors import SclmdError
 from sclmd.io import write_bytes
-from sclmd.orchestration import share_prefect_api
+from sclmd.orchestration import share_prefect_api, venv_tool
 from sclmd.stages import STAGE_ORDER
 
 # What the sclmd CLI prints before a user-fixable error (see sclmd.cli._fail).
@@ -113,8 +113,7 @@ def register_model(root: str, model_name: str) -> str:
 
 
 def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=root, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run([venv_tool("dvc"), *args], cwd=root, capture_output=True, text=True, timeout=600)
 
 
 @contextmanager
@@ -190,7 +189,7 @@ def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: s
     set_params: dotted params.yaml keys -> values for this run only, e.g. {"ldm.max_steps": 500}.
     """
     from sclmd.config import SECTIONS, section_dict
-    from sclmd.tracking import log_flat_params, pipeline_run
+    from sclmd.tracking import pipeline_run
 
     root_path = Path(root).resolve() if root else project_root()
     wanted = list(stages) if stages else list(STAGE_ORDER)
@@ -206,7 +205,6 @@ def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: s
         with pipeline_run(root_path, all_params) as run:
             import mlflow
 
-            log_flat_params(all_params)  # every stage's params on the parent, prefixed: comparable across runs
             if set_params:
                 mlflow.set_tags({"sclmd.dvc_experiment": name, "sclmd.set_params": json.dumps(set_params)})
             try:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sclmd.errors import SclmdError
+from sclmd.orchestration import venv_tool
 
 STATE_DIR = ".infra"
 SERVICES_FILE = "services.json"
@@ -47,26 +48,34 @@ class Service:
         return pid_alive(self.pid)
 
 
-def pid_alive(pid: int) -> bool:
+def _signal_zero(send, target: int) -> bool:
+    """Whether `send(target, 0)` finds a process: os.kill for one pid, os.killpg for a process group."""
     try:
-        os.kill(pid, 0)
+        send(target, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    return True
+
+
+def _stat_fields(stat: Path) -> list[str] | None:
+    """A /proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]; None where unreadable."""
+    try:
+        return stat.read_text().rsplit(")", 1)[-1].split()
     except OSError:
-        return True
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    if not _signal_zero(os.kill, pid):
+        return False
+    fields = _stat_fields(Path(f"/proc/{pid}/stat"))
+    return fields is None or fields[0] != "Z"  # a zombie (exited, not yet reaped by its parent) is not running
 
 
 def state_dir(root: Path) -> Path:
     return Path(root).resolve() / STATE_DIR
-
-
-def _bin(name: str) -> str:
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
 
 
 def urls(prefect_port: int, mlflow_port: int) -> dict[str, str]:
@@ -180,7 +189,7 @@ def up(root: Path, prefect_port: int = 4200, mlflow_port: int = 5000, deploy: bo
     services: dict[str, Service] = {}
     try:
         services["prefect-server"] = _start(
-            "prefect-server", [_bin("prefect"), "server", "start", "--host", HOST, "--port", str(prefect_port)],
+            "prefect-server", [venv_tool("prefect"), "server", "start", "--host", HOST, "--port", str(prefect_port)],
             env, root, prefect_port)
         mlflow_env = dict(env, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # ~30 s faster start
         services["mlflow-server"] = _start("mlflow-server", [
@@ -195,18 +204,18 @@ def up(root: Path, prefect_port: int = 4200, mlflow_port: int = 5000, deploy: bo
         echo(f"mlflow server:  http://{HOST}:{mlflow_port}")
         client_env = dict(env, **endpoints)
         for pool in WORK_POOLS:
-            _run([_bin("prefect"), "--no-prompt", "work-pool", "create", pool, "--type", "process", "--overwrite"],
+            _run([venv_tool("prefect"), "--no-prompt", "work-pool", "create", pool, "--type", "process", "--overwrite"],
                  client_env, root, f"creating work pool '{pool}'")
         worker_env = dict(client_env, PREFECT_WORKER_QUERY_SECONDS=str(worker_poll_seconds))
         services["prefect-worker"] = _start("prefect-worker", [
-            _bin("prefect"), "worker", "start", "--pool", LOCAL_POOL, "--type", "process", "--name", "sclmd-local",
+            venv_tool("prefect"), "worker", "start", "--pool", LOCAL_POOL, "--type", "process", "--name", "sclmd-local",
         ], worker_env, root, None)
         _write_state(root, services, endpoints)
         echo(f"prefect worker: pool '{LOCAL_POOL}' (log {services['prefect-worker'].log})")
         if deploy:
             if not (root / "prefect.yaml").exists():
                 raise SclmdError(f"{root}/prefect.yaml not found: run `sclmd infra up` from the project root")
-            _run([_bin("prefect"), "--no-prompt", "deploy", "--all"], client_env, root, "applying prefect.yaml")
+            _run([venv_tool("prefect"), "--no-prompt", "deploy", "--all"], client_env, root, "applying prefect.yaml")
             echo("deployments: " + ", ".join(deployment_names(root)))
     except BaseException:
         stop(services, echo=lambda *_: None)
@@ -250,23 +259,13 @@ def stop(services: dict[str, Service], grace_s: float = 20.0, echo=print) -> lis
 
 def _group_alive(pgid: int) -> bool:
     """Any live process in the group (the service's own children too, e.g. uvicorn workers, flow runs)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
+    if not _signal_zero(os.killpg, pgid):
         return False
-    except PermissionError:
-        return True
     if not Path("/proc").is_dir():
         return True
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+        fields = _stat_fields(entry / "stat") if entry.name.isdigit() else None
+        if fields and len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
             return True
     return False
 

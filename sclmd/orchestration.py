@@ -31,13 +31,18 @@ def share_prefect_api() -> str | None:
     return url
 
 
+def venv_tool(name: str) -> str:
+    """The command `name` of this Python's environment (dvc, prefect, ...), else whatever PATH finds."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
 def stale_stages(root: Path) -> list[str]:
     """Stages DVC finds out of date (none outside a DVC project: there is nothing to compare)."""
     if not (root / ".dvc").is_dir():
         return []
-    dvc = Path(sys.executable).parent / "dvc"
-    out = subprocess.run([str(dvc) if dvc.exists() else "dvc", "status", "--json"], cwd=root, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([venv_tool("dvc"), "status", "--json"], cwd=root, capture_output=True, text=True,
+                         timeout=300)
     if out.returncode != 0:
         raise SclmdError(f"{root}: `dvc status` failed: {out.stderr.strip()[-500:]}")
     return sorted(json.loads(out.stdout or "{}"))

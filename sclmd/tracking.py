@@ -100,6 +100,7 @@ def pipeline_run(root: Path, params: dict[str, Any], run_name: str = "pipeline")
         "sclmd.params_hash": params_hash(params),
     }
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        log_flat_params(params)  # every stage's params on the parent, prefixed: pipeline runs compare side by side
         previous = os.environ.get(PARENT_ENV)
         os.environ[PARENT_ENV] = run.info.run_id
         try:

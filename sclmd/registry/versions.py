@@ -101,7 +101,6 @@ def register(root: Path, model_name: str) -> tuple[Any, bool]:
     from sclmd.tracking import EXPERIMENT, git_commit
 
     root = Path(root).resolve()
-    SpeechToFacePipeline.from_pretrained(root / MODEL_DIR)  # a clear error now, not from MLflow later
     metrics = scldm_metrics(root)
     model_hash = _dvc_out_hash(root, "train_ldm", str(MODEL_DIR))
     mlflow_client = client(root)
@@ -110,6 +109,7 @@ def register(root: Path, model_name: str) -> tuple[Any, bool]:
         if existing is not None:
             mlflow_client.set_registered_model_alias(model_name, CHALLENGER, existing.version)
             return existing, False
+    SpeechToFacePipeline.from_pretrained(root / MODEL_DIR)  # a clear error now, not from MLflow later
     params = load_params(root / "params.yaml")
     tags = {
         "sclmd.git_commit": git_commit(root),
