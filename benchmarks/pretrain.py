@@ -65,7 +65,9 @@ def main() -> None:
     prepared = Path("data/prepared")
     if not (prepared / "manifest.parquet").exists():
         sys.exit("benchmarks/pretrain.py needs data/prepared: run `make run` (or `dvc repro prepare`) first")
-    cfg = params.pretrain.model_copy(update={"max_steps": args.steps, "resume": False, "checkpoint_every": 10**6})
+    # The joint loop only (the autoencoder phase is benchmarks/precision.py's subject).
+    cfg = params.pretrain.model_copy(update={"max_steps": args.steps, "autoencoder_steps": 0, "resume": False,
+                                             "checkpoint_every": 10**6})
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg, params.data, prepared, CheckpointStore(Path(tmp), "bench"))
     reference = compute_only(params.model_copy(update={"pretrain": cfg}), params.data, args.steps)

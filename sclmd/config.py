@@ -44,6 +44,7 @@ class SynthParams(Section):
     utterances_per_speaker: int = Field(2, ge=1)
     faces_per_speaker: int = Field(2, ge=1)
     supersample: int = Field(3, ge=1, le=8)
+    face_framing: float = Field(1.5, ge=0.5, le=3.0)  # 1: head and shoulders; 1.5: a tight face crop
     workers: int = Field(0, ge=0)  # 0: one per core
     sample_wavs: int = Field(4, ge=0)
 
@@ -110,9 +111,23 @@ class PretrainParams(Section):
     size: Literal["small", "paper"] = "small"  # named model widths: `paper` = the published ones
     embed_dim: int = Field(128, ge=8)
     latent_channels: int = Field(4, ge=1)
+    latent_downsample: Literal[2, 4, 8] = 4  # z is latent_channels x image_size/k x image_size/k
+    decoder_width: float = Field(1.0, gt=0)  # face decoder channels = encoder channels x this
+    latent_norm: bool = True  # standardise each latent channel (see FaceConfig.latent_norm)
+    # In training the decoder draws z + latent_noise * eps (z is unit-variance per channel):
+    # it learns to draw a face from a neighbourhood of each latent, as a KL-regularised VAE's
+    # decoder does from its posterior samples, and so stays sane on the diffusion model's latents.
+    latent_noise: float = Field(0.1, ge=0)
+    autoencoder_steps: int = Field(600, ge=0)  # face-only autoencoder phase before the joint steps
+    autoencoder_batch_size: int = Field(32, ge=1)
+    gradient_weight: float = Field(1.0, ge=0)  # L1 between image gradients: keeps edges (eyes, mouth, glasses)
+    # How much of the contrastive gradient reaches the latent blocks that the face embedding
+    # shares with z (1: the paper's fully joint update).  The contrastive loss, with hue-jittered
+    # faces, teaches those blocks to drop colour, which the decoder then cannot draw.
+    contrastive_latent_grad: float = Field(0.1, ge=0, le=1)
     speech_magnitude_channel: bool = True  # feed |S|^0.3 beside the compressed complex STFT
     batch_size: int = Field(32, ge=2)
-    max_steps: int = Field(300, ge=1)
+    max_steps: int = Field(250, ge=1)
     # Training voices are random crops of this length (0: the whole clip); evaluation and
     # every later stage use the whole clip (the encoder mean-pools over time).
     speech_crop_seconds: float = Field(3.0, ge=0)
@@ -129,7 +144,7 @@ class PretrainParams(Section):
     lpips_net: Literal["alex", "vgg"] = "alex"
     lpips_missing: Literal["fail", "substitute"] = "substitute"  # what to do without backbone weights
     vgg_face_weights: str | None = None  # a local converted VGG-Face state dict, to start the face encoder from
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16 on a capable GPU, else no
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: see sclmd/train/precision.py
     checkpoint_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     resume: bool = True  # continue from the latest checkpoint of the same params
@@ -155,14 +170,17 @@ class LDMParams(Section):
     cross_attention_dim: int = Field(128, ge=8)
     prior_weight: float = Field(0.01, ge=0)  # lambda of prior normalisation (paper 0.01); 0: no PN
     cfg_dropout: float = Field(0.1, ge=0, lt=1)  # condition dropped this often in training
-    # Classifier-free guidance scale at sampling; 1: off.  The small CPU model's conditional
-    # signal is weak, and amplifying it is what made its faces follow the speaker's gender
-    # (val: gender probe 0.54 at 2, 0.86 at 20, Fréchet distance lowest at 20).  Re-check
-    # reports/ldm/plots/guidance.png at other sizes and data: a well-trained model needs less.
-    guidance: float = Field(20.0, ge=0)
-    # The val check after training samples every val clip at each of these scales (and at
-    # `guidance`): gender probe and Fréchet distance per scale, to choose `guidance` by.
-    guidance_check: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0, 20.0])
+    # Classifier-free guidance scale at sampling; 1: off; "auto": chosen after training by the
+    # val check below: among the scales whose gender-probe accuracy is within
+    # `guidance_tolerance` of the best, the one whose faces are closest to real val faces
+    # (Fréchet distance).  The choice is saved as the pipeline's default.
+    guidance: float | Literal["auto"] = "auto"
+    # The val check after training samples every val clip at each of these scales (and at a
+    # numeric `guidance`): gender probe and Fréchet distance per scale.
+    guidance_check: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    guidance_tolerance: float = Field(0.03, ge=0, le=1)
+    # The network's output: the noise (epsilon, the paper's) or v (Salimans & Ho 2022).
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
     num_train_timesteps: int = Field(1000, ge=10)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
     # Min-SNR-gamma loss weighting (Hang et al. 2023; diffusers' --snr_gamma) caps the weight
@@ -170,7 +188,7 @@ class LDMParams(Section):
     # measurably change the embedded default (val loss, gender judge), so it is off by default.
     snr_gamma: float | None = Field(None, gt=0)
     batch_size: int = Field(64, ge=1)
-    max_steps: int = Field(1000, ge=1)
+    max_steps: int = Field(900, ge=1)
     learning_rate: float | None = Field(None, gt=0)  # null: by size, 2e-5 for paper (the paper's), 1e-3 for small
     warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(1e-2, ge=0)
@@ -180,7 +198,7 @@ class LDMParams(Section):
     keep_checkpoints: int = Field(2, ge=1)
     resume: bool = True
     log_every: int = Field(25, ge=1)
-    sample_every: int = Field(250, ge=1)  # a PNG grid of fixed val speakers every K steps
+    sample_every: int = Field(300, ge=1)  # a PNG grid of fixed val speakers every K steps
     sample_speakers: int = Field(8, ge=1)
     samples_per_speaker: int = Field(3, ge=1)
     sampler: Literal["ddim", "dpm++", "ddpm"] = "dpm++"
@@ -237,6 +255,12 @@ class EvaluateParams(Section):
     samples: int = Field(3, ge=1)  # SCLDM samples per test clip: diversity and the paper's best-of-3
     max_clips: int = Field(0, ge=0)  # 0: every test clip
     grid_clips: int = Field(8, ge=1)  # rows of the comparison grid
+    # 95% percentile bootstrap of every metric, resampling the test speakers (seeded by `seed`)
+    bootstrap_resamples: int = Field(1000, ge=1)
+    bootstrap_frechet_resamples: int = Field(1000, ge=0)  # the Fréchet distance's (~2 ms a draw), at most the above
+    # realism by a classifier two-sample test: a small CNN tells generated from real faces
+    two_sample_folds: int = Field(2, ge=2)  # cross-validation folds, split by speaker
+    two_sample_epochs: int = Field(40, ge=1)  # Adam 1e-3, batches of 64, no augmentation
 
 
 class UserStudyParams(Section):

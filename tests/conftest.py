@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "synth": {"n_speakers": 12, "utterances_per_speaker": 2, "faces_per_speaker": 2, "sample_wavs": 2},
     "prepare": {"shard_size": 8, "workers": 2},
-    "pretrain": {"batch_size": 4, "max_steps": 4, "checkpoint_every": 2, "log_every": 1, "eval_batch_size": 16},
+    "pretrain": {"batch_size": 4, "max_steps": 4, "autoencoder_steps": 2, "autoencoder_batch_size": 4,
+                 "checkpoint_every": 2, "log_every": 1, "eval_batch_size": 16},
     "prior": {"ladder_start": 2},
     "ldm": {"batch_size": 4, "max_steps": 4, "checkpoint_every": 2, "sample_every": 2, "log_every": 1,
             "sample_speakers": 2, "samples_per_speaker": 2, "sample_steps": 3, "warmup_steps": 1},

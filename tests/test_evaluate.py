@@ -253,10 +253,24 @@ def test_evaluate_writes_the_metrics_report_and_plots(evaluated_project):
         assert 0 <= row["cos"] <= 200 and 0 <= row["retrieval_r1"] <= row["retrieval_r5"] <= 1
     assert metrics["methods"]["speech2face"]["diversity"] == 0.0  # deterministic baseline
     assert metrics["references"]["real"]["cos"] == pytest.approx(0.0, abs=1e-4)
-    assert set(metrics["targets"]) == {"gender_acc_at_least_0.98", "age_acc_at_least_0.85", "cos_ahead_of_baselines",
-                                       "frechet_ahead_of_baselines"}
-    scldm, s2f, ar = (metrics["methods"][m] for m in ("scldm", "speech2face", "ar_spm"))
-    assert metrics["targets"]["cos_ahead_of_baselines"] == (scldm["cos"] < min(s2f["cos"], ar["cos"]))
+    # every metric of every row carries its bootstrap interval; every row its two-sample accuracy
+    for name, row in {**metrics["methods"], **metrics["references"]}.items():
+        for key in ("l1", "l2", "cos", "gender_acc", "age_acc", "age_mae", "retrieval_r1", "retrieval_r5",
+                    "diversity", "best_of_k_cos", "frechet", "two_sample_acc"):
+            assert len(row[f"{key}_ci"]) == 2, (name, key)
+        assert np.isnan(row["two_sample_acc"]) or 0 <= row["two_sample_acc"] <= 1
+    assert metrics["bootstrap"]["unit"] == "speaker" and metrics["two_sample"]["folds"] == 2
+    assert set(metrics["targets"]) == {
+        "age_acc_at_least_0.3", "retrieval_r1_at_least_0.08", "two_sample_acc_at_most_0.8",
+        "gender_acc_within_0.03_of_judges", "reconstruction_two_sample_acc_at_most_0.75",
+        "reconstruction_gender_acc_at_least_0.9", "reconstruction_age_acc_at_least_0.35",
+        "reconstruction_cos_at_most_12",
+        *(f"{key}_{what}" for key in ("cos", "l1", "l2")
+          for what in ("best_of_k_ahead_of_baselines", "single_level_with_baselines")),
+        "frechet_ahead_of_baselines"}
+    assert set(metrics["comparisons"]) == {"speech2face", "ar_spm"}
+    highs = [c["best_of_k_cos"]["ci"][1] for c in metrics["comparisons"].values()]
+    assert metrics["targets"]["cos_best_of_k_ahead_of_baselines"] == all(h < 0 for h in highs)
     report = (root / "reports/eval/report.md").read_text()
     assert "SCLDM (paper)" in report and "| SCLDM (ours) |" in report and "What differs from the paper" in report
     assert sorted(p.name for p in (root / "reports/eval/plots").iterdir()) == ["comparison.png", "methods.png"]

@@ -232,6 +232,21 @@ def trained_project(tiny_project, tmp_path_factory):
     return root
 
 
+def test_auto_guidance_takes_the_most_realistic_scale_that_keeps_gender():
+    from sclmd.stages.train_ldm import choose_guidance
+
+    check = {"by_guidance": {
+        "g1": {"guidance": 1.0, "gender_accuracy": 0.60, "frechet": 30.0},
+        "g3": {"guidance": 3.0, "gender_accuracy": 0.83, "frechet": 20.0},
+        "g5": {"guidance": 5.0, "gender_accuracy": 0.85, "frechet": 25.0},
+        "g8": {"guidance": 8.0, "gender_accuracy": 0.86, "frechet": 40.0},
+    }}
+    assert choose_guidance(check, 0.03) == 3.0  # within 0.03 of the best gender, lowest Fréchet distance
+    assert choose_guidance(check, 0.0) == 8.0  # no tolerance: the best gender accuracy only
+    with pytest.raises(ValueError):
+        choose_guidance({"by_guidance": {}}, 0.03)
+
+
 def test_prior_and_ldm_stages_write_their_outputs(trained_project):
     root = trained_project
     prior = json.loads((root / "reports/prior/metrics.json").read_text())
@@ -243,11 +258,15 @@ def test_prior_and_ldm_stages_write_their_outputs(trained_project):
     ldm = json.loads((root / "reports/ldm/metrics.json").read_text())
     assert ldm["steps"] == 4 and np.isfinite(ldm["val_loss"]) and ldm["latent_scale"] > 0
     check = ldm["guidance_check"]
-    assert sorted(check["by_guidance"]) == ["g1", "g10", "g2", "g20", "g5"]  # the params' scales, default included
-    assert check["clips"] >= 2 and ldm["guidance"] == 20.0
+    assert sorted(check["by_guidance"]) == ["g1", "g2", "g4", "g8"]  # the params' scales
+    assert check["clips"] >= 2 and check["chosen"]["rule"] == "auto"
     for scale in check["by_guidance"].values():
         assert scale["frechet"] >= 0 and (np.isnan(scale["gender_accuracy"]) or 0 <= scale["gender_accuracy"] <= 1)
-    assert ldm["generated_frechet"] == check["by_guidance"]["g20"]["frechet"]
+    chosen = ldm["guidance"]
+    assert chosen == check["chosen"]["guidance"] and f"g{chosen:g}" in check["by_guidance"]
+    assert ldm["generated_frechet"] == check["by_guidance"][f"g{chosen:g}"]["frechet"]
+    saved = json.loads((root / "models/ldm/sclmd.json").read_text())
+    assert saved["sampling"]["guidance"] == chosen  # `sclmd generate` samples at the scale chosen on val
     plots = sorted(p.name for p in (root / "reports/ldm/plots").iterdir())
     assert plots == ["guidance.png", "loss_curves.png", "samples.png", "samples_step-0000002.png",
                      "samples_step-0000004.png"]
@@ -335,3 +354,19 @@ def test_min_snr_weighting_caps_only_the_nearly_clean_timesteps():
     weighted = epsilon_loss(eps, noise, alpha_bar, 5.0)
     assert torch.isfinite(weighted)
     assert torch.allclose(weighted, (weights * per_sample).mean())
+
+
+def test_v_prediction_target_recovers_the_clean_latent():
+    from sclmd.train.ldm import prediction_target
+
+    g = torch.Generator().manual_seed(0)
+    z0, noise = torch.randn(5, 4, 16, 16, generator=g), torch.randn(5, 4, 16, 16, generator=g)
+    alpha_bar = torch.tensor([0.999, 0.9, 0.5, 0.1, 0.001])
+    assert torch.equal(prediction_target(z0, noise, alpha_bar, "epsilon"), noise)
+    v = prediction_target(z0, noise, alpha_bar, "v_prediction")
+    a = alpha_bar.view(-1, 1, 1, 1)
+    noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise
+    # x0 = sqrt(a) x_t - sqrt(1 - a) v, the identity diffusers' schedulers use to sample from v
+    assert torch.allclose(a.sqrt() * noisy - (1 - a).sqrt() * v, z0, atol=1e-5)
+    with pytest.raises(ValueError):
+        prediction_target(z0, noise, alpha_bar, "sample")

@@ -157,10 +157,16 @@ def test_deployment_with_set_params_is_a_dvc_experiment_and_a_new_version(ops):
 
 
 def _gate_rules(ops) -> tuple[str, str]:
-    """(a rule v2 fails, a rule v2 passes) on cosine distance, whatever the tiny models scored."""
+    """(a rule v2 fails, a rule v2 passes) on cosine distance, whatever the tiny models scored.
+
+    `higher` and `not_higher` are each other's complement, with intervals as without."""
+    from sclmd.registry.versions import Gate, _interval, _metric
+
     client = ops.client()
-    v1, v2 = (float(client.get_model_version("sclmd", v).tags["metric.cos"]) for v in ("1", "2"))
-    return ("not_higher", "higher") if v2 > v1 else ("higher", "not_higher")
+    v1, v2 = (client.get_model_version("sclmd", v) for v in ("1", "2"))
+    assert _interval(v2, "cos") is not None  # evaluate recorded the interval; it reached the tags
+    higher = Gate("cos", "higher", _metric(v2, "cos"), _metric(v1, "cos"), _interval(v2, "cos"), _interval(v1, "cos"))
+    return ("higher", "not_higher") if not higher.passed else ("not_higher", "higher")
 
 
 def test_promote_refuses_a_challenger_that_fails_a_gate(ops):

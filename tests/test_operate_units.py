@@ -27,7 +27,52 @@ def test_gates_compare_each_rule_and_fail_on_a_missing_metric():
     assert first.passed and "first champion" in first.table()
     refused = Promotion("sclmd", "2", "1", [Gate("cos", "lower", 3.0, 2.0), Gate("g", "not_lower", 1.0, 0.5)])
     assert not refused.passed
-    assert "| cos | lower | 3 | 2 | FAIL |" in refused.table() and "refused" in refused.summary()
+    assert "| cos | lower | 3 | 2 | FAIL (point) |" in refused.table() and "refused" in refused.summary()
+
+
+def test_gates_count_a_difference_only_beyond_the_intervals():
+    from sclmd.registry.versions import Gate, Promotion
+
+    # cos (lower is better): champion 64.75 [63.0, 66.5]
+    champion, champion_ci = 64.75, (63.0, 66.5)
+    clear = Gate("cos", "lower", 60.0, champion, (58.5, 61.5), champion_ci)  # whole interval below the champion's
+    assert clear.passed and clear.uses_interval and clear.verdict == "pass"
+    noise = Gate("cos", "lower", 64.2, champion, (62.4, 66.0), champion_ci)  # lower, but the intervals overlap
+    assert not noise.passed and noise.within_noise and noise.verdict == "FAIL (within noise)"
+    touching = Gate("cos", "lower", 61.5, champion, (60.0, 63.0), champion_ci)  # upper bound = champion's lower
+    assert not touching.passed
+    # not_lower (gender accuracy): fails only when the challenger is lower beyond the noise
+    assert Gate("g", "not_lower", 0.85, 0.86, (0.80, 0.90), (0.81, 0.91)).passed  # a bit lower: noise
+    beyond = Gate("g", "not_lower", 0.70, 0.86, (0.64, 0.76), (0.81, 0.91))
+    assert not beyond.passed and beyond.verdict == "FAIL"
+    # higher / not_higher mirror lower / not_lower; each "not" rule is its strict rule's complement
+    assert Gate("r", "higher", 0.30, 0.10, (0.22, 0.38), (0.05, 0.15)).passed
+    assert not Gate("r", "higher", 0.12, 0.10, (0.07, 0.17), (0.05, 0.15)).passed
+    assert not Gate("r", "not_higher", 0.30, 0.10, (0.22, 0.38), (0.05, 0.15)).passed
+    for c, c_ci in ((60.0, (58.5, 61.5)), (64.2, (62.4, 66.0)), (70.0, (68.0, 72.0)), (64.75, (63.0, 66.5))):
+        for strict, loose in (("lower", "not_lower"), ("higher", "not_higher")):
+            assert Gate("cos", strict, c, champion, c_ci, champion_ci).passed != \
+                Gate("cos", loose, c, champion, c_ci, champion_ci).passed
+    # the table shows the intervals, the message the rule
+    refused = Promotion("sclmd", "2", "1", [noise])
+    assert "| cos | lower | 64.2 [62.4, 66] | 64.75 [63, 66.5] | FAIL (within noise) |" in refused.table()
+    assert "refused" in refused.summary() and "whole interval lies below the champion's" in refused.summary()
+    assert refused.to_dict()["gates"][0]["basis"] == "interval"
+
+
+def test_gates_without_intervals_fall_back_to_the_point_values_and_say_so():
+    from sclmd.registry.versions import Gate, Promotion
+
+    old_champion = Gate("cos", "lower", 64.2, 64.75, (62.4, 66.0), None)  # champion registered before intervals
+    assert not old_champion.uses_interval and old_champion.passed  # point: 64.2 < 64.75
+    assert old_champion.verdict == "pass (point)" and old_champion.basis == "point (no interval on the champion)"
+    assert not Gate("cos", "lower", 65.0, 64.75).passed
+    assert Gate("cos", "lower", 64.2, 64.75, (float("nan"), float("nan")), (63.0, 66.5)).passed  # NaN bounds: none
+    promoted = Promotion("sclmd", "2", "1", [old_champion], promoted=True)
+    assert "cos: compared by point value only, old rule" in promoted.summary()
+    refused = Promotion("sclmd", "2", "1", [Gate("cos", "lower", 65.0, 64.75)])
+    assert "compared by point value only" in refused.summary() and "no interval on the challenger and champion" \
+        in refused.summary()
 
 
 def test_apply_overrides_keeps_comments_and_writes_nothing_when_invalid(tmp_path):
@@ -157,6 +202,18 @@ def test_promote_and_rollback_on_the_sqlite_registry(tmp_path):
         result = promote(client, "m", {"cos": "lower"})
         assert result.promoted == (cos != 45.0), result.table()
     assert client.get_model_version_by_alias("m", "champion").version == 2  # 45 did not beat 40
+    # versions with intervals: 38 [35, 41] is lower than 40 but within 40's noise; 30 [28, 32] is not
+    client.set_model_version_tag("m", "2", "metric.cos_ci_low", "38")
+    client.set_model_version_tag("m", "2", "metric.cos_ci_high", "42")
+    for cos, low, high, promoted in ((38.0, 35.0, 41.0, False), (30.0, 28.0, 32.0, True)):
+        version = client.create_model_version("m", str(tmp_path / "src"), tags={
+            "metric.cos": str(cos), "metric.cos_ci_low": str(low), "metric.cos_ci_high": str(high)})
+        client.set_registered_model_alias("m", "challenger", version.version)
+        result = promote(client, "m", {"cos": "lower"})
+        assert result.promoted == promoted and result.gates[0].uses_interval, result.table()
+    assert client.get_model_version_by_alias("m", "champion").version == 5
+    rollback(client, "m")
+    client.set_registered_model_alias("m", "challenger", 3)
     with pytest.raises(SclmdError, match="--reason"):
         promote(client, "m", {"cos": "lower"}, force=True)
     forced = promote(client, "m", {"cos": "lower"}, force=True, reason="demo")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +134,38 @@ def test_voice_crops_are_seeded_windows_of_each_clip():
         assert 0 <= start <= 60 and torch.equal(crop, row[start : start + 40])  # a contiguous window
     assert crop_voices(wave, 0, torch.Generator()) is wave  # 0: the whole clip
     assert crop_voices(wave, 150, torch.Generator()) is wave  # longer than the clip: the whole clip
+
+
+def test_mixed_precision_auto_follows_the_hardware(tmp_path):
+    from sclmd.train.precision import cpu_has_native_bf16, resolve_mixed_precision
+
+    with_bf16 = tmp_path / "cpuinfo-bf16"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n")
+    without = tmp_path / "cpuinfo-plain"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_has_native_bf16(with_bf16) and not cpu_has_native_bf16(without)
+    assert not cpu_has_native_bf16(tmp_path / "missing")  # unknown: fp32, the safe choice
+    assert resolve_mixed_precision("auto", cuda=False, native_cpu_bf16=True) == "bf16"
+    assert resolve_mixed_precision("auto", cuda=False, native_cpu_bf16=False) == "no"
+    assert resolve_mixed_precision("no", cuda=True) == "no" and resolve_mixed_precision("bf16", cuda=False) == "bf16"
+
+
+def test_autoencoder_phase_batches_are_a_function_of_seed_and_step():
+    from sclmd.train.pretrain import autoencoder_rows, learning_rate_factor
+
+    rows, flips = autoencoder_rows(7, 100, 16, seed=3)
+    again, flips_again = autoencoder_rows(7, 100, 16, seed=3)
+    assert np.array_equal(rows, again) and np.array_equal(flips, flips_again)
+    assert not np.array_equal(rows, autoencoder_rows(8, 100, 16, seed=3)[0])
+    assert rows.min() >= 0 and rows.max() < 100 and flips.dtype == bool
+    assert learning_rate_factor(-5, 10) == 0.0  # a phase that has not started trains nothing
+
+
+def test_image_gradient_loss_sees_edges_that_a_blur_loses():
+    from sclmd.train.pretrain import image_gradient_l1
+
+    face = torch.zeros(1, 3, 16, 16)
+    face[..., 6:9, 4:12] = 1.0  # a mouth-sized bar
+    blurred = torch.nn.functional.avg_pool2d(face, 3, stride=1, padding=1)
+    assert image_gradient_l1(face, face) == 0
+    assert image_gradient_l1(blurred, face) > 0.5 * image_gradient_l1(torch.zeros_like(face), face)

@@ -208,6 +208,22 @@ def test_face_format():
     assert pixels.std() > 10  # not a blank square
 
 
+def test_face_framing_makes_the_face_fill_the_image():
+    """framing 1.5 (the default) draws the same face larger, as real face crops frame it."""
+    from sclmd.data.voxsynth.face import _Look
+
+    ratios = []
+    for i, attrs in enumerate(sample_speakers(8, seed=1)):
+        skin = np.array(_Look.of(attrs).skin, dtype=float)
+        share = []
+        for framing in (1.0, 1.5):
+            pixels = np.asarray(render_face(attrs, np.random.default_rng(i), framing=framing), dtype=float)
+            share.append(np.mean(np.linalg.norm(pixels - skin, axis=-1) < 40))  # skin-coloured pixels
+        ratios.append(share[1] / max(share[0], 1e-6))
+    # area grows with the square of the scale (1.5^2 = 2.25); hair and clipping take some back
+    assert np.median(ratios) > 1.6
+
+
 def test_faces_resemble_their_speaker_more_than_others():
     speakers = sample_speakers(12, seed=5)
     centre = slice(16, 48)  # the face, without most of the background

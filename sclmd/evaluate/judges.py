@@ -251,14 +251,22 @@ def train_judges(faces: torch.Tensor, genders, ages, speakers, *, image_size: in
     return JudgeTraining(judges, history)
 
 
-def judge_accuracy(verdicts: Verdicts, genders, ages, age_tolerance: float) -> dict:
-    """Gender accuracy and age accuracy (|judged - true| <= tolerance), over rows with labels."""
+def judge_accuracy_per_clip(verdicts: Verdicts, genders, ages, age_tolerance: float) -> dict[str, np.ndarray]:
+    """Per face: gender right (1.0 / 0.0), age within the tolerance (1.0 / 0.0) and the absolute
+    age error (years); NaN where the face has no such label.  Arrays [N]."""
     male = male_labels(genders)
     age = np.asarray(ages, dtype=np.float64)
     g = np.isfinite(male)
     a = np.isfinite(age)
+    error = np.abs(np.asarray(verdicts.age, dtype=np.float64) - age)
     return {
-        "gender_acc": float(np.mean((verdicts.male_probability[g] > 0.5) == (male[g] == 1))) if g.any() else float("nan"),
-        "age_acc": float(np.mean(np.abs(verdicts.age[a] - age[a]) <= age_tolerance)) if a.any() else float("nan"),
-        "age_mae": float(np.mean(np.abs(verdicts.age[a] - age[a]))) if a.any() else float("nan"),
+        "gender_acc": np.where(g, ((verdicts.male_probability > 0.5) == (male == 1)).astype(np.float64), np.nan),
+        "age_acc": np.where(a, (error <= age_tolerance).astype(np.float64), np.nan),
+        "age_mae": np.where(a, error, np.nan),
     }
+
+
+def judge_accuracy(verdicts: Verdicts, genders, ages, age_tolerance: float) -> dict:
+    """Gender accuracy and age accuracy (|judged - true| <= tolerance), over rows with labels."""
+    per_clip = judge_accuracy_per_clip(verdicts, genders, ages, age_tolerance)
+    return {k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in per_clip.items()}

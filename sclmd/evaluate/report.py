@@ -1,4 +1,6 @@
-"""Markdown reports: the evaluation tables in the paper's layout, beside the paper's numbers."""
+"""Markdown reports: the evaluation tables in the paper's layout, beside the paper's numbers.
+
+A number whose row carries `<key>_ci` is shown with its 95% interval: `64.75 [61.20, 67.90]`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import math
 COLUMNS = (("l1", "L1 ↓", "{:.2f}"), ("l2", "L2 ↓", "{:.3f}"), ("cos", "cos ↓", "{:.2f}"),
            ("gender_acc", "gender % ↑", "pct"), ("age_acc", "age % ↑", "pct"))
 BEYOND = (("frechet", "Fréchet ↓", "{:.3f}"), ("retrieval_r1", "R@1 ↑", "{:.3f}"), ("retrieval_r5", "R@5 ↑", "{:.3f}"),
-          ("diversity", "diversity", "{:.2f}"), ("best_of_k_cos", "best-of-K cos ↓", "best"), ("age_mae", "age MAE", "{:.1f}"))
+          ("diversity", "diversity", "{:.2f}"), ("best_of_k_cos", "best-of-K cos ↓", "best"), ("age_mae", "age MAE", "{:.1f}"),
+          ("two_sample_acc", "C2ST acc ↓", "{:.3f}"))  # C2ST: classifier two-sample test (realism)
 
 DIFFERENCES = (
     "What differs from the paper: the data (this run's data set, not AVSpeech; VoxSynth on the embedded "
@@ -18,21 +21,36 @@ DIFFERENCES = (
 )
 
 
-def _cell(value, fmt: str, row: dict | None = None) -> str:
+def _number(value, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if fmt == "pct":
         return f"{100 * value:.1f}"
+    return ("{:.2f}" if fmt == "best" else fmt).format(value)
+
+
+def _interval(ci, fmt: str) -> str:
+    """' [low, high]' for a finite interval, else ''."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or any(
+            v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+        return ""
+    return f" [{_number(ci[0], fmt)}, {_number(ci[1], fmt)}]"
+
+
+def _cell(value, fmt: str, row: dict | None = None, key: str | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    ci = _interval((row or {}).get(f"{key}_ci"), fmt) if key else ""
     if fmt == "best":
         std = (row or {}).get("best_of_k_cos_std")
-        return f"{value:.2f} ± {std:.2f}" if std is not None else f"{value:.2f}"
-    return fmt.format(value)
+        return f"{value:.2f} ± {std:.2f}{ci}" if std is not None else f"{value:.2f}{ci}"
+    return _number(value, fmt) + ci
 
 
 def table(rows: dict[str, dict], names: dict[str, str], columns=COLUMNS, first: str = "method") -> str:
     head = f"| {first} | " + " | ".join(c[1] for c in columns) + " |"
     rule = "|---|" + "---|" * len(columns)
-    body = [f"| {names.get(key, key)} | " + " | ".join(_cell(row.get(c[0]), c[2], row) for c in columns) + " |"
+    body = [f"| {names.get(key, key)} | " + " | ".join(_cell(row.get(c[0]), c[2], row, c[0]) for c in columns) + " |"
             for key, row in rows.items()]
     return "\n".join([head, rule, *body])
 
@@ -71,7 +89,13 @@ def eval_report(metrics: dict, names: dict[str, str], paper: dict[str, dict]) ->
         "",
         table(methods, names, BEYOND),
         "",
+        table(refs, names, BEYOND, first="reference"),
+        "",
         "- Fréchet: distance between the judge-feature distributions of generated and real test faces (realism).",
+        "- C2ST acc: held-out accuracy of a small CNN telling the row's faces from the true test faces "
+        "(classifier two-sample test, folds split by speaker; 0.5: indistinguishable, 1.0: always told apart). "
+        "SCLDM: its first sample; the real row: two halves of the real faces against each other (a sanity check, "
+        "near 0.5).",
         "- R@k: the true speaker ranks in the top k of the test speakers by the generated face's features.",
         "- Diversity: mean pairwise (1 - cos) x 100 between a clip's samples (0 for deterministic methods).",
         "- best-of-K cos: per clip, the best of K samples; mean ± std over clips (paper Figure 6's number).",
@@ -79,18 +103,70 @@ def eval_report(metrics: dict, names: dict[str, str], paper: dict[str, dict]) ->
         f"Lowest cosine distance here: **{names.get(best, best)}**.",
         "",
     ]
+    lines += _interval_notes(metrics)
+    if metrics.get("comparisons"):
+        lines += ["## SCLDM against each baseline, clip by clip", "",
+                  "SCLDM's per-clip value minus the baseline's on the same clips (negative: SCLDM lower, i.e. "
+                  "better), with the paired bootstrap's 95% interval. *ahead* when the whole interval is below 0, "
+                  "*behind* when above, *level* when it contains 0.", "",
+                  "| baseline | metric | SCLDM − baseline | 95% interval | verdict |", "|---|---|---|---|---|"]
+        for other, row in metrics["comparisons"].items():
+            for key, diff in row.items():
+                low, high = diff["ci"]
+                verdict = ("n/a" if any(math.isnan(v) for v in (low, high)) else
+                           "ahead" if high < 0 else "behind" if low > 0 else "level")
+                fmt = "{:.3f}" if key.endswith(("l2", "frechet")) else "{:.2f}"
+                lines.append(f"| {names.get(other, other)} | {COMPARISON_TEXT.get(key, key)} | "
+                             f"{_number(diff['diff'], fmt)} |{_interval(diff['ci'], fmt) or ' n/a'} | {verdict} |")
+        lines.append("")
     if "targets" in metrics:
         lines += ["## Targets", "", "| target | met |", "|---|---|"]
-        lines += [f"| {TARGET_TEXT.get(key, key)} | {'yes' if met else '**no**'} |"
+        k = f"best-of-{sampling['samples_per_clip']}"
+        lines += [f"| {TARGET_TEXT.get(key, key).replace('best-of-K', k)} | {'yes' if met else '**no**'} |"
                   for key, met in metrics["targets"].items()]
         lines += ["", "Any target not met is a finding, not a tuning target: nothing here was tuned on the "
                   "test split.", ""]
     return "\n".join(lines)
 
 
+def _interval_notes(metrics: dict) -> list[str]:
+    boot, c2st = metrics.get("bootstrap"), metrics.get("two_sample")
+    if not boot:
+        return []
+    notes = [f"Intervals: [low, high] is a 95% percentile bootstrap over the test clips, resampling the "
+             f"{metrics['n_speakers']} speakers ({boot['resamples']} resamples, seed {boot['seed']}; the Fréchet "
+             f"distance's on the first {boot['frechet_resamples']}, shifted by the bootstrap's estimate of its bias)."]
+    if c2st:
+        notes.append(f"C2ST: {c2st['folds']} folds, {c2st['epochs']} epochs; its interval is Wilson's over the "
+                     "held-out predictions.")
+        notes += [f"C2ST not run for {names}: {why}." for names, why in (c2st.get("not_run") or {}).items()]
+    return [" ".join(notes), ""]
+
+
+COMPARISON_TEXT = {
+    "cos": "cos (single sample)", "l1": "L1 (single sample)", "l2": "L2 (single sample)",
+    "best_of_k_cos": "cos (best-of-K)", "best_of_k_l1": "L1 (best-of-K)", "best_of_k_l2": "L2 (best-of-K)",
+    "frechet": "Fréchet",
+}
+
 TARGET_TEXT = {
+    "age_acc_at_least_0.3": "SCLDM age accuracy >= 0.30",
+    "retrieval_r1_at_least_0.08": "SCLDM retrieval R@1 >= 0.08",
+    "two_sample_acc_at_most_0.8": "SCLDM two-sample (C2ST) accuracy <= 0.80",
+    "gender_acc_within_0.03_of_judges": "SCLDM gender accuracy within 0.03 of the judges' on real test faces",
+    "reconstruction_two_sample_acc_at_most_0.75": "reconstruction two-sample (C2ST) accuracy <= 0.75",
+    "reconstruction_gender_acc_at_least_0.9": "reconstruction gender accuracy >= 0.90",
+    "reconstruction_age_acc_at_least_0.35": "reconstruction age accuracy >= 0.35",
+    "reconstruction_cos_at_most_12": "reconstruction cosine distance <= 12",
+    "cos_best_of_k_ahead_of_baselines": "SCLDM best-of-K cos ahead of both baselines beyond the interval",
+    "l1_best_of_k_ahead_of_baselines": "SCLDM best-of-K L1 ahead of both baselines beyond the interval",
+    "l2_best_of_k_ahead_of_baselines": "SCLDM best-of-K L2 ahead of both baselines beyond the interval",
+    "cos_single_level_with_baselines": "SCLDM single-sample cos at least level with both baselines within the interval",
+    "l1_single_level_with_baselines": "SCLDM single-sample L1 at least level with both baselines within the interval",
+    "l2_single_level_with_baselines": "SCLDM single-sample L2 at least level with both baselines within the interval",
+    "frechet_ahead_of_baselines": "SCLDM's Fréchet distance below both baselines' beyond the interval",
+    # older metrics files
     "gender_acc_at_least_0.98": "SCLDM gender accuracy >= 0.98",
     "age_acc_at_least_0.85": "SCLDM age accuracy >= 0.85",
     "cos_ahead_of_baselines": "SCLDM's cosine distance below both baselines'",
-    "frechet_ahead_of_baselines": "SCLDM's Fréchet distance below both baselines'",
 }

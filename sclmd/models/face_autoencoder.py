@@ -2,10 +2,16 @@
 
 The encoder has VGG-Face's 13 3x3 convolutions in 5 blocks, named as in the commonly
 used converted VGG-Face state dict (`conv1_1` ... `conv5_3`), so those weights load
-by name when `width == 1`.  Blocks 1-3 (each ending in 2x2 max pooling) give the
-spatial latent `z` (`latent_channels` x H/8 x W/8, by a 1x1 conv) that the diffusion
-model works in; blocks 4-5 continue on the same features to a pooled, projected
-embedding for the contrastive loss.  The decoder mirrors blocks 1-3: z -> image.
+by name when `width == 1`.  Blocks 1-3 end in 2x2 max pooling.  The first
+`latent_blocks` of them give the spatial latent `z` (`latent_channels` x H/2^k x W/2^k,
+by a 1x1 conv) that the diffusion model works in: k = 2 keeps a 16x16 latent at 64 px
+(Stable Diffusion's f = 4 trade-off, where eyes and mouth survive), k = 3 the coarser
+8x8 one.  The remaining blocks continue on the same features to a pooled, projected
+embedding for the contrastive loss.
+
+The decoder mirrors the latent blocks (z -> image), `decoder_width` times as wide as
+the encoder.  (Stable Diffusion's GroupNorm residual decoder blocks were measured here:
+2-4x slower per step on 2 CPU cores, and no sharper within the same minutes.)
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from torch import nn
 from sclmd.errors import SclmdError
 
 VGG_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # (convs, channels) per block
-LATENT_BLOCKS = 3  # pooled blocks before z: H/8 x W/8
+POOLED_BLOCKS = 3  # VGG blocks 1-3 end in 2x2 max pooling (blocks 4-5 run at H/8 here)
 
 
 @dataclass(frozen=True)
@@ -29,23 +35,41 @@ class FaceConfig:
     embed_dim: int = 128
     image_size: int = 64
     batch_norm: bool = True  # VGG-BN: trains from scratch; VGG-Face's own weights come without it
+    latent_blocks: int = 3  # pooled blocks before z: latent side = image_size / 2**latent_blocks
+    decoder_width: float = 1.0  # decoder channels = encoder channels x this
+    # Standardise each latent channel (batch norm without affine): the diffusion model then
+    # sees every channel at the same scale, so a chroma channel with a small spread is not
+    # drowned by the noise first and drawn in saturated false colours.
+    latent_norm: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.latent_blocks <= POOLED_BLOCKS:
+            raise ValueError(f"latent_blocks must be 1..{POOLED_BLOCKS}, got {self.latent_blocks}")
 
     def channels(self, block: int) -> int:
         return max(8, int(round(VGG_BLOCKS[block][1] * self.width)))
 
+    def decoder_channels(self, block: int) -> int:
+        return max(8, int(round(self.channels(block) * self.decoder_width / 8)) * 8)
+
     @property
     def latent_size(self) -> int:
-        return self.image_size // 2**LATENT_BLOCKS
+        return self.image_size // 2**self.latent_blocks
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def face_config(size: str, embed_dim: int, latent_channels: int, image_size: int) -> FaceConfig:
+def face_config(size: str, embed_dim: int, latent_channels: int, image_size: int, latent_downsample: int = 8,
+                decoder_width: float = 1.0, latent_norm: bool = False) -> FaceConfig:
     widths = {"paper": 1.0, "small": 0.25}
     if size not in widths:
         raise ValueError(f"unknown model size '{size}' (small | paper)")
-    return FaceConfig(widths[size], latent_channels, embed_dim, image_size)
+    blocks = {2: 1, 4: 2, 8: 3}
+    if latent_downsample not in blocks:
+        raise ValueError(f"latent_downsample must be 2, 4 or 8, got {latent_downsample}")
+    return FaceConfig(widths[size], latent_channels, embed_dim, image_size, latent_blocks=blocks[latent_downsample],
+                      decoder_width=decoder_width, latent_norm=latent_norm)
 
 
 def init_relu_convs(module: nn.Module) -> None:
@@ -74,7 +98,8 @@ class FaceEncoder(nn.Module):
                 in_ch = out_ch
         self.pool = nn.MaxPool2d(2)
         self.act = nn.ReLU(inplace=True)
-        self.to_latent = nn.Conv2d(cfg.channels(LATENT_BLOCKS - 1), cfg.latent_channels, 1)
+        self.to_latent = nn.Conv2d(cfg.channels(cfg.latent_blocks - 1), cfg.latent_channels, 1)
+        self.latent_norm = nn.BatchNorm2d(cfg.latent_channels, affine=False) if cfg.latent_norm else nn.Identity()
         # Pooled ReLU features share a large common component; batch norm removes it so that
         # faces start out distinguishable to the contrastive loss (as in SimCLR-style heads).
         pooled = cfg.channels(len(VGG_BLOCKS) - 1)
@@ -87,22 +112,31 @@ class FaceEncoder(nn.Module):
                 x = self.act(getattr(self, "norm" + name[4:])(getattr(self, name)(x)))
         return x
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, 3, H, W] in [-1, 1] -> (z [B, C, H/8, W/8], embedding [B, embed_dim])."""
-        x = image
-        for b in range(LATENT_BLOCKS):
-            x = self.pool(self._block(x, b))
-        z = self.to_latent(x)
-        for b in range(LATENT_BLOCKS, len(VGG_BLOCKS)):
+    def forward(self, image: torch.Tensor, shared_grad: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, 3, H, W] in [-1, 1] -> (z [B, C, h, w], embedding [B, embed_dim]).
+
+        `shared_grad` scales the gradient that the embedding sends back into the latent blocks
+        they share (1: fully shared, 0: the latent blocks learn from reconstruction alone).
+        """
+        x = self._latent_features(image)
+        z = self.latent_norm(self.to_latent(x))
+        if shared_grad != 1.0:
+            x = x * shared_grad + x.detach() * (1.0 - shared_grad)  # same value, scaled gradient
+        for b in range(self.config.latent_blocks, len(VGG_BLOCKS)):
             x = self._block(x, b)
+            if b < POOLED_BLOCKS:
+                x = self.pool(x)
         return z, self.project(x.mean(dim=(2, 3)))
+
+    def _latent_features(self, image: torch.Tensor) -> torch.Tensor:
+        x = image
+        for b in range(self.config.latent_blocks):
+            x = self.pool(self._block(x, b))
+        return x
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """Only z (skips the embedding branch)."""
-        x = image
-        for b in range(LATENT_BLOCKS):
-            x = self.pool(self._block(x, b))
-        return self.to_latent(x)
+        return self.latent_norm(self.to_latent(self._latent_features(image)))
 
     def load_vgg_face(self, path: Path) -> list[str]:
         """Start the convolutions from a converted VGG-Face state dict; returns loaded names."""
@@ -145,7 +179,7 @@ class FaceEncoder(nn.Module):
 
 
 class FaceDecoder(nn.Module):
-    """z -> image, mirroring encoder blocks 3, 2, 1 with nearest upsampling."""
+    """z -> image, mirroring the encoder's latent blocks with nearest upsampling."""
 
     def __init__(self, cfg: FaceConfig):
         super().__init__()
@@ -154,12 +188,12 @@ class FaceDecoder(nn.Module):
             norm = nn.BatchNorm2d(cout) if cfg.batch_norm else nn.Identity()
             return [nn.Conv2d(cin, cout, 3, padding=1), norm, nn.ReLU(inplace=True)]
 
-        layers: list[nn.Module] = conv(cfg.latent_channels, cfg.channels(LATENT_BLOCKS - 1))
-        for b in reversed(range(LATENT_BLOCKS)):
-            ch = cfg.channels(b)
-            out = cfg.channels(b - 1) if b > 0 else cfg.channels(0)
+        layers: list[nn.Module] = conv(cfg.latent_channels, cfg.decoder_channels(cfg.latent_blocks - 1))
+        for b in reversed(range(cfg.latent_blocks)):
+            ch = cfg.decoder_channels(b)
+            out = cfg.decoder_channels(b - 1) if b > 0 else cfg.decoder_channels(0)
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), *conv(ch, ch), *conv(ch, out)]
-        to_rgb = nn.Conv2d(cfg.channels(0), 3, 3, padding=1)
+        to_rgb = nn.Conv2d(cfg.decoder_channels(0), 3, 3, padding=1)
         layers += [to_rgb, nn.Tanh()]
         self.net = nn.Sequential(*layers)
         init_relu_convs(self)

@@ -35,9 +35,10 @@ class SpeechFaceModel(nn.Module):
 
     @classmethod
     def from_params(cls, size: str, embed_dim: int, latent_channels: int, image_size: int,
-                    magnitude_channel: bool = False) -> "SpeechFaceModel":
+                    magnitude_channel: bool = False, **face_options) -> "SpeechFaceModel":
+        """`face_options`: latent_downsample, decoder_width, latent_norm (see `face_config`)."""
         return cls(speech_encoder_config(size, embed_dim, magnitude_channel),
-                   face_config(size, embed_dim, latent_channels, image_size))
+                   face_config(size, embed_dim, latent_channels, image_size, **face_options))
 
     def config_dict(self) -> dict:
         return {"speech": self.speech_encoder.config.to_dict(), "face": self.face_encoder.config.to_dict()}
@@ -46,15 +47,29 @@ class SpeechFaceModel(nn.Module):
         scale = self.logit_scale.clamp(max=math.log(100)).exp()  # CLIP caps the scale at 100
         return scale * F.normalize(speech_emb, dim=-1) @ F.normalize(face_emb, dim=-1).T
 
-    def forward(self, wave: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One pre-training pass; through forward() so that DDP syncs every parameter's gradient."""
+    def forward(self, wave: torch.Tensor | None, image: torch.Tensor, shared_grad: float = 1.0,
+                latent_noise: float = 0.0) -> dict[str, torch.Tensor]:
+        """One pre-training pass; through forward() so that DDP syncs every parameter's gradient.
+
+        `wave=None` is the autoencoder phase: only z and the reconstruction.  `shared_grad`: see
+        `FaceEncoder.forward`.  `latent_noise`: in training, the decoder draws z plus Gaussian
+        noise of this standard deviation (relative to z's own spread).
+        """
+        def decode(z: torch.Tensor) -> torch.Tensor:
+            if self.training and latent_noise > 0:
+                z = z + latent_noise * z.detach().std() * torch.randn_like(z)
+            return self.face_decoder(z)
+
+        if wave is None:
+            z = self.face_encoder.encode(image)
+            return {"z": z, "recon": decode(z)}
         speech_emb = self.speech_encoder(wave)
-        z, face_emb = self.face_encoder(image)
+        z, face_emb = self.face_encoder(image, shared_grad)
         return {
             "speech_emb": speech_emb,
             "face_emb": face_emb,
             "z": z,
-            "recon": self.face_decoder(z),
+            "recon": decode(z),
             "logits": self.contrastive_logits(speech_emb, face_emb),
         }
 

@@ -7,7 +7,9 @@
   whose DVC hash is already registered is not registered twice.
 - `promote` moves @champion to the challenger only when every gate in `registry.gates`
   passes against the current champion (the first champion needs no comparison);
-  `force` overrides a refusal and records the reason.
+  `force` overrides a refusal and records the reason.  A gate counts a difference only
+  beyond the noise: the 95% bootstrap intervals of the two versions must not overlap
+  (`Gate`); versions without intervals are compared by point value, and the message says so.
 - `rollback` moves @champion back to the version it replaced.  The champions' history is
   a tag of the registered model, so the CLI, the Prefect flow and the MLflow UI all see it.
 """
@@ -143,25 +145,77 @@ def register(root: Path, model_name: str) -> tuple[Any, bool]:
 
 # --- promotion -------------------------------------------------------------------------------------
 
+GATE_RULE_TEXT = (
+    "Gates read the 95% intervals (`metric.<name>_ci_low` / `_ci_high` tags): `lower` passes only when the "
+    "challenger's whole interval lies below the champion's (challenger's upper bound < champion's lower bound), "
+    "`higher` only when it lies above; `not_lower` fails only when the challenger is lower beyond the noise "
+    "(its upper bound < the champion's lower bound), `not_higher` only when it is higher beyond it.")
+
+
+def _finite(value) -> bool:
+    return value is not None and not math.isnan(value)
+
+
 @dataclass
 class Gate:
+    """One gate: `rule` compares the challenger's `metric` with the champion's.
+
+    With both 95% intervals known, a difference counts only beyond the noise, by non-overlap of
+    the two intervals: `lower` needs challenger < champion and challenger's upper bound <
+    champion's lower bound; `higher` the mirror image.  `not_lower` is the exact complement
+    of `lower` (it fails only when the challenger is lower beyond the noise) and
+    `not_higher` of `higher`.  Without an interval on either side (versions registered
+    before intervals existed) the rules fall back to comparing the two point values.
+    """
+
     metric: str
     rule: str
     challenger: float | None
     champion: float | None
+    challenger_ci: tuple[float, float] | None = None
+    champion_ci: tuple[float, float] | None = None
+
+    @property
+    def uses_interval(self) -> bool:
+        return all(ci is not None and len(ci) == 2 and all(_finite(v) for v in ci)
+                   for ci in (self.challenger_ci, self.champion_ci))
 
     @property
     def passed(self) -> bool:
         c, p = self.challenger, self.champion
-        if c is None or p is None or math.isnan(c) or math.isnan(p):
+        if not (_finite(c) and _finite(p)):
             return False
-        return {"lower": c < p, "not_lower": c >= p, "higher": c > p, "not_higher": c <= p}[self.rule]
+        lower, higher = c < p, c > p
+        if self.uses_interval:
+            (c_low, c_high), (p_low, p_high) = self.challenger_ci, self.champion_ci
+            lower, higher = lower and c_high < p_low, higher and c_low > p_high
+        return {"lower": lower, "not_lower": not lower, "higher": higher, "not_higher": not higher}[self.rule]
+
+    @property
+    def within_noise(self) -> bool:
+        """The point values would pass, the intervals do not let them."""
+        if not self.uses_interval or self.passed:
+            return False
+        return Gate(self.metric, self.rule, self.challenger, self.champion).passed
 
     @property
     def verdict(self) -> str:
         if self.challenger is None or self.champion is None:
             return "missing"
-        return "pass" if self.passed else "FAIL"
+        verdict = "pass" if self.passed else "FAIL"
+        if self.within_noise:
+            return f"{verdict} (within noise)"
+        if not self.uses_interval:
+            return f"{verdict} (point)"
+        return verdict
+
+    @property
+    def basis(self) -> str:
+        if self.uses_interval:
+            return "interval"
+        missing = [who for who, ci in (("challenger", self.challenger_ci), ("champion", self.champion_ci))
+                   if ci is None or not all(_finite(v) for v in ci)]
+        return f"point (no interval on the {' and '.join(missing)})"
 
 
 @dataclass
@@ -180,28 +234,51 @@ class Promotion:
 
     def summary(self) -> str:
         name = self.model_name
+        notes = self.notes()
         if not self.promoted:
             failed = ", ".join(f"{g.metric} ({g.verdict})" for g in self.gates if not g.passed)
             return (f"refused: version {self.challenger} does not beat @champion (version {self.champion}) on "
                     f"{failed}. @champion stays at version {self.champion}. "
-                    "`sclmd promote --force --reason TEXT` overrides.")
+                    f"`sclmd promote --force --reason TEXT` overrides.{notes}")
         how = f" (forced: {self.reason})" if self.forced and not self.passed else ""
         before = f"version {self.champion}" if self.champion else "none"
-        return f"promoted: {name}@champion {before} -> version {self.challenger}{how}"
+        return f"promoted: {name}@champion {before} -> version {self.challenger}{how}{notes}"
+
+    def notes(self) -> str:
+        """What the verdicts rest on: the interval rule, or the point fallback for old versions."""
+        if self.champion is None or not self.gates:
+            return ""
+        point = [g for g in self.gates if g.challenger is not None and g.champion is not None and not g.uses_interval]
+        out = ""
+        if any(g.uses_interval for g in self.gates):
+            out += f"\n{GATE_RULE_TEXT}"
+        for g in point:
+            out += (f"\n{g.metric}: compared by point value only, old rule ({g.basis}: metrics of a version "
+                    "evaluated before intervals were recorded).")
+        return out
 
     def to_dict(self) -> dict:
         return {"model": self.model_name, "challenger": self.challenger, "champion_before": self.champion,
                 "promoted": self.promoted, "forced": self.forced, "reason": self.reason,
                 "gates": [{"metric": g.metric, "rule": g.rule, "challenger": g.challenger, "champion": g.champion,
-                           "verdict": g.verdict} for g in self.gates]}
+                           "challenger_ci": list(g.challenger_ci) if g.challenger_ci else None,
+                           "champion_ci": list(g.champion_ci) if g.champion_ci else None,
+                           "basis": g.basis, "verdict": g.verdict} for g in self.gates]}
 
     def table(self) -> str:
         champion = f"champion v{self.champion}" if self.champion else "champion (none)"
         lines = [f"| metric | rule | challenger v{self.challenger} | {champion} | verdict |",
                  "|---|---|---|---|---|"]
-        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        def fmt(v, ci=None) -> str:
+            if v is None:
+                return "-"
+            if ci is not None and all(_finite(b) for b in ci):
+                return f"{v:.4g} [{ci[0]:.4g}, {ci[1]:.4g}]"
+            return f"{v:.4g}"
+
         for g in self.gates:
-            lines.append(f"| {g.metric} | {g.rule} | {fmt(g.challenger)} | {fmt(g.champion)} | "
+            lines.append(f"| {g.metric} | {g.rule} | {fmt(g.challenger, g.challenger_ci)} | "
+                         f"{fmt(g.champion, g.champion_ci)} | "
                          f"{g.verdict if self.champion else 'first champion'} |")
         return "\n".join(lines)
 
@@ -212,6 +289,12 @@ def _metric(version, name: str) -> float | None:
         return None if raw is None else float(raw)
     except ValueError:
         return None
+
+
+def _interval(version, name: str) -> tuple[float, float] | None:
+    """The metric's 95% interval from the version's `metric.<name>_ci_low` / `_ci_high` tags, if any."""
+    low, high = _metric(version, f"{name}_ci_low"), _metric(version, f"{name}_ci_high")
+    return None if low is None or high is None else (low, high)
 
 
 def _alias(mlflow_client, name: str, alias: str):
@@ -250,7 +333,8 @@ def promote(mlflow_client, name: str, gates: dict[str, str], *, force: bool = Fa
                          f"or `sclmd register`.")
     champion = _alias(mlflow_client, name, CHAMPION)
     result = Promotion(name, str(challenger.version), str(champion.version) if champion else None,
-                       [Gate(m, rule, _metric(challenger, m), _metric(champion, m) if champion else None)
+                       [Gate(m, rule, _metric(challenger, m), _metric(champion, m) if champion else None,
+                             _interval(challenger, m), _interval(champion, m) if champion else None)
                         for m, rule in gates.items()], forced=force, reason=reason)
     if champion is not None and str(champion.version) == str(challenger.version):
         raise SclmdError(f"version {challenger.version} is already @{CHAMPION}; nothing to promote")

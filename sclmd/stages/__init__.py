@@ -34,7 +34,14 @@ def _numeric_metrics(payload: dict, prefix: str = "") -> dict[str, float]:
             flat.update(_numeric_metrics(value, name + "."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[name] = float(value)
+        elif _is_interval(key, value):  # `cos_ci: [low, high]` -> cos_ci_low, cos_ci_high
+            flat[f"{name}_low"], flat[f"{name}_high"] = float(value[0]), float(value[1])
     return flat
+
+
+def _is_interval(key: str, value) -> bool:
+    return ((key == "ci" or key.endswith("_ci")) and isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
 
 
 # One MLflow name per quantity across stages: the stages' metrics files grew their own
@@ -48,7 +55,12 @@ METRIC_NAMES = {"gender_acc": "gender_accuracy", "age_acc": "age_accuracy", "ret
 def metric_name(name: str) -> str:
     """The MLflow name of a (dotted) metrics-file key: canonical last part, only MLflow-safe characters."""
     head, _, last = name.rpartition(".")
-    name = f"{head}.{METRIC_NAMES.get(last, last)}" if head else METRIC_NAMES.get(last, last)
+    base, suffix = last, ""
+    for bound in ("_ci_low", "_ci_high"):  # an interval's bounds follow their metric's name
+        if last.endswith(bound) and len(last) > len(bound):
+            base, suffix = last[: -len(bound)], bound
+    last = METRIC_NAMES.get(base, base) + suffix
+    name = f"{head}.{last}" if head else last
     # MLflow accepts letters, digits, _ - . / and spaces in metric names.
     return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)[:250]
 

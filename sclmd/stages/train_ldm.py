@@ -59,12 +59,12 @@ def sample_rows(rows, count: int) -> np.ndarray:
 
 
 def validation_loss(net, encoded, config, prior, params, seed: int = 1234) -> float:
-    """Mean epsilon MSE on the val split at fixed noise and timesteps (comparable run to run)."""
+    """Mean MSE to the training target (epsilon or v) on the val split at fixed noise and timesteps."""
     import torch
     import torch.nn.functional as F
 
     from sclmd.models.ldm import training_input
-    from sclmd.train.ldm import make_train_scheduler
+    from sclmd.train.ldm import make_train_scheduler, prediction_target
 
     scheduler = make_train_scheduler(params)
     g = torch.Generator().manual_seed(seed)
@@ -72,6 +72,7 @@ def validation_loss(net, encoded, config, prior, params, seed: int = 1234) -> fl
     noise = torch.randn(z0.shape, generator=g)
     t = torch.randint(0, params.num_train_timesteps, (len(z0),), generator=g)
     noisy = scheduler.add_noise(z0, noise, t)
+    target = prediction_target(z0, noise, scheduler.alphas_cumprod[t], params.prediction_type)
     losses = []
     with torch.no_grad():
         net.eval()
@@ -79,7 +80,7 @@ def validation_loss(net, encoded, config, prior, params, seed: int = 1234) -> fl
             part = slice(start, start + 256)
             eps = net(training_input(noisy[part], prior * config.latent_scale, params.prior_weight), t[part],
                       encoded.speech[part])
-            losses.append(F.mse_loss(eps, noise[part], reduction="sum").item())
+            losses.append(F.mse_loss(eps, target[part], reduction="sum").item())
     return float(sum(losses) / noise.numel())
 
 
@@ -126,6 +127,27 @@ def guidance_check(pipeline, train, train_rows, val, val_rows, scales: list[floa
     }
 
 
+def choose_guidance(check: dict, tolerance: float) -> float:
+    """The guidance of `guidance: auto`: among the checked scales whose gender-probe accuracy is
+    within `tolerance` of the best one's, the scale with the lowest Fréchet distance to real val
+    faces (ties: the lower scale, which keeps more diversity)."""
+    scales = list(check["by_guidance"].values())
+    if not scales:
+        raise ValueError("ldm.guidance is auto but ldm.guidance_check lists no scales to choose from")
+    best_gender = max(s["gender_accuracy"] for s in scales)
+    eligible = [s for s in scales if s["gender_accuracy"] >= best_gender - tolerance]
+    return float(min(eligible, key=lambda s: (s["frechet"], s["guidance"]))["guidance"])
+
+
+def preview_guidance(cfg) -> float:
+    """The scale of the sample grids drawn during training: the fixed one, or with `auto` the
+    middle of the checked scales (the final grid is redrawn at the chosen scale)."""
+    if cfg.guidance != "auto":
+        return float(cfg.guidance)
+    scales = sorted(cfg.guidance_check) or [1.0]
+    return float(scales[len(scales) // 2])
+
+
 def run(params: Params, root: Path) -> dict:
     import mlflow
     import torch
@@ -146,7 +168,7 @@ def run(params: Params, root: Path) -> dict:
     val_set = PackedClips(root / PREPARED, "val")
     val = encode_split(encoders, val_set, 128, "train_ldm: encoding val")
     config = ldm_config(cfg, train)
-    defaults = SamplingDefaults(cfg.sampler, cfg.sample_steps, cfg.guidance, cfg.prior_weight)
+    defaults = SamplingDefaults(cfg.sampler, cfg.sample_steps, preview_guidance(cfg), cfg.prior_weight)
     shapes = {"sample_rate": params.data.sample_rate, "clip_seconds": params.data.clip_seconds,
               "image_size": params.data.image_size}
 
@@ -159,23 +181,22 @@ def run(params: Params, root: Path) -> dict:
     for old in plots.glob("samples_step-*.png"):
         old.unlink()
 
-    def pipeline_of(ema_net) -> SpeechToFacePipeline:
+    def pipeline_of(ema_net, sampling: SamplingDefaults = defaults) -> SpeechToFacePipeline:
         """The EMA network as the pipeline `sclmd generate` will load, so samples here are drawn the same way."""
         return SpeechToFacePipeline(config, ema_net.unet, ema_net.condition, encoders, prior,
-                                    make_train_scheduler(cfg).config, defaults, shapes)
+                                    make_train_scheduler(cfg).config, sampling, shapes)
 
-    def generate(ema_net, speech_emb, samples: int):
-        return pipeline_of(ema_net)(speech_emb, seed=cfg.seed, samples=samples)
+    def draw_grid(pipe: SpeechToFacePipeline, path: Path, title: str, log_it: bool = True) -> None:
+        k = cfg.samples_per_speaker
+        faces = pipe(val.speech[shown], seed=cfg.seed, samples=k)
+        grid = torch.cat([true_faces[:, None], faces.view(len(shown), k, *faces.shape[1:])], dim=1)
+        plot_face_grid(grid, labels, ["true face"] + [f"sample {i + 1}" for i in range(k)], path, title)
+        if log_it and mlflow.active_run():
+            mlflow.log_artifact(str(path), artifact_path="samples")
 
     def sample(ema_net, step: int) -> None:
-        k = cfg.samples_per_speaker
-        faces = generate(ema_net, val.speech[shown], k)
-        grid = torch.cat([true_faces[:, None], faces.view(len(shown), k, *faces.shape[1:])], dim=1)
-        path = plots / f"samples_step-{step:07d}.png"
-        plot_face_grid(grid, labels, ["true face"] + [f"sample {i + 1}" for i in range(k)], path,
-                       f"validation speakers, step {step} ({cfg.sampler}-{cfg.sample_steps}, guidance {cfg.guidance})")
-        if mlflow.active_run():
-            mlflow.log_artifact(str(path), artifact_path="samples")
+        draw_grid(pipeline_of(ema_net), plots / f"samples_step-{step:07d}.png",
+                  f"validation speakers, step {step} ({cfg.sampler}-{cfg.sample_steps}, guidance {defaults.guidance:g})")
 
     def log(values: dict, step: int) -> None:
         mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=step)
@@ -183,30 +204,36 @@ def run(params: Params, root: Path) -> dict:
     store = CheckpointStore(root / CHECKPOINTS, run_key(params, root), cfg.keep_checkpoints)
     result = train_ldm(cfg, config, train, prior.mean, store, log=log, sample=sample)
     val_loss = validation_loss(result.state.ema, val, config, prior.mean, cfg)
-    pipeline = pipeline_of(result.state.ema)
-    check = guidance_check(pipeline, train, train_set.rows, val, val_set.rows, [*cfg.guidance_check, cfg.guidance],
-                           cfg.seed)
-    at_default = check["by_guidance"][f"g{cfg.guidance:g}"]
+    fixed = [] if cfg.guidance == "auto" else [float(cfg.guidance)]
+    check = guidance_check(pipeline_of(result.state.ema), train, train_set.rows, val, val_set.rows,
+                           [*cfg.guidance_check, *fixed], cfg.seed)
+    chosen = choose_guidance(check, cfg.guidance_tolerance) if cfg.guidance == "auto" else float(cfg.guidance)
+    check["chosen"] = {"guidance": chosen, "rule": "auto" if cfg.guidance == "auto" else "fixed in params",
+                       "tolerance": cfg.guidance_tolerance}
+    pipeline = pipeline_of(result.state.ema, SamplingDefaults(cfg.sampler, cfg.sample_steps, chosen, cfg.prior_weight))
+    at_default = check["by_guidance"][f"g{chosen:g}"]
     scales = list(check["by_guidance"].values())
     plot_sweep([s["guidance"] for s in scales],
                {"gender accuracy (probe)": [s["gender_accuracy"] for s in scales],
                 "Fréchet distance to real faces": [s["frechet"] for s in scales]},
                plots / "guidance.png", f"val check, {check['clips']} clips ({cfg.sampler}-{cfg.sample_steps})",
-               "guidance scale", chosen=cfg.guidance,
+               "guidance scale", chosen=chosen,
                references={"gender accuracy (probe)": check["real_gender_accuracy"]})
     pipeline.save_pretrained(root / MODEL_DIR, root / PRETRAINED, root / PRIOR_DIR)
-    plot_loss_curves({"loss": result.history["loss"]}, plots / "loss_curves.png", "LDM epsilon-prediction loss")
-    final = plots / f"samples_step-{result.steps:07d}.png"
-    if final.exists():
-        with atomic_file(plots / "samples.png") as tmp:  # a stable name for the newest grid
-            tmp.write_bytes(final.read_bytes())
+    plot_loss_curves({"loss": result.history["loss"]}, plots / "loss_curves.png", f"LDM {cfg.prediction_type} loss")
+    # The newest grid under a stable name, drawn as `sclmd generate` will draw: at the chosen scale.
+    with atomic_file(plots / "samples.png") as tmp:
+        draw_grid(pipeline, tmp, f"validation speakers, step {result.steps} "
+                  f"({cfg.sampler}-{cfg.sample_steps}, guidance {chosen:g}, chosen on val)", log_it=False)
+    if mlflow.active_run():
+        mlflow.log_artifact(str(plots / "samples.png"), artifact_path="samples")
     metrics = {
         "steps": result.steps,
         "final_loss": result.history["loss"][-1][1],
         "val_loss": val_loss,
         "generated_gender_accuracy": at_default["gender_accuracy"],
         "generated_frechet": at_default["frechet"],
-        "guidance": cfg.guidance,
+        "guidance": chosen,
         "guidance_check": check,
         "latent_scale": config.latent_scale,
         "prior_weight": cfg.prior_weight,

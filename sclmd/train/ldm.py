@@ -3,7 +3,7 @@
 The speech encoder and face encoder are frozen, so their outputs are computed once
 per split (`encode_split`) and the loop trains on tensors: each step is a batch of
 (speech embedding of a clip, face latent of a random picture of the same speaker),
-DDPM noise at a random timestep, epsilon-prediction MSE, with the network shown the
+DDPM noise at a random timestep, epsilon- or v-prediction MSE, with the network shown the
 prior-shifted latent (`training_input`).  Accelerate picks the device and mixed
 precision; diffusers' EMAModel keeps the EMA weights that sampling and the saved
 pipeline use.  Batches and noise are pure functions of (seed, step), so a resumed
@@ -28,7 +28,8 @@ from sclmd.errors import SclmdError
 from sclmd.models.ldm import LDMConfig, SpeechCondition, build_unet, run_unet, training_input
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.train.checkpoints import CheckpointStore
-from sclmd.train.pretrain import SpeakerBatches, learning_rate_factor, resolve_mixed_precision
+from sclmd.train.precision import resolve_mixed_precision
+from sclmd.train.pretrain import SpeakerBatches, learning_rate_factor
 
 Logger = Callable[[dict[str, float], int], None]
 Sampler = Callable[[nn.Module, int], None]  # (EMA network, step) -> writes a sample grid
@@ -86,7 +87,21 @@ def make_train_scheduler(params: LDMParams):
 
     # clip_sample off: the latents are unit-variance, not images in [-1, 1] (as in Stable Diffusion)
     return DDPMScheduler(num_train_timesteps=params.num_train_timesteps, beta_schedule=params.beta_schedule,
-                         prediction_type="epsilon", clip_sample=False)
+                         prediction_type=params.prediction_type, clip_sample=False)
+
+
+def prediction_target(z0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """What the network learns to output: the noise (epsilon) or v = sqrt(a) * noise - sqrt(1 - a) * z0.
+
+    v-prediction (Salimans & Ho 2022) keeps the target's scale the same at every timestep, so
+    a short run learns the nearly-noise-free end as well as the noisy one.
+    """
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        a = alpha_bar.view(-1, *([1] * (z0.dim() - 1)))
+        return a.sqrt() * noise - (1 - a).sqrt() * z0
+    raise ValueError(f"unknown prediction_type '{prediction_type}' (epsilon | v_prediction)")
 
 
 def latent_scale(latents: torch.Tensor) -> float:
@@ -119,12 +134,16 @@ class LDMResult:
 
 
 def epsilon_loss(eps: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
-                 snr_gamma: float | None) -> torch.Tensor:
-    """Epsilon MSE; with snr_gamma each sample is weighted min(SNR, gamma) / SNR, SNR = a / (1 - a)."""
+                 snr_gamma: float | None, prediction_type: str = "epsilon") -> torch.Tensor:
+    """MSE to the target (`noise` holds the epsilon or v target); with snr_gamma each sample is
+    weighted min(SNR, gamma) / SNR for epsilon, min(SNR, gamma) / (SNR + 1) for v, SNR = a / (1 - a)."""
     if snr_gamma is None:
         return F.mse_loss(eps, noise)
     snr = alpha_bar / (1 - alpha_bar)
-    weight = torch.where(snr > snr_gamma, snr_gamma / snr, torch.ones_like(snr))  # no 0/0 at alpha_bar = 0
+    if prediction_type == "v_prediction":
+        weight = torch.clamp(snr, max=snr_gamma) / (snr + 1)
+    else:
+        weight = torch.where(snr > snr_gamma, snr_gamma / snr, torch.ones_like(snr))  # no 0/0 at alpha_bar = 0
     per_sample = (eps - noise).pow(2).mean(dim=tuple(range(1, eps.dim())))
     return (weight * per_sample).mean()
 
@@ -187,7 +206,8 @@ def train_ldm(
         noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise  # = scheduler.add_noise, without its per-call dtype moves
         with accelerator.autocast():
             eps = net(training_input(noisy, shift, params.prior_weight), t, emb, drop)
-        loss = epsilon_loss(eps.float(), noise, a.flatten(), params.snr_gamma)
+        target = prediction_target(z0, noise, a.flatten(), params.prediction_type)
+        loss = epsilon_loss(eps.float(), target, a.flatten(), params.snr_gamma, params.prediction_type)
         if not torch.isfinite(loss):
             raise SclmdError(f"train_ldm: loss became {loss.item()} at step {step}; lower ldm.learning_rate")
         optimizer.zero_grad(set_to_none=True)

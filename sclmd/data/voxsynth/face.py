@@ -485,8 +485,14 @@ def render_face(
     rng: np.random.Generator,
     size: int = 64,
     supersample: int = 3,
+    framing: float = 1.0,
 ) -> Image.Image:
-    """One `size` x `size` RGB portrait of this speaker with random pose and lighting."""
+    """One `size` x `size` RGB portrait of this speaker with random pose and lighting.
+
+    `framing` magnifies the figure about the face centre: 1.0 is a head-and-shoulders
+    portrait; ~1.6 frames the face as real face crops do (hairline to chin fill most of
+    the image), so eyes and mouth are several pixels tall even at 64 px.
+    """
     side = size * supersample
     look = _Look.of(attrs)
     painter = _Painter(look, side, _background(rng))
@@ -506,7 +512,7 @@ def render_face(
 
     # Pose: output pixel -> layer pixel through rotation about the head, scale and shift.
     angle = np.deg2rad(rng.uniform(-8.0, 8.0))
-    zoom = rng.uniform(1.06, 1.22)
+    zoom = rng.uniform(1.06, 1.22) * framing
     shift_x, shift_y = rng.uniform(-0.045, 0.045, 2) * side
     head_x, head_y = painter.px(0.0, 0.0)
     out_x = head_x - (painter.layer_side - side) / 2 + shift_x

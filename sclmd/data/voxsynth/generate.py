@@ -92,7 +92,7 @@ def _generate_speaker(job: _SpeakerJob) -> None:
         )
     for image in range(synth.faces_per_speaker):
         rng = _rng(synth.seed, job.index, _FACE_STREAM, image)
-        face = render_face(attrs, rng, data.image_size, synth.supersample)
+        face = render_face(attrs, rng, data.image_size, synth.supersample, synth.face_framing)
         face.save(face_path(job.out_dir, attrs.speaker_id, image))
 
 
