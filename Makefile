@@ -26,7 +26,7 @@ run: $(STAMP)  ## the whole pipeline through Prefect + DVC, logged to MLflow
 test: $(STAMP)  ## the test suite
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
-ablations: $(STAMP)  ## Table 4 ablations + prior-weight sweep (after `make run`; ~45 min on 2 cores) -> reports/ablations/
+ablations: $(STAMP)  ## Table 4 ablations + prior-weight sweep (after `make run`; ~70 min on 2 cores, estimated) -> reports/ablations/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd ablations
 
 ui: $(STAMP)  ## the MLflow UI on http://127.0.0.1:5000

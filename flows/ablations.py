@@ -43,7 +43,8 @@ TABLE_4 = {
     "full": {},
 }
 SWEEP = (0.0, 0.001, 0.01, 0.1, 1.0)
-# Variants only need their own metrics, not the val check of every guidance scale.
+# Variants only need their own metrics, not the val check of every guidance scale (with
+# `guidance: auto` they take the scale the project's own model chose; see run_variant).
 VARIANT_DEFAULTS = {"ldm": {"guidance_check": []}}
 SHARED = ("data/prepared", "models/judges")  # never depend on a variant's params
 UPSTREAM = {  # what a stage reads from params (besides `data`) -> the outputs it writes
@@ -102,6 +103,10 @@ def run_variant(name: str, overrides: dict, root: str, done: dict[str, str]) -> 
         metrics = json.loads((root_path / "reports/eval/metrics.json").read_text())
         return {"dir": str(root_path), "params": base, "metrics": metrics["methods"]["scldm"]}
     params = _merge(_merge(base, VARIANT_DEFAULTS), overrides)
+    if params.get("ldm", {}).get("guidance", "auto") == "auto":
+        # Variants skip the guidance check: they sample at the scale the project's model chose on val.
+        chosen = json.loads((root_path / "reports/ldm/metrics.json").read_text())["guidance"]
+        params.setdefault("ldm", {})["guidance"] = float(chosen)
     work = root_path / WORK_DIR / name
     if work.exists():
         shutil.rmtree(work)

@@ -205,6 +205,13 @@ class LDMParams(Section):
     sample_steps: int = Field(20, ge=1)
 
 
+    @model_validator(mode="after")
+    def _auto_guidance_needs_scales(self) -> "LDMParams":
+        if self.guidance == "auto" and not self.guidance_check:
+            raise ValueError("guidance: auto chooses among the guidance_check scales, but guidance_check is empty; "
+                             "list scales (e.g. [1.0, 2.0, 4.0, 8.0]) or set a fixed guidance")
+        return self
+
     @property
     def lr(self) -> float:
         """The learning rate in use: the paper's 2e-5 at full size; 1e-3 for the small CPU model,

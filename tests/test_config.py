@@ -49,6 +49,15 @@ def test_bad_values_are_explained(tmp_path):
     assert "sum to 1" in msg
 
 
+def test_auto_guidance_without_scales_is_refused_before_training(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ldm": {"guidance": "auto", "guidance_check": []}}))
+    with pytest.raises(SclmdError) as err:
+        load_params(tmp_path / "params.yaml")
+    assert "guidance_check is empty" in str(err.value)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ldm": {"guidance": 3.0, "guidance_check": []}}))
+    assert load_params(tmp_path / "params.yaml").ldm.guidance == 3.0
+
+
 def test_not_yaml_and_missing(tmp_path):
     with pytest.raises(SclmdError, match="not found"):
         load_params(tmp_path / "params.yaml")

@@ -321,6 +321,9 @@ def test_ablations_flow_runs_every_variant_and_writes_the_reports(evaluated_proj
 
     assert yaml.safe_load((work / "pn/params.yaml").read_text())["pretrain"]["contrastive_weight"] == 0.0
     assert yaml.safe_load((work / "pw0.1/params.yaml").read_text())["ldm"]["prior_weight"] == 0.1
+    # variants skip the guidance check and sample at the scale the project's model chose on val
+    chosen = json.loads((root / "reports/ldm/metrics.json").read_text())["guidance"]
+    assert yaml.safe_load((work / "pn/params.yaml").read_text())["ldm"]["guidance"] == chosen
     out = root / "reports/ablations"
     assert sorted(p.name for p in out.iterdir()) == ["ablations.png", "metrics.json", "report.md", "sweep.png"]
     report = (out / "report.md").read_text()
