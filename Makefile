@@ -38,10 +38,11 @@ infra-up: $(STAMP)  ## Prefect server + worker (pool `local`) and MLflow server 
 infra-down: $(STAMP)  ## stop what infra-up started
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd infra down
 
-bench: $(STAMP)  ## benchmarks (pretrain and ldm need `make run` first); results land in benchmarks/results/
+bench: $(STAMP)  ## benchmarks (pretrain, ldm and precision need `make run` first); results land in benchmarks/results/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/dataloader.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pretrain.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/ldm.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/precision.py
 
 lock:  ## re-pin requirements.lock from pyproject.toml (needs the registry)
 	rm -rf /tmp/sclmd-lock && $(PYTHON) -m venv /tmp/sclmd-lock
