@@ -35,10 +35,6 @@ from sclmd.train.precision import cpu_has_native_bf16, resolve_mixed_precision  
 from sclmd.train.pretrain import autoencoder_rows, build_model, image_gradient_l1, jitter_colours  # noqa: E402
 
 
-def faces(dataset: PackedClips, rows) -> torch.Tensor:
-    return dataset.faces(rows).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
 def train_once(params, data, train_set, val_faces, precision: str, seed: int, steps: int) -> dict:
     cfg = params.pretrain.model_copy(update={"seed": seed})
     model = build_model(cfg, data)
@@ -54,7 +50,7 @@ def train_once(params, data, train_set, val_faces, precision: str, seed: int, st
         if step == 2:  # two warm-up steps (oneDNN picks its kernels)
             started = time.perf_counter()
         rows, flips = autoencoder_rows(step, len(train_set), cfg.autoencoder_batch_size, seed)
-        face = faces(train_set, rows)
+        face = train_set.faces_float(rows)
         face = torch.where(torch.from_numpy(flips)[:, None, None, None], face.flip(-1), face)
         face = jitter_colours(face, torch.Generator().manual_seed(seed * 1_000_003 + step), cfg.colour_jitter)
         face = face.contiguous(memory_format=torch.channels_last)
@@ -84,7 +80,7 @@ def main() -> None:
     if not (prepared / "manifest.parquet").exists():
         sys.exit("benchmarks/precision.py needs data/prepared: run `make run` (or `dvc repro validate`) first")
     train_set, val_set = PackedClips(prepared, "train"), PackedClips(prepared, "val")
-    val_faces = faces(val_set, np.arange(len(val_set)))
+    val_faces = val_set.faces_float(np.arange(len(val_set)))
     runs = [train_once(params, params.data, train_set, val_faces, precision, seed, args.steps)
             for seed in range(args.seeds) for precision in ("no", "bf16")]
     summary = {}

@@ -94,7 +94,12 @@ class Batch:
 
     def face_float(self) -> torch.Tensor:
         """[B, 3, H, W] in [-1, 1], the range the models use."""
-        return self.face.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return face_float(self.face)
+
+
+def face_float(face: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [-1, 1], the range the models use."""
+    return face.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 class PackedClips(Dataset):
@@ -153,6 +158,10 @@ class PackedClips(Dataset):
     def faces(self, indices) -> torch.Tensor:
         """uint8 [B, H, W, 3] of these rows."""
         return torch.from_numpy(self._gather(self._face_file, self._face_index, np.asarray(indices, dtype=np.int64)))
+
+    def faces_float(self, indices) -> torch.Tensor:
+        """float [B, 3, H, W] in [-1, 1] of these rows."""
+        return face_float(self.faces(indices))
 
     def __getitems__(self, indices: list[int]) -> Batch:
         idx = np.asarray(indices, dtype=np.int64)

@@ -144,7 +144,7 @@ def preview_guidance(cfg) -> float:
     middle of the checked scales (the final grid is redrawn at the chosen scale)."""
     if cfg.guidance != "auto":
         return float(cfg.guidance)
-    scales = sorted(cfg.guidance_check) or [1.0]
+    scales = sorted(cfg.guidance_check)  # not empty with `auto` (LDMParams checks)
     return float(scales[len(scales) // 2])
 
 

@@ -243,13 +243,13 @@ def train(
             rows, flips = autoencoder_rows(step, n_faces, params.autoencoder_batch_size, params.seed)
             rows, flips = rows[rank::world], torch.from_numpy(flips[rank::world])
             wave = None
-            face = dataset.faces(rows).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+            face = dataset.faces_float(rows)
             face = torch.where(flips[:, None, None, None], face.flip(-1), face)
         else:
             voice_rows, face_rows = (rows[rank::world] for rows in batches.batch(step - ae_steps))  # this process's share
             wave = crop_voices(dataset.audio(voice_rows).float().div_(32768.0), crop, step_rng)
             wave = wave.to(device, non_blocking=True)
-            face = dataset.faces(face_rows).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+            face = dataset.faces_float(face_rows)
         if params.colour_jitter > 0:
             face = jitter_colours(face, step_rng, params.colour_jitter)
         face = face.contiguous(memory_format=torch.channels_last).to(device, non_blocking=True)
@@ -277,13 +277,12 @@ def train(
         seen += len(face)
         done = step + 1
         if done % params.log_every == 0 or done == total:
-            batch_size = params.autoencoder_batch_size if autoencoder_phase else params.batch_size
             phase = "autoencoder" if autoencoder_phase else "joint"
             values = {
                 "loss": loss.item(), **{k: v.item() for k, v in parts.items()},
                 "temperature": float(1 / unwrapped.logit_scale.exp().item()),
                 "lr_face": optimizer.param_groups[0]["lr"], "lr_speech": optimizer.param_groups[1]["lr"],
-                "samples_per_s": batch_size / max(t2 - t0, 1e-9),
+                "samples_per_s": seen / (time.perf_counter() - started),
             }
             for k, v in values.items():
                 record(k, done, v)

@@ -44,7 +44,7 @@ def encode_faces(face_encoder, dataset: PackedClips, rows: np.ndarray, batch_siz
     face_encoder.eval()
     out = []
     for start in tqdm(range(0, len(rows), batch_size), desc="prior: encoding faces", unit="batch", leave=False):
-        batch = dataset.faces(rows[start : start + batch_size]).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        batch = dataset.faces_float(rows[start : start + batch_size])
         z, _ = face_encoder(batch)
         out.append(z)
     return torch.cat(out)
