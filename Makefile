@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test ui bench ablations infra-up infra-down lock clean
+.PHONY: install run test browser ui bench ablations infra-up infra-down lock clean
 
 install: $(STAMP)
 
@@ -23,8 +23,17 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)  ## the whole pipeline through Prefect + DVC, logged to MLflow
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd pipeline
 
-test: $(STAMP)  ## the test suite
+test: $(STAMP) browser  ## the test suite
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+browser:  ## Debian's chromium + chromium-driver for the demo page's browser test (apt, never a browser download)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver for the browser test"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+	  echo "could not install chromium (needs apt and root): the browser test will say so"; }
 
 ablations: $(STAMP)  ## Table 4 ablations + prior-weight sweep (after `make run`; ~70 min on 2 cores, estimated) -> reports/ablations/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd ablations

@@ -138,6 +138,107 @@ def generate(
         raise typer.Exit(1)
 
 
+@app.command("check-voices")
+def check_voices(
+    directory: Annotated[Path, typer.Argument(help="a folder with voices and labels.csv (file, gender f/m, optional age)")],
+    checkpoint: Annotated[Path, typer.Option(help="a trained pipeline folder")] = Path("models/ldm"),
+    model: Annotated[Optional[str], typer.Option(
+        help="a registered model instead of --checkpoint, e.g. models:/sclmd@champion (from MLFLOW_TRACKING_URI)")] = None,
+    judges: Annotated[Path, typer.Option(help="the judges folder (the run's: `sclmd stage judges`)")] = Path("models/judges"),
+    samples: Annotated[int, typer.Option(help="faces drawn per voice")] = 8,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same faces")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON here")] = None,
+    grid: Annotated[Optional[Path], typer.Option(help="also save the faces as a PNG grid, one row per voice")] = None,
+) -> None:
+    """Does the model draw faces of each labelled voice's gender? A table per voice, and gender_agreement."""
+    import tempfile
+
+    from sclmd.evaluate.judges import Judges
+    from sclmd.evaluate.real_voices import check_voices as run_check, format_table
+    from sclmd.io import write_json
+    from sclmd.models.pipeline import SpeechToFacePipeline
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:
+            if model:
+                from sclmd.registry.versions import download_pipeline
+
+                checkpoint = download_pipeline(model, project_root(), Path(tmp))
+            pipeline = SpeechToFacePipeline.from_pretrained(checkpoint)
+            result, faces, voices = run_check(directory, pipeline, Judges.from_pretrained(judges), samples, seed)
+        if grid and len(voices.voices):
+            from sclmd.evaluate.plots import plot_face_grid
+
+            plot_face_grid(faces, [f"{v.file} ({v.gender})" for v in voices.voices],
+                           [f"sample {k + 1}" for k in range(samples)], grid,
+                           f"gender agreement {result['gender_agreement']:.2f}")
+        if json_out:
+            write_json(json_out, result)
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(format_table(result))
+    if result["n_voices"] == 0:
+        typer.secho("error: no usable voice in the folder (all skipped, see above)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+def _default_demo_model(root: Path) -> str | None:
+    """models:/NAME@champion when the project's registry has a champion, else None (then models/ldm)."""
+    from sclmd.config import load_params
+    from sclmd.registry.versions import CHAMPION, client
+    from sclmd.tracking import tracking_uri
+
+    uri = tracking_uri(root)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None  # no runs yet: do not create an empty store just to look
+    try:
+        name = load_params(root / "params.yaml").registry.model_name
+        client(root).get_model_version_by_alias(name, CHAMPION)
+    except Exception:  # no params, no registry, no champion: the workspace's model it is
+        return None
+    return f"models:/{name}@{CHAMPION}"
+
+
+@app.command()
+def demo(
+    checkpoint: Annotated[Optional[Path], typer.Option(help="a trained pipeline folder (default: the registry's "
+                                                            "champion if there is one, else models/ldm)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="a registered model, e.g. models:/sclmd@champion")] = None,
+    judges: Annotated[Path, typer.Option(help="the judges folder (the run's: `sclmd stage judges`)")] = Path("models/judges"),
+    samples: Annotated[int, typer.Option(help="faces drawn per voice")] = 4,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same faces")] = 0,
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
+    host: Annotated[str, typer.Option(help="interface to bind; loopback unless you mean to share it")] = "127.0.0.1",
+) -> None:
+    """Serve a page where you record or drop your voice and see the faces drawn for it."""
+    import tempfile
+
+    from sclmd.demo.app import DemoModel, serve
+    from sclmd.evaluate.judges import Judges
+    from sclmd.models.pipeline import SpeechToFacePipeline
+
+    if not 1 <= samples <= 16:
+        _fail(SclmdError(f"--samples must be 1 to 16, got {samples}"))
+    root = project_root()
+    if model is None and checkpoint is None:
+        model = _default_demo_model(root)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:
+            if model:
+                from sclmd.registry.versions import download_pipeline
+
+                checkpoint, source = download_pipeline(model, root, Path(tmp)), model
+            else:
+                checkpoint = checkpoint or Path("models/ldm")
+                source = str(checkpoint)
+            pipeline = SpeechToFacePipeline.from_pretrained(checkpoint)
+        loaded = DemoModel(pipeline, Judges.from_pretrained(judges), samples, source, seed)
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(f"sclmd demo: {source}, {samples} faces per voice, on http://{host}:{port} (Ctrl-C stops it)")
+    serve(loaded, host, port)
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,

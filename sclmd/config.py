@@ -126,6 +126,10 @@ class PretrainParams(Section):
     # faces, teaches those blocks to drop colour, which the decoder then cannot draw.
     contrastive_latent_grad: float = Field(0.1, ge=0, le=1)
     speech_magnitude_channel: bool = True  # feed |S|^0.3 beside the compressed complex STFT
+    speech_pitch_features: bool = False  # feed F0 statistics (median, spread, voicing) to the speech encoder's head
+    # probability of each link of a random recording chain (room, EQ/band-limit, noise, level)
+    # applied to the training voices (sclmd/train/voice_augment.py); 0: off
+    voice_augment: float = Field(0.0, ge=0, le=1)
     batch_size: int = Field(32, ge=2)
     max_steps: int = Field(250, ge=1)
     # Training voices are random crops of this length (0: the whole clip); evaluation and
@@ -268,6 +272,8 @@ class EvaluateParams(Section):
     # realism by a classifier two-sample test: a small CNN tells generated from real faces
     two_sample_folds: int = Field(2, ge=2)  # cross-validation folds, split by speaker
     two_sample_epochs: int = Field(40, ge=1)  # Adam 1e-3, batches of 64, no augmentation
+    # real speech: the shipped labelled voices (real_voices/), SCLDM faces per voice (baselines draw one)
+    real_voice_samples: int = Field(8, ge=1)
 
 
 class UserStudyParams(Section):

@@ -29,7 +29,7 @@ TINY = {
             "sample_speakers": 2, "samples_per_speaker": 2, "sample_steps": 3, "warmup_steps": 1},
     "judges": {"epochs": 1, "width": 4, "feature_dim": 8, "batch_size": 8},
     "baselines": {"steps": 5, "hidden": 16, "batch_size": 8},
-    "evaluate": {"samples": 2, "grid_clips": 2},
+    "evaluate": {"samples": 2, "grid_clips": 2, "real_voice_samples": 2},
     "user_study": {"n_clips": 3},
 }
 
@@ -67,7 +67,7 @@ def make_project(root: Path, overrides: dict | None = None, *, dvc: bool = False
     write_params(root, deep_merge(TINY, overrides or {}))
     if dvc:
         shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
-        for folder in ("sclmd", "flows"):
+        for folder in ("sclmd", "flows", "real_voices"):
             shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
         run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)  # noqa: E731
         run("git", "init", "-q")

@@ -44,6 +44,16 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(ran_pipeline, project):
                                    "baselines", "evaluate", "user_study"}
     evaluation = json.loads((project / "reports/eval/metrics.json").read_text())
     assert set(evaluation["methods"]) == {"scldm", "speech2face", "ar_spm"}
+    # every run reports real speech: the shipped real-speaker voices, every method, and the speech probe
+    real = evaluation["real_voices"]
+    assert real["n_voices"] == 9 and set(real["methods"]) == {"scldm", "speech2face", "ar_spm"}
+    assert real["methods"]["scldm"]["samples_per_voice"] == 2 and real["methods"]["ar_spm"]["samples_per_voice"] == 1
+    assert 0 <= real["methods"]["scldm"]["gender_agreement"] <= 1
+    assert "real_voice_gender_agreement_at_least_0.9" in evaluation["targets"]
+    assert "Real speakers' voices" in (project / "reports/eval/report.md").read_text()
+    assert (project / "reports/eval/plots/real_voices.png").stat().st_size > 1000
+    pretrained = json.loads((project / "reports/pretrain/metrics.json").read_text())
+    assert pretrained["trained"]["real_voices_n"] == 9 and 0 <= pretrained["trained"]["real_voices_gender_accuracy"] <= 1
     assert (project / "reports/eval/report.md").exists() and (project / "reports/user_study/page/index.html").exists()
     assert json.loads((project / "reports/data_contract.json").read_text())["success"] is True
     assert (project / "reports/synth/contact_sheet.png").stat().st_size > 1000

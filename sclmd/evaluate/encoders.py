@@ -63,8 +63,13 @@ def speaker_means(values: np.ndarray, rows) -> tuple[np.ndarray, list[str]]:
     return np.stack([values[ids == s].mean(axis=0) for s in speakers]), speakers
 
 
-def score(model, prepared: Path, perceptual, batch_size: int, split: str = "test") -> tuple[dict, dict]:
-    """(metrics, artefacts for plots) of `model` on `split` (test, or val for model selection), probes fitted on train."""
+def score(model, prepared: Path, perceptual, batch_size: int, split: str = "test",
+          real_voices=None) -> tuple[dict, dict]:
+    """(metrics, artefacts for plots) of `model` on `split` (test, or val for model selection), probes fitted on train.
+
+    With `real_voices` (`real_voices.Voices`), the same gender probe, fitted on the train split's
+    speech embeddings, is also scored on those voices: `real_voices_gender_accuracy`, i.e. does
+    what the speech encoder learnt about gender on the training data carry over to real speech?"""
     train = embed_split(model, PackedClips(prepared, "train"), perceptual, batch_size)
     test = embed_split(model, PackedClips(prepared, split), perceptual, batch_size)
     gallery = first_per_speaker(test.rows)
@@ -74,6 +79,12 @@ def score(model, prepared: Path, perceptual, batch_size: int, split: str = "test
     )
     metrics.update(probe_gender(train.speech, train.rows["gender"].to_numpy(), test.speech, test.rows["gender"].to_numpy()))
     metrics.update(probe_age(train.speech, train.rows["age"].to_numpy(), test.speech, test.rows["age"].to_numpy()))
+    if real_voices is not None and len(real_voices.voices):
+        with torch.no_grad():
+            real = model.eval().speech_encoder(real_voices.waves).numpy()
+        probe = probe_gender(train.speech, train.rows["gender"].to_numpy(), real, real_voices.genders)
+        metrics["real_voices_gender_accuracy"] = probe["gender_accuracy"]
+        metrics["real_voices_n"] = len(real_voices.voices)
     metrics["recon_mae"] = test.recon_mae
     metrics[f"recon_{perceptual.name}"] = test.recon_perceptual
     speech_by_speaker, speakers = speaker_means(test.speech, test.rows)

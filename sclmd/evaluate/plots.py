@@ -166,7 +166,9 @@ def plot_face_grid(grid: Any, row_labels: list[str], column_labels: list[str], p
             sheet[top : top + cell_h, left : left + cell_w] = image.repeat(scale, axis=0).repeat(scale, axis=1)
 
     # Size the figure so one sheet pixel is one output pixel: nothing gets resampled.
-    margin_left, margin_top, margin_bottom = 120, 40 + (24 if title else 0), 10
+    # The left margin fits the longest row label (~6 px a character at 8 pt).
+    margin_left = max(120, 12 + 6 * max((len(label) for label in row_labels), default=0))
+    margin_top, margin_bottom = 40 + (24 if title else 0), 10
     fig_w = (sheet.shape[1] + margin_left + 10) / DPI
     fig_h = (sheet.shape[0] + margin_top + margin_bottom) / DPI
     fig = Figure(figsize=(fig_w, fig_h))

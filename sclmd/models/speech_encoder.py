@@ -43,6 +43,10 @@ class SpeechEncoderConfig:
     # it too, but only through the phase, which flips from bin to bin; a small strided
     # CNN cannot undo that cheaply, so it gets the magnitude spelled out.
     magnitude_channel: bool = False
+    # Also feed the voice's pitch statistics (`pitch_statistics`) to the head, beside the
+    # time-averaged spectrogram features.  Median F0 carries gender from synthetic voices to
+    # real ones almost perfectly; a long-term spectrum mostly carries the recording chain.
+    pitch_features: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +57,8 @@ class SpeechEncoderConfig:
         return cls(**{**d, "convs": convs})
 
 
-def speech_encoder_config(size: str, embed_dim: int, magnitude_channel: bool = False) -> SpeechEncoderConfig:
+def speech_encoder_config(size: str, embed_dim: int, magnitude_channel: bool = False,
+                          pitch_features: bool = False) -> SpeechEncoderConfig:
     if size == "paper":
         # Speech2Face's published voice encoder widths: conv 64, 64, 128, then 128-128-256-512
         # with 2x1 max pooling over time, 512, 512; FC 4096 before the embedding.
@@ -63,14 +68,16 @@ def speech_encoder_config(size: str, embed_dim: int, magnitude_channel: bool = F
             ConvSpec(256, (1, 1), (2, 1), cbam=True), ConvSpec(512, (1, 1)), ConvSpec(512, (1, 1)),
             ConvSpec(512, (2, 2), cbam=True),
         )
-        return SpeechEncoderConfig(convs=convs, hidden=4096, embed_dim=embed_dim, magnitude_channel=magnitude_channel)
+        return SpeechEncoderConfig(convs=convs, hidden=4096, embed_dim=embed_dim, magnitude_channel=magnitude_channel,
+                                   pitch_features=pitch_features)
     if size == "small":
         # Strided from the first layer: sized for the 2-core CPU budget of the embedded default.
         convs = (
             ConvSpec(8, (2, 2)), ConvSpec(16, (2, 2)), ConvSpec(32, (2, 2)),
             ConvSpec(64, (2, 2), cbam=True), ConvSpec(96, (2, 2), cbam=True),
         )
-        return SpeechEncoderConfig(convs=convs, hidden=256, embed_dim=embed_dim, magnitude_channel=magnitude_channel)
+        return SpeechEncoderConfig(convs=convs, hidden=256, embed_dim=embed_dim, magnitude_channel=magnitude_channel,
+                                   pitch_features=pitch_features)
     raise ValueError(f"unknown model size '{size}' (small | paper)")
 
 
@@ -99,6 +106,46 @@ class CompressedSpectrogram(nn.Module):
         return parts.permute(0, 3, 2, 1).contiguous()  # [B, C, T, F]
 
 
+PITCH_STATISTICS = 4  # median, 10th and 90th percentile of log F0, voiced share
+F0_RANGE = (60.0, 420.0)  # Hz: deep male to high female speech
+F0_REFERENCE = 150.0  # Hz: log F0 is given relative to this, in octaves
+
+
+@torch.no_grad()
+def pitch_statistics(wave: torch.Tensor, sample_rate: int, frame_ms: float = 40.0, hop_ms: float = 20.0,
+                     voicing: float = 0.5) -> torch.Tensor:
+    """[B, N] waveform -> [B, 4]: median, 10th and 90th percentile of log2(F0 / 150 Hz) over voiced
+    frames, and the share of voiced frames.  Autocorrelation pitch tracking on the batch (no grad):
+    a frame is voiced when its normalised autocorrelation peak in the F0 range exceeds `voicing`
+    and it is not near-silent; the period is the first lag whose autocorrelation is within 10% of
+    the peak, which avoids picking a multiple of the period (an octave too low).  A clip without
+    voiced frames gets zeros."""
+    wave = wave.float()
+    frame, hop = int(sample_rate * frame_ms / 1000), int(sample_rate * hop_ms / 1000)
+    if wave.shape[1] < frame:
+        return wave.new_zeros(wave.shape[0], PITCH_STATISTICS)
+    frames = wave.unfold(1, frame, hop)  # [B, T, frame]
+    frames = (frames - frames.mean(-1, keepdim=True)) * torch.hann_window(frame, device=wave.device)
+    size = 1 << (2 * frame - 1).bit_length()
+    spectrum = torch.fft.rfft(frames, size)
+    acf = torch.fft.irfft(spectrum.real.square() + spectrum.imag.square(), size)[..., :frame]
+    window_acf = torch.fft.irfft(torch.fft.rfft(torch.hann_window(frame, device=wave.device), size).abs().square(),
+                                 size)[:frame]
+    energy = acf[..., :1]
+    normalised = acf / energy.clamp_min(1e-10) / (window_acf / window_acf[0]).clamp_min(1e-3)
+    low, high = int(sample_rate / F0_RANGE[1]), int(sample_rate / F0_RANGE[0])
+    search = normalised[..., low : high + 1]
+    peak = search.max(-1).values
+    first = (search >= 0.9 * peak[..., None]).float().argmax(-1) + low  # first lag near the peak
+    loud = energy[..., 0] > 1e-3 * energy[..., 0].amax(dim=1, keepdim=True)
+    voiced = (peak > voicing) & loud
+    log_f0 = torch.log2(sample_rate / first.float() / F0_REFERENCE)
+    masked = torch.where(voiced, log_f0, torch.full_like(log_f0, float("nan")))
+    stats = torch.nanquantile(masked, torch.tensor([0.5, 0.1, 0.9], device=wave.device), dim=1).T  # [B, 3]
+    share = voiced.float().mean(1, keepdim=True)
+    return torch.nan_to_num(torch.cat([stats, share], dim=1), nan=0.0)
+
+
 class SpeechEncoder(nn.Module):
     def __init__(self, cfg: SpeechEncoderConfig):
         super().__init__()
@@ -119,8 +166,9 @@ class SpeechEncoder(nn.Module):
             in_ch = spec.channels
         self.convs = nn.Sequential(*layers)
         freq_bins = self._freq_bins_after_convs(cfg)
+        pitch = PITCH_STATISTICS if cfg.pitch_features else 0
         self.head = nn.Sequential(
-            nn.Linear(in_ch * freq_bins, cfg.hidden),
+            nn.Linear(in_ch * freq_bins + pitch, cfg.hidden),
             nn.BatchNorm1d(cfg.hidden),
             nn.ReLU(inplace=True),
             nn.Linear(cfg.hidden, cfg.embed_dim),
@@ -137,5 +185,7 @@ class SpeechEncoder(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """[B, N] float waveform in [-1, 1] -> [B, embed_dim] (not normalised)."""
         x = self.convs(self.frontend(wave))  # [B, C, T', F']
-        x = x.mean(dim=2)  # average over time: an utterance-level summary
-        return self.head(x.flatten(1))
+        x = x.mean(dim=2).flatten(1)  # average over time: an utterance-level summary
+        if self.config.pitch_features:
+            x = torch.cat([x, pitch_statistics(wave, self.config.sample_rate).to(x.dtype)], dim=1)
+        return self.head(x)

@@ -35,9 +35,10 @@ class SpeechFaceModel(nn.Module):
 
     @classmethod
     def from_params(cls, size: str, embed_dim: int, latent_channels: int, image_size: int,
-                    magnitude_channel: bool = False, **face_options) -> "SpeechFaceModel":
+                    magnitude_channel: bool = False, pitch_features: bool = False,
+                    **face_options) -> "SpeechFaceModel":
         """`face_options`: latent_downsample, decoder_width, latent_norm (see `face_config`)."""
-        return cls(speech_encoder_config(size, embed_dim, magnitude_channel),
+        return cls(speech_encoder_config(size, embed_dim, magnitude_channel, pitch_features),
                    face_config(size, embed_dim, latent_channels, image_size, **face_options))
 
     def config_dict(self) -> dict:

@@ -11,7 +11,8 @@ tables beside the paper's numbers), PNGs in `reports/eval/plots/` (comparison gr
 metric bars) and `data/evaluated/faces.npz` (every face shown, for the user study).
 Two reference rows are not methods: `real` (the judges on the true faces: the ceiling)
 and `reconstruction` (the decoder drawing each true face's own latent: the ceiling of
-any method that works through this decoder).
+any method that works through this decoder).  `real_voices` holds every method's gender
+agreement on the project's labelled voices of real speakers (`real_voices/`, reporting only).
 
 Every metric of every row carries a 95% interval `<key>_ci`: a percentile bootstrap over the
 test clips, resampled by speaker (`evaluate.bootstrap_resamples` draws, seed `evaluate.seed`;
@@ -211,6 +212,37 @@ def targets(methods: dict, references: dict | None = None, compared: dict | None
     return out
 
 
+REAL_VOICE_AGREEMENT = 0.90  # SCLDM's faces follow a real voice's gender in at least this share
+
+
+def real_voice_check(pipeline, baselines: dict, judges, root: Path, cfg) -> tuple[dict, dict, object]:
+    """Real-speech gender agreement of every method on the shipped voices (`real_voices/`):
+    SCLDM draws `real_voice_samples` faces per voice, a baseline its one face.  Reporting only:
+    nothing is chosen or trained on these voices here."""
+    import torch
+
+    from sclmd.evaluate.real_voices import SHIPPED, judge_voices, load_voices, scldm_faces
+
+    folder = root / SHIPPED
+    if not (folder / "labels.csv").is_file():
+        return {"folder": str(SHIPPED), "skipped": f"{SHIPPED}/labels.csv not found"}, {}, None
+    voices = load_voices(folder, int(pipeline.data["sample_rate"]), float(pipeline.data["clip_seconds"]))
+    faces = {"scldm": scldm_faces(pipeline, voices, cfg.real_voice_samples, cfg.seed)}
+    with torch.no_grad():
+        speech = pipeline.speech_embedding(voices.waves)
+        for name, model in baselines.items():
+            faces[name] = pipeline.encoders.face_decoder(model(speech) / model.config.latent_scale).clamp(-1, 1)[:, None]
+    methods = {name: judge_voices(faces[name], voices, judges, seed=cfg.seed) for name in METHODS}
+    return {"folder": str(SHIPPED), "n_voices": len(voices.voices), "n_skipped": len(voices.skipped),
+            "methods": methods}, faces, voices
+
+
+def real_voice_targets(real_voices: dict) -> dict:
+    scldm = (real_voices.get("methods") or {}).get("scldm", {})
+    return {f"real_voice_gender_agreement_at_least_{REAL_VOICE_AGREEMENT:g}":
+            _meets(scldm.get("gender_agreement"), "at_least", REAL_VOICE_AGREEMENT)}
+
+
 def two_sample(real, generated, speakers, cfg, notes: dict | None = None, name: str = "") -> dict:
     """The classifier two-sample test of `generated` against the `real` faces of the same clips
     (`generated` None: real against real, the sanity check); why it did not run goes to `notes`."""
@@ -295,6 +327,7 @@ def run(params: Params, root: Path) -> dict:
         row.update(two_sample(real_cpu, None if generated is None else generated.detach().float().cpu(), speakers,
                               cfg, not_run, name))
     compared = comparisons(results, boot)
+    real_voices, voice_faces, voices = real_voice_check(pipeline, baselines, judges, root, cfg)
     sampling = pipeline.defaults.__dict__
     metrics = {
         "split": "test",
@@ -313,7 +346,8 @@ def run(params: Params, root: Path) -> dict:
         "methods": methods,
         "references": references,
         "comparisons": compared,
-        "targets": targets(methods, references, compared),
+        "real_voices": real_voices,
+        "targets": {**targets(methods, references, compared), **real_voice_targets(real_voices)},
     }
 
     plots = root / PLOTS
@@ -327,6 +361,12 @@ def run(params: Params, root: Path) -> dict:
     bars = {METHOD_NAMES[m]: {key: methods[m][key] for key in ("cos", "gender_acc", "age_acc", "frechet",
                                                                "retrieval_r1", "retrieval_r5")} for m in METHODS}
     plot_metric_comparison(bars, plots / "methods.png", f"test split, {len(positions)} clips, judged by our judges")
+    if voices is not None and len(voices.voices):
+        shown_samples = min(4, cfg.real_voice_samples)
+        voice_grid = torch.cat([voice_faces["scldm"][:, :shown_samples]] + [voice_faces[m] for m in METHODS[1:]], 1)
+        plot_face_grid(voice_grid, [f"{v.file.rsplit('.', 1)[0]} ({v.gender})" for v in voices.voices],
+                       [f"SCLDM {k + 1}" for k in range(shown_samples)] + [METHOD_NAMES[m] for m in METHODS[1:]],
+                       plots / "real_voices.png", "real speakers' voices (real_voices/): faces drawn from real speech")
 
     face_file = root / FACES
     face_file.parent.mkdir(parents=True, exist_ok=True)

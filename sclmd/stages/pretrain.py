@@ -2,7 +2,8 @@
 
 Reads params sections `data` and `pretrain`.  Writes `models/pretrain/` (safetensors
 + config), `reports/pretrain/metrics.json` (trained encoders next to the randomly
-initialised control, on test speakers) and PNGs: loss curves, reconstructions, the
+initialised control, on test speakers; the speech encoder's gender probe also on the
+shipped voices of real speakers, `real_voices/`) and PNGs: loss curves, reconstructions, the
 speech-face similarity matrix, trained vs control.  Checkpoints live in
 `checkpoints/pretrain/` (outside DVC's outs, which DVC clears before a run), so a
 killed run resumes where it stopped.
@@ -27,7 +28,7 @@ ARTIFACTS = (METRICS, PLOTS)
 
 # The code a pre-trained model depends on (as dvc.yaml lists it).
 CODE = ("models/attention.py", "models/face_autoencoder.py", "models/perceptual.py", "models/speech_encoder.py",
-        "models/speech_face.py", "train/checkpoints.py", "train/pretrain.py")
+        "models/speech_face.py", "train/checkpoints.py", "train/pretrain.py", "train/voice_augment.py")
 # What the trained encoders must beat the control on (higher is better unless listed in LOWER).
 HEADLINE = ("recall@1", "recall@5", "recall@10", "gender_accuracy", "age_mae")
 LOWER_IS_BETTER = {"age_mae", "recon_mae", "recon_dssim", "recon_lpips-alex", "recon_lpips-vgg"}
@@ -40,6 +41,15 @@ def run_key(params: Params, root: Path) -> str:
     package = Path(__file__).resolve().parents[1]  # the code that is running
     return key({s: section_dict(params, s) for s in PARAM_SECTIONS},
                [package / rel for rel in CODE] + [root / PREPARED / "manifest.parquet"])
+
+
+def shipped_real_voices(params: Params, root: Path):
+    """The project's labelled real-speaker voices (reporting only, never trained on); None if absent."""
+    from sclmd.evaluate.real_voices import SHIPPED, load_voices
+
+    if not (root / SHIPPED / "labels.csv").is_file():
+        return None
+    return load_voices(root / SHIPPED, params.data.sample_rate, params.data.clip_seconds)
 
 
 def run(params: Params, root: Path) -> dict:
@@ -61,15 +71,17 @@ def run(params: Params, root: Path) -> dict:
     perceptual = make_perceptual(cfg.perceptual, cfg.lpips_net, cfg.lpips_missing)
     mlflow.set_tags({f"sclmd.{k}": str(v) for k, v in perceptual.describe().items()})
 
+    voices = shipped_real_voices(params, root)
     control_model = build_model(cfg, params.data)
-    control, _ = score(control_model, root / PREPARED, perceptual, cfg.eval_batch_size)
+    control, _ = score(control_model, root / PREPARED, perceptual, cfg.eval_batch_size, real_voices=voices)
 
     def log(values: dict, step: int) -> None:
         mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=step)
 
     result = train(cfg, params.data, root / PREPARED, store, log=log, initial_model=copy.deepcopy(control_model),
                    perceptual=perceptual)
-    trained, artefacts = score(result.model, root / PREPARED, perceptual.cpu(), cfg.eval_batch_size)
+    trained, artefacts = score(result.model, root / PREPARED, perceptual.cpu(), cfg.eval_batch_size,
+                               real_voices=voices)
     print(f"pretrain: {describe_speed(result)}")
 
     beats = {

@@ -39,6 +39,7 @@ from sclmd.models.perceptual import make_perceptual
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.train.checkpoints import CheckpointStore
 from sclmd.train.precision import resolve_mixed_precision
+from sclmd.train.voice_augment import augment_voices
 
 Logger = Callable[[dict[str, float], int], None]
 
@@ -167,7 +168,8 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
 def build_model(params: PretrainParams, data: DataParams) -> SpeechFaceModel:
     torch.manual_seed(params.seed)
     model = SpeechFaceModel.from_params(params.size, params.embed_dim, params.latent_channels, data.image_size,
-                                        params.speech_magnitude_channel, latent_downsample=params.latent_downsample,
+                                        params.speech_magnitude_channel, params.speech_pitch_features,
+                                        latent_downsample=params.latent_downsample,
                                         decoder_width=params.decoder_width, latent_norm=params.latent_norm)
     if params.vgg_face_weights:
         model.face_encoder.load_vgg_face(Path(params.vgg_face_weights))
@@ -248,6 +250,7 @@ def train(
         else:
             voice_rows, face_rows = (rows[rank::world] for rows in batches.batch(step - ae_steps))  # this process's share
             wave = crop_voices(dataset.audio(voice_rows).float().div_(32768.0), crop, step_rng)
+            wave = augment_voices(wave, step_rng, data.sample_rate, params.voice_augment)
             wave = wave.to(device, non_blocking=True)
             face = dataset.faces_float(face_rows)
         if params.colour_jitter > 0:
