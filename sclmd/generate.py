@@ -59,7 +59,9 @@ def load_wave(path: Path, sample_rate: int, clip_seconds: float) -> np.ndarray:
     from sclmd.data.audio import prepare_audio
 
     data = DataParams(sample_rate=sample_rate, clip_seconds=clip_seconds)
-    prepared = prepare_audio(path, data, min_seconds=MIN_SECONDS, silence_dbfs=SILENCE_DBFS)
+    # Decode only the window that is used (plus a margin for resampling): a long or highly
+    # compressed upload must not decode to hours of audio first.
+    prepared = prepare_audio(path, data, min_seconds=MIN_SECONDS, silence_dbfs=SILENCE_DBFS, end=clip_seconds + 1.0)
     return prepared.samples.astype(np.float32) / 32768.0
 
 

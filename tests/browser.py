@@ -55,6 +55,9 @@ class Browser:
                     self.close()
                     raise
                 time.sleep(0.2)
+            except Exception:  # the driver answered with an error: do not leave it running
+                self.close()
+                raise
 
     def _call(self, method: str, path: str, body: dict | None = None):
         data = json.dumps(body if body is not None else {}).encode() if method == "POST" else None

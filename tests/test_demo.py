@@ -29,9 +29,10 @@ def demo(ran_pipeline):
     root = ran_pipeline[0]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    log = open(root.parent / f"demo-{port}.log", "w+")
     server = subprocess.Popen([sys.executable, "-m", "sclmd", "demo", "--checkpoint", "models/ldm", "--samples", "2",
-                               "--port", str(port)], cwd=root, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+                               "--port", str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while True:
@@ -42,16 +43,17 @@ def demo(ran_pipeline):
         except (urllib.error.URLError, ConnectionError):
             if server.poll() is not None or time.time() > deadline:
                 server.kill()
-                pytest.fail(f"sclmd demo did not start: {server.stdout.read()[-3000:]}")
+                log.seek(0)
+                pytest.fail(f"sclmd demo did not start: {log.read()[-3000:]}")
             time.sleep(0.5)
     yield url
     server.terminate()
     server.wait(30)
 
 
-def post(url: str, data: bytes, filename: str = "voice.flac") -> tuple[int, dict]:
-    request = urllib.request.Request(url + "/api/faces", data=data, method="POST",
-                                     headers={"Content-Type": "application/octet-stream", "X-Filename": filename})
+def post(url: str, data: bytes, filename: str | None = "voice.flac") -> tuple[int, dict]:
+    headers = {"Content-Type": "application/octet-stream", **({"X-Filename": filename} if filename else {})}
+    request = urllib.request.Request(url + "/api/faces", data=data, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             return response.status, json.loads(response.read())
@@ -70,7 +72,11 @@ def test_api_answers_a_voice_with_judged_faces_and_bad_uploads_with_a_message(de
 
     status, body = post(demo, b"this is not audio at all", "notes.txt")
     assert status == 422 and "'notes.txt' cannot be used" in body["error"]
+    assert "/tmp" not in body["error"] and "sclmd-demo-" not in body["error"]  # no server paths
     assert post(demo, b"")[0] == 400
+    assert post(demo, VOICE.read_bytes(), None)[0] == 400  # not from the page: no X-Filename
+    status, body = post(demo, bytes(26 * 2**20))
+    assert status == 413 and "limit is 25 MB" in body["error"]
     with urllib.request.urlopen(demo + "/", timeout=10) as response:
         page = response.read().decode()
     # self-contained: nothing is loaded from anywhere else
@@ -102,9 +108,10 @@ def test_page_in_a_real_browser_upload_rejected_upload_and_microphone(demo, tmp_
         # the microphone: chromium's fake capture device plays a test tone
         browser.click("#record")
         browser.wait_for("return document.querySelector('#record').textContent === 'Stop'", 30)
+        assert browser.text("#error") == ""  # the last upload's message is gone
         time.sleep(2.0)
         browser.click("#record")
-        browser.wait_for("return document.querySelectorAll('#faces img').length === 2 || "
-                         "document.querySelector('#error').textContent")
-        assert browser.text("#error") == "", browser.text("#error")
-        assert "your recording" in browser.text("#status")
+        status = browser.wait_for("const s = document.querySelector('#status').textContent; "
+                                  "return (s.startsWith('Faces for') || document.querySelector('#error').textContent) && s")
+        assert browser.text("#error") == "" and status == "Faces for your recording:"
+        assert browser.script("return document.querySelectorAll('#faces img').length") == 2

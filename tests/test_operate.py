@@ -134,6 +134,17 @@ def test_first_promotion_makes_the_first_champion(ops):
     assert ops.client().get_model_version_by_alias("sclmd", "champion").version == "1"
 
 
+def test_check_voices_and_the_demo_use_the_champion(ops, tmp_path, monkeypatch):
+    from sclmd.cli import _default_demo_model
+
+    out = ops.sclmd("check-voices", "real_voices", "--model", "models:/sclmd@champion", "--samples", "1",
+                    "--json", str(tmp_path / "voices.json"))
+    assert "gender_agreement" in out.stdout
+    assert json.loads((tmp_path / "voices.json").read_text())["n_voices"] == 9
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", ops.env["MLFLOW_TRACKING_URI"])
+    assert _default_demo_model(ops.root) == "models:/sclmd@champion"
+
+
 def test_deployment_with_set_params_is_a_dvc_experiment_and_a_new_version(ops):
     params_before = (ops.root / "params.yaml").read_text()
     out = ops.run(str(BIN / "prefect"), "deployment", "run", "sclmd-pipeline/local", "--watch",

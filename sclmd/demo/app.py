@@ -7,8 +7,8 @@ audio file, and POSTs the bytes to `/api/faces`.  The server decodes them exactl
 faces with the chosen pipeline and has the run's judges read each face's gender and age.
 
 Bad uploads are answered with a status in the 4xx range and `{"error": "..."}` that the page
-shows as it is: empty (400), too large (413), not usable as audio (422: unreadable, silent,
-too short).  Nothing a client sends can produce a 500; an unexpected failure inside the
+shows as it is: empty or without the page's X-Filename header (400), too large (413), not
+usable as audio (422: unreadable, silent, too short).  Nothing a client sends can produce a 500; an unexpected failure inside the
 model is logged and answered 500 with a generic message, never a traceback.
 """
 
@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from sclmd.errors import ClipRejected
 
@@ -92,8 +93,16 @@ def create_app(model: DemoModel) -> FastAPI:
     def healthz() -> dict:
         return {"ok": True, "model": model.source, "samples": model.samples}
 
+    def generate_locked(data: bytes, filename: str | None) -> dict:
+        with lock:
+            return faces_for_audio(model, data, filename)
+
     @app.post("/api/faces")
     async def api_faces(request: Request):
+        # The page always sends X-Filename. Requiring it makes a cross-site request a non-simple
+        # one, which a browser only sends after a CORS preflight that this server never grants.
+        if "x-filename" not in request.headers:
+            return error(400, "missing the X-Filename header (send uploads from the demo page, or set it).")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
             return error(413, f"the file is {int(declared) / 2**20:.1f} MB; the limit is "
@@ -107,9 +116,8 @@ def create_app(model: DemoModel) -> FastAPI:
         if not data:
             return error(400, "the upload is empty. Record your voice or choose an audio file.")
         filename = unquote(request.headers.get("x-filename") or "")[:200] or None
-        try:
-            with lock:
-                return faces_for_audio(model, bytes(data), filename)
+        try:  # in a worker thread: the page and /healthz stay answered while a voice is drawn
+            return await run_in_threadpool(generate_locked, bytes(data), filename)
         except ClipRejected as e:
             name = f"'{filename}'" if filename else "the upload"
             return error(422, f"{name} cannot be used: {e.reason}. Record a few seconds of speech, or choose an "

@@ -102,9 +102,9 @@ def read_labels(directory: Path) -> list[LabelledVoice]:
             raise SclmdError(f"{where}: file '{file}' is outside {directory}. List files relative to the folder.")
         if not target.is_file():
             raise SclmdError(f"{where}: file '{file}' does not exist in {directory}. Fix the name or remove the row.")
-        if file in seen:
-            raise SclmdError(f"{where}: file '{file}' is listed twice (also on line {seen[file]}).")
-        seen[file] = number
+        if str(target) in seen:
+            raise SclmdError(f"{where}: file '{file}' is listed twice (also on line {seen[str(target)]}).")
+        seen[str(target)] = number
         gender = cells[col["gender"]].strip().lower()
         if gender not in GENDERS:
             raise SclmdError(f"{where}: gender '{cells[col['gender']].strip()}' for '{file}' is not f or m.")
@@ -167,9 +167,11 @@ def judge_voices(faces, voices: Voices, judges, *, seed: int = 0) -> dict:
                          "share_judged_male": float(judged_male[i].mean()),
                          "mean_judged_age": float(judged_age[i].mean()), "agreement": float(agreement[i])})
     aged = [(r["mean_judged_age"], r["age"]) for r in rows if r["age"] is not None]
+    # No number is better than NaN in a JSON file (strict parsers reject NaN): None when undefined.
+    interval = [v if math.isfinite(v) else None for v in agreement_interval(agreement, seed=seed)] if n else [None, None]
     return {
-        "gender_agreement": float(agreement.mean()) if n else float("nan"),
-        "gender_agreement_ci": agreement_interval(agreement, seed=seed) if n else [float("nan")] * 2,
+        "gender_agreement": float(agreement.mean()) if n else None,
+        "gender_agreement_ci": interval,
         "n_voices": n,
         "n_skipped": len(voices.skipped),
         "samples_per_voice": int(k),
@@ -179,14 +181,14 @@ def judge_voices(faces, voices: Voices, judges, *, seed: int = 0) -> dict:
     }
 
 
-def scldm_faces(pipeline, voices: Voices, samples: int, seed: int = 0, batch: int = 16):
+def scldm_faces(pipeline, voices: Voices, samples: int, seed: int = 0):
     """K faces per voice from a SpeechToFacePipeline: [N, K, 3, H, W] (per-voice seeds: batch-independent)."""
     import torch
 
     out = []
-    for i in range(len(voices.voices)):
+    for i, voice in enumerate(voices.voices):  # a voice's seed is its labels line: skips elsewhere change nothing
         emb = pipeline.speech_embedding(voices.waves[i : i + 1])
-        out.append(pipeline(emb, seed=seed + i, samples=samples))
+        out.append(pipeline(emb, seed=seed + voice.line, samples=samples))
     if not out:
         size = int(pipeline.data.get("image_size", 64))
         return torch.zeros(0, samples, 3, size, size)
@@ -215,9 +217,10 @@ def format_table(result: dict) -> str:
                      f"{r['mean_judged_age']:>10.1f}  {r['agreement']:>9.2f}")
     for s in result["skipped"]:
         lines.append(f"{s['file']:<{width}}  skipped: {s['reason']}")
-    low, high = result["gender_agreement_ci"]
+    low, high = (f"{v:.3f}" if v is not None else "n/a" for v in result["gender_agreement_ci"])
+    agreement = result["gender_agreement"]
     lines.append("")
-    lines.append(f"gender_agreement {result['gender_agreement']:.3f} (95% interval {low:.3f}-{high:.3f}) over "
+    lines.append(f"gender_agreement {'n/a' if agreement is None else f'{agreement:.3f}'} (95% interval {low}-{high}) over "
                  f"{result['n_voices']} voices, {result['samples_per_voice']} faces each"
                  + (f"; {result['n_skipped']} skipped" if result["n_skipped"] else ""))
     return "\n".join(lines)

@@ -112,14 +112,15 @@ F0_REFERENCE = 150.0  # Hz: log F0 is given relative to this, in octaves
 
 
 @torch.no_grad()
-def pitch_statistics(wave: torch.Tensor, sample_rate: int, frame_ms: float = 40.0, hop_ms: float = 20.0,
+def pitch_statistics(wave: torch.Tensor, sample_rate: int, frame_ms: float = 50.0, hop_ms: float = 20.0,
                      voicing: float = 0.5) -> torch.Tensor:
     """[B, N] waveform -> [B, 4]: median, 10th and 90th percentile of log2(F0 / 150 Hz) over voiced
     frames, and the share of voiced frames.  Autocorrelation pitch tracking on the batch (no grad):
     a frame is voiced when its normalised autocorrelation peak in the F0 range exceeds `voicing`
-    and it is not near-silent; the period is the first lag whose autocorrelation is within 10% of
-    the peak, which avoids picking a multiple of the period (an octave too low).  A clip without
-    voiced frames gets zeros."""
+    and it is not near-silent; the period is the first local maximum whose autocorrelation is
+    within 10% of the peak (which avoids picking a multiple of the period, an octave too low),
+    refined by a parabola through it and its neighbours.  A 50 ms frame holds three periods of
+    60 Hz.  A clip without voiced frames gets zeros."""
     wave = wave.float()
     frame, hop = int(sample_rate * frame_ms / 1000), int(sample_rate * hop_ms / 1000)
     if wave.shape[1] < frame:
@@ -134,12 +135,20 @@ def pitch_statistics(wave: torch.Tensor, sample_rate: int, frame_ms: float = 40.
     energy = acf[..., :1]
     normalised = acf / energy.clamp_min(1e-10) / (window_acf / window_acf[0]).clamp_min(1e-3)
     low, high = int(sample_rate / F0_RANGE[1]), int(sample_rate / F0_RANGE[0])
-    search = normalised[..., low : high + 1]
-    peak = search.max(-1).values
-    first = (search >= 0.9 * peak[..., None]).float().argmax(-1) + low  # first lag near the peak
+    search = normalised[..., low - 1 : high + 2]  # one lag of margin each side, for the local maxima
+    inner = search[..., 1:-1]
+    local_max = (inner >= search[..., :-2]) & (inner >= search[..., 2:])
+    peak = torch.where(local_max, inner, torch.full_like(inner, -1.0)).max(-1).values
+    candidate = local_max & (inner >= 0.9 * peak[..., None])
+    first = candidate.float().argmax(-1)  # index into `inner`: the shortest period near the peak
+    # Parabolic interpolation of the peak through its neighbours (search index first + 1).
+    left, centre, right = (search.gather(-1, (first + k)[..., None])[..., 0] for k in (0, 1, 2))
+    curvature = left - 2 * centre + right
+    offset = torch.where(curvature < 0, 0.5 * (left - right) / curvature.clamp(max=-1e-6), torch.zeros_like(curvature))
+    lag = first.float() + low + offset.clamp(-0.5, 0.5)
     loud = energy[..., 0] > 1e-3 * energy[..., 0].amax(dim=1, keepdim=True)
-    voiced = (peak > voicing) & loud
-    log_f0 = torch.log2(sample_rate / first.float() / F0_REFERENCE)
+    voiced = (peak > voicing) & loud & candidate.any(-1)
+    log_f0 = torch.log2(sample_rate / lag / F0_REFERENCE)
     masked = torch.where(voiced, log_f0, torch.full_like(log_f0, float("nan")))
     stats = torch.nanquantile(masked, torch.tensor([0.5, 0.1, 0.9], device=wave.device), dim=1).T  # [B, 3]
     share = voiced.float().mean(1, keepdim=True)

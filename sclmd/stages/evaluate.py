@@ -227,6 +227,9 @@ def real_voice_check(pipeline, baselines: dict, judges, root: Path, cfg) -> tupl
     if not (folder / "labels.csv").is_file():
         return {"folder": str(SHIPPED), "skipped": f"{SHIPPED}/labels.csv not found"}, {}, None
     voices = load_voices(folder, int(pipeline.data["sample_rate"]), float(pipeline.data["clip_seconds"]))
+    if not voices.voices:
+        return {"folder": str(SHIPPED), "skipped": "no usable voice: " + "; ".join(
+            f"{v.file}: {why}" for v, why in voices.skipped)}, {}, None
     faces = {"scldm": scldm_faces(pipeline, voices, cfg.real_voice_samples, cfg.seed)}
     with torch.no_grad():
         speech = pipeline.speech_embedding(voices.waves)
@@ -238,7 +241,9 @@ def real_voice_check(pipeline, baselines: dict, judges, root: Path, cfg) -> tupl
 
 
 def real_voice_targets(real_voices: dict) -> dict:
-    scldm = (real_voices.get("methods") or {}).get("scldm", {})
+    if "methods" not in real_voices:
+        return {}  # not measured (no real_voices/ folder): no target to report
+    scldm = real_voices["methods"].get("scldm", {})
     return {f"real_voice_gender_agreement_at_least_{REAL_VOICE_AGREEMENT:g}":
             _meets(scldm.get("gender_agreement"), "at_least", REAL_VOICE_AGREEMENT)}
 
