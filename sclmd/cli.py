@@ -154,11 +154,12 @@ def check_voices(
     import tempfile
 
     from sclmd.evaluate.judges import Judges
-    from sclmd.evaluate.real_voices import check_voices as run_check, format_table
+    from sclmd.evaluate.real_voices import check_voices as run_check, format_table, read_labels
     from sclmd.io import write_json
     from sclmd.models.pipeline import SpeechToFacePipeline
 
     try:
+        read_labels(directory)  # a mistake in the folder is reported before minutes of model loading
         with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:
             if model:
                 from sclmd.registry.versions import download_pipeline

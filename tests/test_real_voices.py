@@ -99,8 +99,15 @@ def test_check_voices_cli_on_the_shipped_set_and_on_a_bad_folder(ran_pipeline, t
     assert "gender_agreement" in out.stdout and "czech_dita_F.flac" in out.stdout
     assert (tmp_path / "grid.png").stat().st_size > 1000
 
+
+def test_check_voices_cli_names_the_bad_row_before_loading_a_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from sclmd.cli import app
+
     bad = tmp_path / "bad"
     shutil.copytree(REPO / SHIPPED, bad)
     (bad / "labels.csv").write_text("file,gender\nczech_dita_F.flac,female\n")
-    out = sclmd_cli(root, "check-voices", str(bad), "--samples", "1")
-    assert out.returncode == 2 and "line 2: gender 'female'" in out.stderr and "Traceback" not in out.stderr
+    out = CliRunner().invoke(app, ["check-voices", str(bad), "--checkpoint", str(tmp_path / "no-model")])
+    assert out.exit_code == 2 and "line 2: gender 'female'" in out.output
+    assert "Traceback" not in out.output and "no-model" not in out.output
