@@ -126,7 +126,7 @@ class PretrainParams(Section):
     # faces, teaches those blocks to drop colour, which the decoder then cannot draw.
     contrastive_latent_grad: float = Field(0.1, ge=0, le=1)
     speech_magnitude_channel: bool = True  # feed |S|^0.3 beside the compressed complex STFT
-    speech_pitch_features: bool = False  # feed F0 statistics (median, spread, voicing) to the speech encoder's head
+    speech_pitch_features: bool = True  # feed F0 statistics (median, spread, voicing) to the speech encoder's head
     # probability of each link of a random recording chain (room, EQ/band-limit, noise, level)
     # applied to the training voices (sclmd/train/voice_augment.py); 0: off
     voice_augment: float = Field(0.0, ge=0, le=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
@@ -75,8 +76,16 @@ def test_api_answers_a_voice_with_judged_faces_and_bad_uploads_with_a_message(de
     assert "/tmp" not in body["error"] and "sclmd-demo-" not in body["error"]  # no server paths
     assert post(demo, b"")[0] == 400
     assert post(demo, VOICE.read_bytes(), None)[0] == 400  # not from the page: no X-Filename
-    status, body = post(demo, bytes(26 * 2**20))
-    assert status == 413 and "limit is 25 MB" in body["error"]
+    # too large: answered from the declared length, before any of the body is read
+    connection = http.client.HTTPConnection(demo.removeprefix("http://"), timeout=60)
+    connection.putrequest("POST", "/api/faces")
+    for key, value in (("Content-Length", str(26 * 2**20)), ("X-Filename", "big.wav"),
+                       ("Content-Type", "application/octet-stream")):
+        connection.putheader(key, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413 and "limit is 25 MB" in json.loads(response.read())["error"]
+    connection.close()
     with urllib.request.urlopen(demo + "/", timeout=10) as response:
         page = response.read().decode()
     # self-contained: nothing is loaded from anywhere else
