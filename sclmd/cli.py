@@ -138,6 +138,20 @@ def generate(
         raise typer.Exit(1)
 
 
+def _load_pipeline(checkpoint: Path, model: str | None):
+    """(SpeechToFacePipeline, what it is) from a registered model URI, else from a pipeline folder."""
+    import tempfile
+
+    from sclmd.models.pipeline import SpeechToFacePipeline
+
+    if not model:
+        return SpeechToFacePipeline.from_pretrained(checkpoint), str(checkpoint)
+    from sclmd.registry.versions import download_pipeline
+
+    with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:  # the weights are loaded into memory
+        return SpeechToFacePipeline.from_pretrained(download_pipeline(model, project_root(), Path(tmp))), model
+
+
 @app.command("check-voices")
 def check_voices(
     directory: Annotated[Path, typer.Argument(help="a folder with voices and labels.csv (file, gender f/m, optional age)")],
@@ -151,22 +165,14 @@ def check_voices(
     grid: Annotated[Optional[Path], typer.Option(help="also save the faces as a PNG grid, one row per voice")] = None,
 ) -> None:
     """Does the model draw faces of each labelled voice's gender? A table per voice, and gender_agreement."""
-    import tempfile
-
     from sclmd.evaluate.judges import Judges
     from sclmd.evaluate.real_voices import check_voices as run_check, format_table, read_labels
     from sclmd.io import write_json
-    from sclmd.models.pipeline import SpeechToFacePipeline
 
     try:
         read_labels(directory)  # a mistake in the folder is reported before minutes of model loading
-        with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:
-            if model:
-                from sclmd.registry.versions import download_pipeline
-
-                checkpoint = download_pipeline(model, project_root(), Path(tmp))
-            pipeline = SpeechToFacePipeline.from_pretrained(checkpoint)
-            result, faces, voices = run_check(directory, pipeline, Judges.from_pretrained(judges), samples, seed)
+        pipeline, _ = _load_pipeline(checkpoint, model)
+        result, faces, voices = run_check(directory, pipeline, Judges.from_pretrained(judges), samples, seed)
         if grid and len(voices.voices):
             from sclmd.evaluate.plots import plot_face_grid
 
@@ -212,11 +218,8 @@ def demo(
     host: Annotated[str, typer.Option(help="interface to bind; loopback unless you mean to share it")] = "127.0.0.1",
 ) -> None:
     """Serve a page where you record or drop your voice and see the faces drawn for it."""
-    import tempfile
-
     from sclmd.demo.app import DemoModel, serve
     from sclmd.evaluate.judges import Judges
-    from sclmd.models.pipeline import SpeechToFacePipeline
 
     if not 1 <= samples <= 16:
         _fail(SclmdError(f"--samples must be 1 to 16, got {samples}"))
@@ -224,15 +227,7 @@ def demo(
     if model is None and checkpoint is None:
         model = _default_demo_model(root)
     try:
-        with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:
-            if model:
-                from sclmd.registry.versions import download_pipeline
-
-                checkpoint, source = download_pipeline(model, root, Path(tmp)), model
-            else:
-                checkpoint = checkpoint or Path("models/ldm")
-                source = str(checkpoint)
-            pipeline = SpeechToFacePipeline.from_pretrained(checkpoint)
+        pipeline, source = _load_pipeline(checkpoint or Path("models/ldm"), model)
         loaded = DemoModel(pipeline, Judges.from_pretrained(judges), samples, source, seed)
     except SclmdError as e:
         _fail(e)

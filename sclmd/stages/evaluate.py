@@ -212,6 +212,11 @@ def targets(methods: dict, references: dict | None = None, compared: dict | None
     return out
 
 
+def baseline_faces(pipeline, model, speech):
+    """A baseline's one face per speech embedding, drawn by the pipeline's decoder: [B, 3, H, W]."""
+    return pipeline.encoders.face_decoder(model(speech) / model.config.latent_scale).clamp(-1, 1)
+
+
 REAL_VOICE_AGREEMENT = 0.90  # SCLDM's faces follow a real voice's gender in at least this share
 
 
@@ -234,7 +239,7 @@ def real_voice_check(pipeline, baselines: dict, judges, root: Path, cfg) -> tupl
     with torch.no_grad():
         speech = pipeline.speech_embedding(voices.waves)
         for name, model in baselines.items():
-            faces[name] = pipeline.encoders.face_decoder(model(speech) / model.config.latent_scale).clamp(-1, 1)[:, None]
+            faces[name] = baseline_faces(pipeline, model, speech)[:, None]
     methods = {name: judge_voices(faces[name], voices, judges, seed=cfg.seed) for name in METHODS}
     return {"folder": str(SHIPPED), "n_voices": len(voices.voices), "n_skipped": len(voices.skipped),
             "methods": methods}, faces, voices
@@ -294,7 +299,7 @@ def run(params: Params, root: Path) -> dict:
     faces = {"scldm": scldm_faces[:, 0]}
     with torch.no_grad():
         for name, model in baselines.items():
-            faces[name] = pipeline.encoders.face_decoder(model(speech) / model.config.latent_scale).clamp(-1, 1)
+            faces[name] = baseline_faces(pipeline, model, speech)
         reconstruction = pipeline.encoders.face_decoder(latents).clamp(-1, 1)
 
     true_verdicts = judges(true_faces)
