@@ -201,7 +201,7 @@ def train_ldm(
         drop = (torch.rand(len(z0), generator=g) < params.cfg_dropout).to(device)
         t1 = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = params.lr * learning_rate_factor(step, params.warmup_steps)
+            group["lr"] = params.lr * learning_rate_factor(step, params.warmup_steps, params.max_steps, params.lr_schedule)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise  # = scheduler.add_noise, without its per-call dtype moves
         with accelerator.autocast():

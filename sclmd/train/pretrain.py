@@ -141,11 +141,19 @@ def autoencoder_rows(step: int, n_faces: int, batch_size: int, seed: int) -> tup
     return rng.integers(0, n_faces, batch_size), rng.random(batch_size) < 0.5
 
 
-def learning_rate_factor(step: int, warmup: int) -> float:
-    """Linear warm-up over `warmup` steps; 0 before step 0 (a phase that has not started)."""
+def learning_rate_factor(step: int, warmup: int, total: int = 0, schedule: str = "constant") -> float:
+    """Linear warm-up over `warmup` steps, then constant or a cosine decay to 0 at `total` steps;
+    0 before step 0 (a phase that has not started)."""
     if step < 0:
         return 0.0
-    return min(1.0, (step + 1) / warmup) if warmup else 1.0
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    if schedule == "cosine":
+        progress = min(1.0, (step - warmup) / (total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown learning-rate schedule '{schedule}' (constant | cosine)")
 
 
 @dataclass
