@@ -118,7 +118,7 @@ class PretrainParams(Section):
     # it learns to draw a face from a neighbourhood of each latent, as a KL-regularised VAE's
     # decoder does from its posterior samples, and so stays sane on the diffusion model's latents.
     latent_noise: float = Field(0.1, ge=0)
-    autoencoder_steps: int = Field(600, ge=0)  # face-only autoencoder phase before the joint steps
+    autoencoder_steps: int = Field(500, ge=0)  # face-only autoencoder phase before the joint steps
     autoencoder_batch_size: int = Field(32, ge=1)
     gradient_weight: float = Field(1.0, ge=0)  # L1 between image gradients: keeps edges (eyes, mouth, glasses)
     # How much of the contrastive gradient reaches the latent blocks that the face embedding
@@ -194,7 +194,7 @@ class LDMParams(Section):
     # Fréchet distance and gender probe than none (README, LDM results), so it is off by default.
     snr_gamma: float | None = Field(None, gt=0)
     batch_size: int = Field(64, ge=1)
-    max_steps: int = Field(900, ge=1)
+    max_steps: int = Field(600, ge=1)
     learning_rate: float | None = Field(None, gt=0)  # null: by size, 2e-5 for paper (the paper's), 1e-3 for small
     warmup_steps: int = Field(50, ge=0)
     # After warm-up: constant, or a cosine decay to 0 at max_steps (diffusers' `cosine`).
