@@ -35,7 +35,7 @@ browser:  ## Debian's chromium + chromium-driver for the demo page's browser tes
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; } || \
 	  echo "could not install chromium (needs apt and root): the browser test will say so"; }
 
-ablations: $(STAMP)  ## Table 4 ablations + prior-weight sweep (after `make run`; 63 min on 2 cores) -> reports/ablations/
+ablations: $(STAMP)  ## Table 4 ablations + prior-weight sweep (after `make run`; 53 min on 2 cores) -> reports/ablations/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd ablations
 
 ui: $(STAMP)  ## the MLflow UI on http://127.0.0.1:5000
