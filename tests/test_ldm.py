@@ -381,16 +381,15 @@ def test_v_prediction_target_recovers_the_clean_latent():
 def test_samplers_built_from_a_v_prediction_training_schedule_sample_with_v(sampler):
     """Every sampler built from the saved training schedule reads the network's output as v, and an
     oracle network that answers the v of one known latent leads it back to that latent."""
-    from sclmd.train.ldm import make_train_scheduler
+    from sclmd.train.ldm import make_train_scheduler, prediction_target
 
     trained = make_train_scheduler(LDMParams(prediction_type="v_prediction"))
     alphas = trained.alphas_cumprod
     z0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
 
-    def oracle_v(x, t, tokens):
+    def oracle_v(x, t, tokens):  # the training target of the noise that x holds around z0
         a = alphas[int(t)]
-        noise = (x - a.sqrt() * z0) / (1 - a).sqrt()
-        return a.sqrt() * noise - (1 - a).sqrt() * z0
+        return prediction_target(z0, (x - a.sqrt() * z0) / (1 - a).sqrt(), a.expand(len(z0)), "v_prediction")
 
     scheduler = make_scheduler(sampler, trained.config)
     assert scheduler.config.prediction_type == "v_prediction"
@@ -408,3 +407,16 @@ def test_samplers_built_from_a_v_prediction_training_schedule_sample_with_v(samp
         as_epsilon.set_timesteps(4)
         wrong = as_epsilon.step(oracle_v(noisy, t, None), t, noisy).pred_original_sample
         assert not torch.allclose(wrong, z0, atol=1e-1)
+
+
+def test_learning_rate_warms_up_then_stays_or_decays_to_zero_by_cosine():
+    from sclmd.train.pretrain import learning_rate_factor
+
+    assert learning_rate_factor(-1, 10) == 0.0  # a phase that has not started
+    assert learning_rate_factor(4, 10, 110, "cosine") == pytest.approx(0.5)  # warm-up is linear either way
+    assert learning_rate_factor(60, 10, 110, "constant") == 1.0
+    assert learning_rate_factor(10, 10, 110, "cosine") == pytest.approx(1.0)
+    assert learning_rate_factor(60, 10, 110, "cosine") == pytest.approx(0.5)  # half-way through the decay
+    assert learning_rate_factor(109, 10, 110, "cosine") < 0.01
+    with pytest.raises(ValueError):
+        learning_rate_factor(60, 10, 110, "linear")
