@@ -24,7 +24,9 @@ run: $(STAMP)  ## the whole pipeline through Prefect + DVC, logged to MLflow
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd pipeline
 
 test: $(STAMP) browser  ## the test suite
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	@# two xdist workers: much of a test is process start-up, imports and servers coming up, which the
+	@# second core overlaps; the tests of the session's pipeline run share one worker (tests/conftest.py)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2
 
 browser:  ## Debian's chromium + chromium-driver for the demo page's browser test (apt, never a browser download)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \

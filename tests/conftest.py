@@ -34,6 +34,27 @@ TINY = {
 }
 
 
+# The modules whose tests use the session's pipeline run (`ran_pipeline`, ~3 minutes): under
+# pytest-xdist (`make test` runs two workers) they all go to one worker, so that it runs once.
+RAN_PIPELINE_MODULES = ("tests/test_demo.py", "tests/test_operate.py", "tests/test_pipeline.py",
+                        "tests/test_real_voices.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's load-by-scope scheduler: a module's tests run on one worker, in order (some build on
+    the one before), and the `ran_pipeline` modules count as one.  (xdist's own `--dist loadgroup`
+    marks do not reach its scheduler under pytest 9.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedPipelineScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return "ran_pipeline" if module in RAN_PIPELINE_MODULES else module
+
+    return SharedPipelineScheduling(config, log)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_tools(tmp_path_factory):
     home = tmp_path_factory.mktemp("tools")
