@@ -121,6 +121,12 @@ class PretrainParams(Section):
     autoencoder_steps: int = Field(500, ge=0)  # face-only autoencoder phase before the joint steps
     autoencoder_batch_size: int = Field(32, ge=1)
     gradient_weight: float = Field(1.0, ge=0)  # L1 between image gradients: keeps edges (eyes, mouth, glasses)
+    # Stable Diffusion's autoencoder recipe: a patch discriminator (hinge loss) whose term is scaled
+    # by the adaptive weight ||grad rec|| / ||grad adv|| at the decoder's last layer, times this
+    # weight, from step `adversarial_start` on (0: off, the default; README, Face autoencoder).
+    adversarial_weight: float = Field(0.0, ge=0)
+    adversarial_start: int = Field(250, ge=0)  # a pre-training step (the autoencoder phase counts first)
+    adversarial_lr: float = Field(2e-4, gt=0)  # the discriminator's Adam learning rate (betas 0.5, 0.9)
     # How much of the contrastive gradient reaches the latent blocks that the face embedding
     # shares with z (1: the paper's fully joint update).  The contrastive loss, with hue-jittered
     # faces, teaches those blocks to drop colour, which the decoder then cannot draw.

@@ -169,3 +169,55 @@ def test_image_gradient_loss_sees_edges_that_a_blur_loses():
     blurred = torch.nn.functional.avg_pool2d(face, 3, stride=1, padding=1)
     assert image_gradient_l1(face, face) == 0
     assert image_gradient_l1(blurred, face) > 0.5 * image_gradient_l1(torch.zeros_like(face), face)
+
+
+def test_adaptive_adversarial_scale_is_the_ratio_of_gradient_norms_at_the_last_layer():
+    from sclmd.train.pretrain import adaptive_adversarial_scale, hinge_discriminator_loss
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(8, 3)
+    out = layer(torch.randn(5, 8))
+    reconstruction, adversarial = out.pow(2).mean(), -3.0 * out.mean()
+    scale = adaptive_adversarial_scale(reconstruction, adversarial, layer.weight)
+    g_rec = torch.autograd.grad(reconstruction, layer.weight, retain_graph=True)[0].norm()
+    g_adv = torch.autograd.grad(adversarial, layer.weight, retain_graph=True)[0].norm()
+    assert scale.item() == pytest.approx((g_rec / (g_adv + 1e-4)).item(), rel=1e-6)
+    assert not scale.requires_grad  # a weight, not a path for gradients
+    # scaled by it, the adversarial term pulls on the layer exactly as hard as the reconstruction
+    pulled = torch.autograd.grad(scale * adversarial, layer.weight, retain_graph=True)[0].norm()
+    assert pulled.item() == pytest.approx(g_rec.item(), rel=1e-3)
+    # hinge: zero once real patches score >= 1 and fakes <= -1, positive otherwise
+    assert hinge_discriminator_loss(torch.full((2, 1, 3, 3), 2.0), torch.full((2, 1, 3, 3), -2.0)).item() == 0
+    assert hinge_discriminator_loss(torch.zeros(2, 1, 3, 3), torch.zeros(2, 1, 3, 3)).item() == pytest.approx(2.0)
+
+
+@pytest.mark.slow
+def test_adversarial_pretraining_trains_the_discriminator_and_resumes_to_the_same_result(tiny_project, tmp_path):
+    """The patch discriminator joins at adversarial_start, both sides learn, and a run resumed from
+    a checkpoint (model, discriminator and both optimizers' state) ends where an unbroken one does."""
+    from sclmd.config import load_params
+    from sclmd.train.pretrain import train
+
+    root = make_project(tmp_path / "gan", {"pretrain": {"adversarial_weight": 0.5, "adversarial_start": 2,
+                                                        "autoencoder_steps": 4, "max_steps": 2,
+                                                        "checkpoint_every": 3, "keep_checkpoints": 5}})
+    params = load_params(root / "params.yaml")
+    prepared = tiny_project / "data/prepared"
+    straight = train(params.pretrain, params.data, prepared, CheckpointStore(tmp_path / "a", "k"))
+    assert [s for s, _ in straight.history["loss_discriminator"]] == [3, 4, 5, 6]  # from step 2 (0-based) on
+    assert all(v > 0 for _, v in straight.history["adversarial_scale"])
+    assert (tmp_path / "a/step-0000003/model.safetensors").exists()
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "a/step-0000003/model.safetensors"))
+    assert any(k.startswith("discriminator.") for k in saved) and any(k.startswith("model.") for k in saved)
+
+    # the same run, stopped after the step-3 checkpoint and resumed
+    store = CheckpointStore(tmp_path / "b", "k", keep=5)
+    first = params.pretrain.model_copy(update={"autoencoder_steps": 3, "max_steps": 1})  # 4 steps, checkpoint at 3
+    train(first, params.data, prepared, store)
+    shutil.rmtree(tmp_path / "b/step-0000004")  # as if killed after the checkpoint at step 3
+    resumed = train(params.pretrain, params.data, prepared, store)
+    assert resumed.resumed_from == 3
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name

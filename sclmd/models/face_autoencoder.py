@@ -201,5 +201,31 @@ class FaceDecoder(nn.Module):
         # gradient then vanishes and the decoder learns only the mean face.
         nn.init.normal_(to_rgb.weight, std=1e-3)
 
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The RGB layer's weight: where the adversarial term's adaptive weight compares gradients."""
+        return self.net[-2].weight
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pix's patch discriminator, as in Stable Diffusion's autoencoder, sized for 64 px faces:
+    three strided 4x4 conv blocks (width, 2x, 4x) and a 4x4 conv to one logit per ~22 px patch,
+    so it judges local texture (edges of eyes, mouth, glasses) rather than the whole face."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * width, 4 * width, 4, stride=1, padding=1, bias=False), nn.BatchNorm2d(4 * width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(4 * width, 1, 4, stride=1, padding=1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in [-1, 1] -> patch logits [B, 1, h, w] (real: high)."""
+        return self.net(images)

@@ -14,6 +14,14 @@ Reconstruction is mae_weight * |recon - face| + perceptual_weight * perceptual(r
 2-4 px edges of eyes, mouth and glasses that a pixel loss averages away).  Accelerate picks the device (CUDA before
 CPU), mixed precision on GPU, and DDP across processes (`accelerate launch`).
 
+With `adversarial_weight` > 0, Stable Diffusion's autoencoder recipe is added from step
+`adversarial_start` on: a patch discriminator (hinge loss) judges reconstructions against the
+faces, and the decoder's adversarial term is scaled by the adaptive weight (the ratio of the
+reconstruction's and the adversarial term's gradient norms at the decoder's last layer), so
+it can never swamp the reconstruction.  Both sides update in the same optimizer step: the
+decoder's gradient is taken with the discriminator frozen, the discriminator's on the detached
+reconstruction.
+
 Batches hold distinct speakers (a clip of the same speaker elsewhere in the batch
 would be a false negative for the contrastive loss), in an order that is a pure
 function of (seed, epoch): so a resumed run sees exactly the batches an
@@ -31,10 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sclmd.config import DataParams, PretrainParams
 from sclmd.data.store import PackedClips
 from sclmd.errors import SclmdError
+from sclmd.models.face_autoencoder import PatchDiscriminator
 from sclmd.models.perceptual import make_perceptual
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.train.checkpoints import CheckpointStore
@@ -141,6 +151,19 @@ def autoencoder_rows(step: int, n_faces: int, batch_size: int, seed: int) -> tup
     return rng.integers(0, n_faces, batch_size), rng.random(batch_size) < 0.5
 
 
+def adaptive_adversarial_scale(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor,
+                               max_scale: float = 1e4) -> torch.Tensor:
+    """Stable Diffusion's adaptive weight, ||d rec / dW|| / (||d adv / dW|| + 1e-4) at the decoder's
+    last layer W (detached): the adversarial term's pull on the decoder matches the reconstruction's."""
+    g_rec = torch.autograd.grad(reconstruction, last_layer, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adversarial, last_layer, retain_graph=True)[0]
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, max_scale).detach()
+
+
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return torch.relu(1 - real_logits.float()).mean() + torch.relu(1 + fake_logits.float()).mean()
+
+
 def learning_rate_factor(step: int, warmup: int, total: int = 0, schedule: str = "constant") -> float:
     """Linear warm-up over `warmup` steps, then constant or a cosine decay to 0 at `total` steps;
     0 before step 0 (a phase that has not started)."""
@@ -217,11 +240,25 @@ def train(
         weight_decay=params.weight_decay,
     )
     base_lrs = [lr_face, params.lr_speech]
+    discriminator = None
+    if params.adversarial_weight > 0:
+        with torch.random.fork_rng(devices=[]):  # its initialisation leaves the run's RNG stream alone
+            torch.manual_seed(params.seed)
+            discriminator = PatchDiscriminator()
+        optimizer.add_param_group({"params": list(discriminator.parameters()), "lr": params.adversarial_lr,
+                                   "betas": (0.5, 0.9), "weight_decay": 0.0})
+    # what a checkpoint holds: the model, and the discriminator when there is one
+    checkpointed = lambda m, d: m if d is None else nn.ModuleDict({"model": m, "discriminator": d})  # noqa: E731
 
-    start, history = checkpoints.resume(params.resume, model, optimizer, accelerator.print, "pretrain")
+    start, history = checkpoints.resume(params.resume, checkpointed(model, discriminator), optimizer,
+                                        accelerator.print, "pretrain")
 
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if discriminator is None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        model, discriminator, optimizer = accelerator.prepare(model, discriminator, optimizer)
     unwrapped: SpeechFaceModel = accelerator.unwrap_model(model)
+    unwrapped_discriminator = None if discriminator is None else accelerator.unwrap_model(discriminator)
     rank, world = accelerator.process_index, accelerator.num_processes
 
     def record(name: str, step: int, value: float) -> None:
@@ -268,12 +305,19 @@ def train(
         # The speech side warms up when it starts training, after the autoencoder phase.
         factors = [learning_rate_factor(step, params.warmup_steps),
                    learning_rate_factor(step - ae_steps, params.warmup_steps)]
-        for group, base, factor in zip(optimizer.param_groups, base_lrs, factors):
+        for group, base, factor in zip(optimizer.param_groups[:2], base_lrs, factors):  # the discriminator's stays
             group["lr"] = base * factor
+        adversarial = discriminator is not None and step >= params.adversarial_start
         with accelerator.autocast():
             out = model(wave, face, params.contrastive_latent_grad, params.latent_noise)
             parts = reconstruction_losses(out["recon"], face)
-            loss = reconstruction_total(parts)
+            loss = reconstruction = reconstruction_total(parts)
+            if adversarial:
+                unwrapped_discriminator.requires_grad_(False)
+                parts["loss_adversarial"] = -discriminator(out["recon"]).float().mean()
+                parts["adversarial_scale"] = adaptive_adversarial_scale(
+                    reconstruction, parts["loss_adversarial"], unwrapped.face_decoder.last_layer)
+                loss = loss + params.adversarial_weight * parts["adversarial_scale"] * parts["loss_adversarial"]
             if not autoencoder_phase:
                 parts["loss_contrastive"] = contrastive_loss(out["logits"].float())
                 loss = loss + params.contrastive_weight * parts["loss_contrastive"]
@@ -281,6 +325,12 @@ def train(
             raise SclmdError(f"pretrain: loss became {loss.item()} at step {step}; lower the learning rates")
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
+        if adversarial:
+            unwrapped_discriminator.requires_grad_(True)
+            with accelerator.autocast():
+                parts["loss_discriminator"] = hinge_discriminator_loss(discriminator(face),
+                                                                       discriminator(out["recon"].detach()))
+            accelerator.backward(parts["loss_discriminator"])
         optimizer.step()
         t2 = time.perf_counter()
         wait += t1 - t0
@@ -302,7 +352,7 @@ def train(
             if log is not None and accelerator.is_main_process:
                 log(values, done)
         if (done % params.checkpoint_every == 0 or done == total) and accelerator.is_main_process:
-            checkpoints.save(done, unwrapped, optimizer, {"history": history})
+            checkpoints.save(done, checkpointed(unwrapped, unwrapped_discriminator), optimizer, {"history": history})
     accelerator.wait_for_everyone()
     elapsed = max(time.perf_counter() - started, 1e-9)
     ran = total - start
