@@ -196,6 +196,30 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
+def gathered_contrastive_loss(speech_emb: torch.Tensor, face_emb: torch.Tensor,
+                              logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric loss with the negatives of every process, as one process would see the
+    whole batch: this process's voices (faces) against the faces (voices) gathered from all of
+    them, with gradients (torch.distributed.nn's all_gather sums them back in backward).
+
+    Averaged over processes, as DDP averages gradients, loss and gradients equal the
+    single-process ones on the concatenated batch (tests/test_distributed.py).  Every process
+    must hold the same number of pairs.  Without a process group it is `contrastive_loss`.
+    """
+    import torch.distributed as dist
+
+    scale = logit_scale.clamp(max=math.log(100)).exp()  # as SpeechFaceModel.contrastive_logits
+    speech, face = F.normalize(speech_emb, dim=-1), F.normalize(face_emb, dim=-1)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return contrastive_loss(scale * speech @ face.T)
+    from torch.distributed.nn.functional import all_gather
+
+    all_speech, all_face = torch.cat(all_gather(speech)), torch.cat(all_gather(face))
+    targets = dist.get_rank() * len(speech) + torch.arange(len(speech), device=speech.device)
+    return (F.cross_entropy(scale * speech @ all_face.T, targets)
+            + F.cross_entropy(scale * face @ all_speech.T, targets)) / 2
+
+
 def build_model(params: PretrainParams, data: DataParams) -> SpeechFaceModel:
     torch.manual_seed(params.seed)
     model = SpeechFaceModel.from_params(params.size, params.embed_dim, params.latent_channels, data.image_size,
@@ -260,6 +284,10 @@ def train(
     unwrapped: SpeechFaceModel = accelerator.unwrap_model(model)
     unwrapped_discriminator = None if discriminator is None else accelerator.unwrap_model(discriminator)
     rank, world = accelerator.process_index, accelerator.num_processes
+    if params.batch_size % world or params.autoencoder_batch_size % world:
+        raise SclmdError(f"pretrain: batch_size {params.batch_size} and autoencoder_batch_size "
+                         f"{params.autoencoder_batch_size} must divide evenly among {world} processes "
+                         "(every process holds the same share of a global batch)")
 
     def record(name: str, step: int, value: float) -> None:
         history.setdefault(name, []).append((step, value))
@@ -319,7 +347,10 @@ def train(
                     reconstruction, parts["loss_adversarial"], unwrapped.face_decoder.last_layer)
                 loss = loss + params.adversarial_weight * parts["adversarial_scale"] * parts["loss_adversarial"]
             if not autoencoder_phase:
-                parts["loss_contrastive"] = contrastive_loss(out["logits"].float())
+                # one process: the model's own logits; several: every process's negatives
+                parts["loss_contrastive"] = (contrastive_loss(out["logits"].float()) if world == 1 else
+                                             gathered_contrastive_loss(out["speech_emb"].float(),
+                                                                       out["face_emb"].float(), unwrapped.logit_scale))
                 loss = loss + params.contrastive_weight * parts["loss_contrastive"]
         if not torch.isfinite(loss):
             raise SclmdError(f"pretrain: loss became {loss.item()} at step {step}; lower the learning rates")
