@@ -36,7 +36,10 @@ def encoders_and_batch():
 def loss_and_grads(rows, speech_net, face_net, logit_scale, voices, faces):
     from sclmd.train.pretrain import gathered_contrastive_loss
 
-    loss = gathered_contrastive_loss(speech_net(voices[rows]), face_net(faces[rows]), logit_scale)
+    def logits_of(a, b):  # as SpeechFaceModel.contrastive_logits
+        return logit_scale.exp() * torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(b, dim=-1).T
+
+    loss = gathered_contrastive_loss(speech_net(voices[rows]), face_net(faces[rows]), logits_of)
     params = [*speech_net.parameters(), *face_net.parameters(), logit_scale]
     grads = torch.autograd.grad(loss, params)
     return loss.detach(), [g.detach() for g in grads]

@@ -197,10 +197,12 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
 
 
 def gathered_contrastive_loss(speech_emb: torch.Tensor, face_emb: torch.Tensor,
-                              logit_scale: torch.Tensor) -> torch.Tensor:
+                              logits_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """CLIP's symmetric loss with the negatives of every process, as one process would see the
     whole batch: this process's voices (faces) against the faces (voices) gathered from all of
     them, with gradients (torch.distributed.nn's all_gather sums them back in backward).
+    `logits_of(a, b)`: scaled cosine similarities of rows a against rows b
+    (`SpeechFaceModel.contrastive_logits`).
 
     Averaged over processes, as DDP averages gradients, loss and gradients equal the
     single-process ones on the concatenated batch (tests/test_distributed.py).  Every process
@@ -208,16 +210,14 @@ def gathered_contrastive_loss(speech_emb: torch.Tensor, face_emb: torch.Tensor,
     """
     import torch.distributed as dist
 
-    scale = logit_scale.clamp(max=math.log(100)).exp()  # as SpeechFaceModel.contrastive_logits
-    speech, face = F.normalize(speech_emb, dim=-1), F.normalize(face_emb, dim=-1)
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return contrastive_loss(scale * speech @ face.T)
+        return contrastive_loss(logits_of(speech_emb, face_emb))
     from torch.distributed.nn.functional import all_gather
 
-    all_speech, all_face = torch.cat(all_gather(speech)), torch.cat(all_gather(face))
-    targets = dist.get_rank() * len(speech) + torch.arange(len(speech), device=speech.device)
-    return (F.cross_entropy(scale * speech @ all_face.T, targets)
-            + F.cross_entropy(scale * face @ all_speech.T, targets)) / 2
+    all_speech, all_face = torch.cat(all_gather(speech_emb)), torch.cat(all_gather(face_emb))
+    targets = dist.get_rank() * len(speech_emb) + torch.arange(len(speech_emb), device=speech_emb.device)
+    return (F.cross_entropy(logits_of(speech_emb, all_face), targets)
+            + F.cross_entropy(logits_of(face_emb, all_speech), targets)) / 2
 
 
 def build_model(params: PretrainParams, data: DataParams) -> SpeechFaceModel:
@@ -349,8 +349,8 @@ def train(
             if not autoencoder_phase:
                 # one process: the model's own logits; several: every process's negatives
                 parts["loss_contrastive"] = (contrastive_loss(out["logits"].float()) if world == 1 else
-                                             gathered_contrastive_loss(out["speech_emb"].float(),
-                                                                       out["face_emb"].float(), unwrapped.logit_scale))
+                                             gathered_contrastive_loss(out["speech_emb"].float(), out["face_emb"].float(),
+                                                                       unwrapped.contrastive_logits))
                 loss = loss + params.contrastive_weight * parts["loss_contrastive"]
         if not torch.isfinite(loss):
             raise SclmdError(f"pretrain: loss became {loss.item()} at step {step}; lower the learning rates")
