@@ -42,7 +42,8 @@ def stage(name: Annotated[str, typer.Argument(help=STAGE_HELP)]) -> None:
         metrics = run_stage(name, project_root())
     except SclmdError as e:
         _fail(e)
-    typer.echo(f"{name}: done {metrics_line(metrics)}")
+    if metrics is not None:  # None: other processes ran it, and process 0 said so
+        typer.echo(f"{name}: done {metrics_line(metrics)}")
 
 
 def metrics_line(metrics: dict) -> str:

@@ -303,6 +303,18 @@ class RegistryParams(Section):
                                                                                "gender_accuracy": "not_lower"}
 
 
+class LaunchParams(Section):
+    """How many processes the training stages (pretrain, train_ldm, baselines) run in.
+
+    Not a DVC dependency, like the device: it decides where the work runs, and several
+    processes train the model one process would (to float rounding; BatchNorm statistics
+    aside on CPU, see sclmd/train/distributed.py).  SCLMD_PROCESSES overrides it for one run
+    (`sclmd pipeline --processes N` sets it).
+    """
+
+    processes: int = Field(1, ge=1)  # > 1: the training stages run under `accelerate launch` on this host
+
+
 class Params(Section):
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
@@ -316,6 +328,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     user_study: UserStudyParams = UserStudyParams()
     registry: RegistryParams = RegistryParams()
+    launch: LaunchParams = LaunchParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -202,6 +202,30 @@ def test_avspeech_malformed_rows_are_skipped_with_their_row_number(tmp_path: Pat
     ]
 
 
+def test_skip_tally_counts_every_skip_and_keeps_a_bounded_sample_of_each_kind() -> None:
+    from sclmd.data.records import SkipTally
+
+    tally = SkipTally(keep=2)
+    for i in range(5):
+        tally.append((f"v{i}", NOT_DOWNLOADED))
+    tally.append(("x.csv row 7", "row 7: expected 5 fields (ytid,start,end,x,y), found 3"))
+    assert tally == [("v0", NOT_DOWNLOADED), ("v1", NOT_DOWNLOADED),
+                     ("x.csv row 7", "row 7: expected 5 fields (ytid,start,end,x,y), found 3")]
+    assert tally.total == 6 and tally.counts == {NOT_DOWNLOADED: 5, "row N": 1}
+
+
+def test_avspeech_scan_memory_follows_the_downloaded_videos_not_the_csv(tmp_path: Path) -> None:
+    """Thousands of missing videos are counted, only a bounded sample is kept (AVSpeech: 2.6M rows)."""
+    tree = make_avspeech_tree(tmp_path, n_videos=1)
+    with open(tree.csv, "a") as handle:
+        handle.writelines(f"gone{i:05d},0.000000,2.000000,0.5,0.5\n" for i in range(3000))
+    scan = scan_source(avspeech_params(tree), tmp_path)
+    assert [c.speaker_id for c in scan.clips] == ["v00-Ab_cDe"]
+    assert scan.skipped.total == 3000 and scan.skipped.counts == {NOT_DOWNLOADED: 3000}
+    assert len(scan.skipped) == scan.skipped.keep == 1000
+    assert scan.skipped[0] == ("gone00000_0.000000_2.000000", NOT_DOWNLOADED)  # the first ones, in CSV order
+
+
 def test_avspeech_names_from_the_csv_cannot_leave_the_root(tmp_path: Path) -> None:
     tree = make_avspeech_tree(tmp_path / "av", n_videos=1)
     outside = tmp_path / "secret.mp4"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -29,9 +31,40 @@ class RawClip:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
+def reason_kind(reason: str) -> str:
+    """A reason without its particulars ('too short: 0.2 s, ...' -> 'too short'), for counting."""
+    head = re.split(r"[(:]", reason, maxsplit=1)[0]
+    return re.sub(r"\d+(\.\d+)?", "N", head).strip() or "other"
+
+
+class SkipTally(list):
+    """What a scan skipped, as (item, reason) pairs: every one counted by its kind of reason
+    (`counts`, `total`), the first `keep` of each kind kept as examples (the list itself).
+
+    Memory stays bounded whatever the source's size: AVSpeech's CSV lists 2.6M segments, and
+    with a small share of the videos downloaded nearly all of them are skipped; one kept entry
+    per skipped segment took about 300 MB.
+    """
+
+    def __init__(self, keep: int = 1000):
+        super().__init__()
+        self.keep = keep
+        self.counts: Counter[str] = Counter()
+
+    def append(self, entry: tuple[str, str]) -> None:
+        kind = reason_kind(entry[1])
+        self.counts[kind] += 1
+        if self.counts[kind] <= self.keep:
+            super().append(entry)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
 @dataclass(frozen=True)
 class SourceScan:
     """A source's clips plus what was skipped while listing them (e.g. link rot)."""
 
     clips: list[RawClip]
-    skipped: list[tuple[str, str]]  # (item, reason)
+    skipped: SkipTally  # (item, reason) examples, and the counts of all

@@ -93,12 +93,28 @@ def apply_device_choice() -> None:
         raise SclmdError(f"{DEVICE_ENV}={choice}: expected auto, cpu or cuda")
 
 
-def run_stage(name: str, root: Path) -> dict:
+def run_stage(name: str, root: Path) -> dict | None:
+    """Run stage `name` in `root`; its metrics, or None where other processes ran it (see below).
+
+    A training stage (its module has `follow`) with `launch.processes` > 1 starts itself again in
+    that many processes (`sclmd.launch`): process 0 runs what follows here, the others only join
+    the training loop.
+    """
+    from sclmd.launch import die_with_parent, launch_stage, launched, process_rank, requested_processes
     from sclmd.tracking import stage_run
 
     apply_device_choice()
     module = stage_module(name)
     params = load_params(root / "params.yaml")
+    if launched():
+        die_with_parent()  # a launched process never outlives its launcher
+    if hasattr(module, "follow"):
+        if not launched() and requested_processes(params.launch.processes) > 1:
+            launch_stage(name, requested_processes(params.launch.processes))
+            return None
+        if launched() and process_rank() != 0:
+            module.follow(params, root)
+            return None
     sections = {s: section_dict(params, s) for s in module.PARAM_SECTIONS}
     with stage_run(name, root, sections):
         import mlflow

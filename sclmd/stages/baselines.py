@@ -27,13 +27,16 @@ PARAM_SECTIONS = ("data", "baselines")
 ARTIFACTS = (METRICS, PLOTS)
 
 
-def run(params: Params, root: Path) -> dict:
-    import mlflow
+def train_all(params: Params, root: Path, log=None):
+    """Both baselines trained: (models, config, histories, per-method metrics, train encoding).
+
+    Every process of a several-process run calls this the same way (`follow`), so the initial
+    weights (seeded here) and the batches agree.  `log(method, values, step)` reports progress.
+    """
     import torch
 
     from sclmd.data.store import PackedClips
-    from sclmd.evaluate.plots import plot_loss_curves
-    from sclmd.models.baselines import METHODS, BaselineConfig, build, save_baselines
+    from sclmd.models.baselines import METHODS, BaselineConfig, build
     from sclmd.models.prior import FacePrior
     from sclmd.models.speech_face import SpeechFaceModel
     from sclmd.train.baselines import baseline_loss, train_regression
@@ -52,23 +55,38 @@ def run(params: Params, root: Path) -> dict:
     for method in METHODS:
         torch.manual_seed(cfg.seed)  # the initial weights too: nothing earlier in the process may move the RNG
         model = build(method, config, prior.mean * scale)
-        loss_fn = baseline_loss(method, weights)
-
-        def log(values: dict, step: int, method=method) -> None:
-            mlflow.log_metrics({f"train/{method}_{k}": v for k, v in values.items()}, step=step)
-
-        result = train_regression(model, train.speech, train.latents * scale, loss_fn, steps=cfg.steps,
-                                  batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed,
-                                  desc=f"baselines: {method}", val=(val.speech, val.latents * scale), log=log)
+        result = train_regression(model, train.speech, train.latents * scale, baseline_loss(method, weights),
+                                  steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  seed=cfg.seed, desc=f"baselines: {method}", val=(val.speech, val.latents * scale),
+                                  log=None if log is None else (lambda values, step, m=method: log(m, values, step)))
         history[f"{method} train"] = result["train"]
         history[f"{method} val"] = result["val"]
         models[method] = model
         metrics[method] = {"final_train_loss": result["train"][-1][1], "val_loss": result["best_val_loss"],
                            "best_step": result["best_step"]}
+    return models, config, history, metrics, train
+
+
+def follow(params: Params, root: Path) -> None:
+    """A process other than 0 of a several-process run: it joins the training loops, nothing else."""
+    train_all(params, root)
+
+
+def run(params: Params, root: Path) -> dict:
+    import mlflow
+
+    from sclmd.evaluate.plots import plot_loss_curves
+    from sclmd.models.baselines import save_baselines
+
+    def log(method: str, values: dict, step: int) -> None:
+        mlflow.log_metrics({f"train/{method}_{k}": v for k, v in values.items()}, step=step)
+
+    models, config, history, metrics, train = train_all(params, root, log)
+    weights = params.baselines.ar_spm_loss.model_dump()
     save_baselines(root / BASELINES_DIR, models, config,
-                   {"losses": {"speech2face": "L1", "ar_spm": f"tri-item {weights}"}, "steps": cfg.steps})
+                   {"losses": {"speech2face": "L1", "ar_spm": f"tri-item {weights}"}, "steps": params.baselines.steps})
     (root / PLOTS).mkdir(parents=True, exist_ok=True)
     plot_loss_curves(history, root / PLOTS / "loss_curves.png", "baselines: training and val losses (val picks the step)")
-    metrics |= {"latent_scale": scale, "n_train_clips": len(train.speakers)}
+    metrics |= {"latent_scale": config.latent_scale, "n_train_clips": len(train.speakers)}
     write_json(root / METRICS, metrics)
     return metrics

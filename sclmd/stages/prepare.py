@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from sclmd.config import DataParams, Params, PrepareParams, section_dict
 from sclmd.data.ingest import ShardJob, ShardResult, pack_shard
-from sclmd.data.records import RawClip
+from sclmd.data.records import RawClip, reason_kind
 from sclmd.data.splits import assign_splits
 from sclmd.data.store import INFO, MANIFEST, MANIFEST_COLUMNS, REJECTS, SPLITS
 from sclmd.errors import SclmdError
@@ -90,12 +90,6 @@ def _progress(futures):
             yield future
 
 
-def reason_kind(reason: str) -> str:
-    """A reason without its particulars ('too short: 0.2 s, ...' -> 'too short'), for counting."""
-    head = re.split(r"[(:]", reason, maxsplit=1)[0]
-    return re.sub(r"\d+(\.\d+)?", "N", head).strip() or "other"
-
-
 def run(params: Params, root: Path) -> dict:
     from sclmd.data.sources import scan_source
 
@@ -104,7 +98,7 @@ def run(params: Params, root: Path) -> dict:
     scan = scan_source(prep, root)
     if not scan.clips:
         raise SclmdError(
-            f"source '{prep.source}': no clips found ({len(scan.skipped)} skipped). "
+            f"source '{prep.source}': no clips found ({scan.skipped.total} skipped). "
             "Check the paths in params.yaml, section prepare."
         )
     split_of = assign_splits(scan.clips, prep.split, prep.seed)
@@ -114,9 +108,12 @@ def run(params: Params, root: Path) -> dict:
     with atomic_dir(out) as tmp:
         results = ingest_shards(jobs, tmp, data, prep)
         rows = [row for r in results for row in r.rows]
+        # what the scan skipped: a bounded sample of each kind, all of them counted (AVSpeech: millions)
         rejects = [{"clip_id": item, "speaker_id": None, "split": None, "file": item, "reason": reason}
                    for item, reason in scan.skipped]
-        rejects += [rej for r in results for rej in r.rejects]
+        decode_rejects = [rej for r in results for rej in r.rejects]
+        rejects += decode_rejects
+        rejected = scan.skipped.total + len(decode_rejects)
         if not rows:
             raise SclmdError(
                 f"source '{prep.source}': every clip was rejected. First reasons: "
@@ -127,7 +124,7 @@ def run(params: Params, root: Path) -> dict:
         if empty:
             raise SclmdError(
                 f"source '{prep.source}': split(s) {', '.join(empty)} ended up empty after rejections "
-                f"({len(rejects)} clips rejected). See the reasons with more speakers or fix the inputs."
+                f"({rejected} clips rejected). See the reasons with more speakers or fix the inputs."
             )
         manifest.to_parquet(tmp / MANIFEST, index=False)
         pd.DataFrame(rejects, columns=["clip_id", "speaker_id", "split", "file", "reason"]).to_csv(
@@ -152,16 +149,18 @@ def run(params: Params, root: Path) -> dict:
         }
         (tmp / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
-    reasons = pd.Series([reason_kind(r["reason"]) for r in rejects], dtype=object)
+    by_reason = scan.skipped.counts + Counter(reason_kind(r["reason"]) for r in decode_rejects)
     metrics = {
         "clips": len(rows),
         "speakers": int(manifest["speaker_id"].nunique()),
-        "rejected": len(rejects),
-        "rejected_by_reason": {str(k): int(v) for k, v in reasons.value_counts().items()},
+        "rejected": rejected,
+        "rejected_by_reason": {str(k): int(v) for k, v in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))},
         "shards": len(jobs),
         "splits": counts,
     }
+    if len(rejects) < rejected:  # rejects.csv holds the first of each kind of reason
+        metrics["rejects_listed"] = len(rejects)
     write_json(root / METRICS, metrics)  # no timings: identical params give an identical file
     metrics["seconds"] = round(time.perf_counter() - started, 2)  # for MLflow
-    logging.getLogger(__name__).info("prepared %d clips (%d rejected)", len(rows), len(rejects))
+    logging.getLogger(__name__).info("prepared %d clips (%d rejected)", len(rows), rejected)
     return metrics

@@ -43,6 +43,22 @@ def run_key(params: Params, root: Path) -> str:
                [package / rel for rel in CODE] + [root / PREPARED / "manifest.parquet"])
 
 
+def checkpoint_store(params: Params, root: Path):
+    from sclmd.train.checkpoints import CheckpointStore
+
+    return CheckpointStore(root / CHECKPOINTS, run_key(params, root), params.pretrain.keep_checkpoints)
+
+
+def follow(params: Params, root: Path) -> None:
+    """A process other than 0 of a several-process run: it joins the training loop, nothing else."""
+    from sclmd.models.perceptual import make_perceptual
+    from sclmd.train.pretrain import train
+
+    cfg = params.pretrain
+    train(cfg, params.data, root / PREPARED, checkpoint_store(params, root),
+          perceptual=make_perceptual(cfg.perceptual, cfg.lpips_net, cfg.lpips_missing))
+
+
 def shipped_real_voices(params: Params, root: Path):
     """The project's labelled real-speaker voices (reporting only, never trained on); None if absent."""
     from sclmd.evaluate.real_voices import SHIPPED, load_voices
@@ -63,11 +79,10 @@ def run(params: Params, root: Path) -> dict:
         plot_similarity_matrix,
     )
     from sclmd.models.perceptual import make_perceptual
-    from sclmd.train.checkpoints import CheckpointStore
     from sclmd.train.pretrain import build_model, describe_speed, train
 
     cfg = params.pretrain
-    store = CheckpointStore(root / CHECKPOINTS, run_key(params, root), cfg.keep_checkpoints)
+    store = checkpoint_store(params, root)
     perceptual = make_perceptual(cfg.perceptual, cfg.lpips_net, cfg.lpips_missing)
     mlflow.set_tags({f"sclmd.{k}": str(v) for k, v in perceptual.describe().items()})
 
@@ -109,4 +124,5 @@ def run(params: Params, root: Path) -> dict:
     store.clear()  # finished: checkpoints exist to survive a crash, not to skip the next run
     # For MLflow only (timings differ run to run; the DVC metrics file stays reproducible).
     return {**metrics, "speed": {"samples_per_s": result.samples_per_s, "steps_per_s": result.steps_per_s,
-                                 "data_wait_share": result.data_wait_share, "resumed_from": result.resumed_from}}
+                                 "data_wait_share": result.data_wait_share, "resumed_from": result.resumed_from,
+                                 "processes": result.processes}}

@@ -42,6 +42,34 @@ def run_key(params: Params, root: Path) -> str:
                [package / rel for rel in CODE] + [root / path for path in inputs])
 
 
+def checkpoint_store(params: Params, root: Path):
+    from sclmd.train.checkpoints import CheckpointStore
+
+    return CheckpointStore(root / CHECKPOINTS, run_key(params, root), params.ldm.keep_checkpoints)
+
+
+def encoded_training_data(params: Params, root: Path):
+    """(frozen encoders, prior, the training split, its encoding, the LDM config)."""
+    from sclmd.data.store import PackedClips
+    from sclmd.models.prior import FacePrior
+    from sclmd.models.speech_face import SpeechFaceModel
+    from sclmd.train.ldm import encode_split, ldm_config
+
+    encoders = SpeechFaceModel.from_pretrained(root / PRETRAINED)
+    prior = FacePrior.load(root / PRIOR_DIR)
+    train_set = PackedClips(root / PREPARED, "train")
+    train = encode_split(encoders, train_set, 128, "train_ldm: encoding train")
+    return encoders, prior, train_set, train, ldm_config(params.ldm, train)
+
+
+def follow(params: Params, root: Path) -> None:
+    """A process other than 0 of a several-process run: it joins the training loop, nothing else."""
+    from sclmd.train.ldm import train_ldm
+
+    _, prior, _, train, config = encoded_training_data(params, root)
+    train_ldm(params.ldm, config, train, prior.mean, checkpoint_store(params, root))
+
+
 def sample_rows(rows, count: int) -> np.ndarray:
     """Row positions of one clip for each of `count` speakers, alternating female/male where possible."""
     from sclmd.evaluate.encoders import first_per_speaker
@@ -169,19 +197,12 @@ def run(params: Params, root: Path) -> dict:
     from sclmd.data.store import PackedClips
     from sclmd.evaluate.plots import plot_face_grid, plot_loss_curves, plot_sweep
     from sclmd.models.pipeline import SamplingDefaults, SpeechToFacePipeline
-    from sclmd.models.prior import FacePrior
-    from sclmd.models.speech_face import SpeechFaceModel
-    from sclmd.train.checkpoints import CheckpointStore
-    from sclmd.train.ldm import encode_split, ldm_config, make_train_scheduler, train_ldm
+    from sclmd.train.ldm import encode_split, make_train_scheduler, train_ldm
 
     cfg = params.ldm
-    encoders = SpeechFaceModel.from_pretrained(root / PRETRAINED)
-    prior = FacePrior.load(root / PRIOR_DIR)
-    train_set = PackedClips(root / PREPARED, "train")
-    train = encode_split(encoders, train_set, 128, "train_ldm: encoding train")
+    encoders, prior, train_set, train, config = encoded_training_data(params, root)
     val_set = PackedClips(root / PREPARED, "val")
     val = encode_split(encoders, val_set, 128, "train_ldm: encoding val")
-    config = ldm_config(cfg, train)
     defaults = SamplingDefaults(cfg.sampler, cfg.sample_steps, preview_guidance(cfg), cfg.prior_weight)
     shapes = {"sample_rate": params.data.sample_rate, "clip_seconds": params.data.clip_seconds,
               "image_size": params.data.image_size}
@@ -215,8 +236,10 @@ def run(params: Params, root: Path) -> dict:
     def log(values: dict, step: int) -> None:
         mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=step)
 
-    store = CheckpointStore(root / CHECKPOINTS, run_key(params, root), cfg.keep_checkpoints)
+    store = checkpoint_store(params, root)
     result = train_ldm(cfg, config, train, prior.mean, store, log=log, sample=sample)
+    if result.processes > 1:
+        print(f"train_ldm: {result.processes} processes, all ending with weights sha256 {result.weights_sha256[:16]}")
     val_loss = validation_loss(result.state.ema, val, config, prior.mean, cfg)
     fixed = [] if cfg.guidance == "auto" else [float(cfg.guidance)]
     check = guidance_check(pipeline_of(result.state.ema), train, train_set.rows, val, val_set.rows,
@@ -258,4 +281,5 @@ def run(params: Params, root: Path) -> dict:
     write_json(root / METRICS, metrics)
     store.clear()
     return {**metrics, "speed": {"steps_per_s": result.steps_per_s, "samples_per_s": result.samples_per_s,
-                                 "data_wait_share": result.data_wait_share, "resumed_from": result.resumed_from}}
+                                 "data_wait_share": result.data_wait_share, "resumed_from": result.resumed_from,
+                                 "processes": result.processes}}

@@ -3,6 +3,7 @@
 The encoders are frozen, so the loop runs on the speech embeddings and scaled face
 latents of the training split: a few seconds on a CPU for the embedded default.  The
 val split picks the step to keep (early stopping), as it would for any regression.
+Under `accelerate launch` each process trains on its share of every global batch (DDP).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sclmd.models.baselines import tri_item_loss
+from sclmd.train.distributed import agree_on_weights, check_divisible, make_accelerator, mean_over_processes, process_share
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -34,7 +36,8 @@ def train_regression(model: nn.Module, speech: torch.Tensor, target: torch.Tenso
     With `val` (speech, target), the val loss is measured every `eval_every` steps and the
     model ends with the weights of the best one (early stopping): a regression on a few
     hundred speakers starts memorising them long before the schedule ends.  Returns
-    {"train": [(step, loss)], "val": [(step, loss)], "best_step": int, "best_val_loss": float}.
+    {"train": [(step, loss)], "val": [(step, loss)], "best_step": int, "best_val_loss": float,
+    "weights_sha256": str (the same in every process)}.
     """
     import copy
 
@@ -42,8 +45,17 @@ def train_regression(model: nn.Module, speech: torch.Tensor, target: torch.Tenso
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
+    # None: whatever precision this process's Accelerate state already has (it cannot change within a process)
+    accelerator = make_accelerator(None)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    global_batch = min(batch_size, len(speech))
+    check_divisible("baselines", {"batch_size": global_batch}, world)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    ddp_model, optimizer = accelerator.prepare(model, optimizer)  # `model` itself is trained (DDP wraps it)
+    speech, target = speech.to(accelerator.device), target.to(accelerator.device)
+    if val is not None:
+        val = (val[0].to(accelerator.device), val[1].to(accelerator.device))
     history: dict = {"train": [], "val": [], "best_step": steps, "best_val_loss": float("nan")}
     best_state = None
 
@@ -62,20 +74,22 @@ def train_regression(model: nn.Module, speech: torch.Tensor, target: torch.Tenso
     if val is not None:
         check(0)
     for step in tqdm(range(1, steps + 1), desc=desc, unit="step", leave=False):
-        rows = torch.randint(0, len(speech), (min(batch_size, len(speech)),), generator=generator)
-        loss = loss_fn(model(speech[rows]), target[rows])
+        rows = torch.randint(0, len(speech), (global_batch,), generator=generator)
+        rows = process_share(rows, rank, world).to(accelerator.device)
+        loss = loss_fn(ddp_model(speech[rows]), target[rows])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        accelerator.backward(loss)
         optimizer.step()
         schedule.step()
         if step % eval_every == 0 or step == steps:
-            history["train"].append((step, float(loss.item())))
+            train_loss = mean_over_processes({"loss": loss.detach()}, accelerator.device)["loss"]
+            history["train"].append((step, train_loss))
             if val is not None:
                 check(step)
-            if log:
-                log({"loss": float(loss.item()), **({"val_loss": history["val"][-1][1]} if val is not None else {})},
-                    step)
+            if log and accelerator.is_main_process:
+                log({"loss": train_loss, **({"val_loss": history["val"][-1][1]} if val is not None else {})}, step)
     if best_state is not None:
         model.load_state_dict(best_state)
-    model.eval()
+    history["weights_sha256"] = agree_on_weights(accelerator, model)
+    model.cpu().eval()
     return history

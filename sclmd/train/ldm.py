@@ -28,7 +28,7 @@ from sclmd.errors import SclmdError
 from sclmd.models.ldm import LDMConfig, SpeechCondition, build_unet, run_unet, training_input
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.train.checkpoints import CheckpointStore
-from sclmd.train.precision import resolve_mixed_precision
+from sclmd.train.distributed import agree_on_weights, check_divisible, make_accelerator, mean_over_processes, process_share
 from sclmd.train.pretrain import SpeakerBatches, learning_rate_factor
 
 Logger = Callable[[dict[str, float], int], None]
@@ -131,6 +131,8 @@ class LDMResult:
     samples_per_s: float
     data_wait_share: float
     extra: dict = field(default_factory=dict)
+    processes: int = 1
+    weights_sha256: str = ""  # the same in every process (checked at the end of training)
 
 
 def epsilon_loss(eps: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
@@ -158,17 +160,19 @@ def train_ldm(
     sample: Sampler | None = None,
 ) -> LDMResult:
     """Train from `train` (encoded split) with the prior p (unscaled) as normalisation."""
-    from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
     from tqdm import tqdm
 
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(params.mixed_precision))
+    accelerator = make_accelerator(params.mixed_precision)
     device = accelerator.device
+    rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(params.seed)
     state = TrainState(config)
     scheduler = make_train_scheduler(params)
     optimizer = torch.optim.AdamW(state.net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    batches = SpeakerBatches(train.speakers, min(params.batch_size, len(np.unique(train.speakers))), params.seed)
+    batch_size = min(params.batch_size, len(np.unique(train.speakers)))
+    check_divisible("ldm", {"batch_size": batch_size}, world)
+    batches = SpeakerBatches(train.speakers, batch_size, params.seed)
 
     start, history = checkpoints.resume(params.resume, state, optimizer, accelerator.print, "train_ldm")
     ema = EMAModel(state.ema.parameters(), decay=params.ema_decay)
@@ -189,16 +193,19 @@ def train_ldm(
     net.train()
     bar = tqdm(range(start, params.max_steps), desc="train_ldm", unit="step", initial=start,
                total=params.max_steps, disable=not accelerator.is_local_main_process)
-    rank, world = accelerator.process_index, accelerator.num_processes
     for step in bar:
         t0 = time.perf_counter()
-        voice_rows, face_rows = (torch.from_numpy(r[rank::world]) for r in batches.batch(step))
+        voice_rows, face_rows = (torch.from_numpy(r) for r in batches.batch(step))
+        # Noise, timesteps and condition dropout are drawn for the whole global batch, then shared
+        # out like its rows: the processes together train on exactly what one process would.
+        g = torch.Generator().manual_seed(params.seed * 1_000_003 + step)
+        noise = torch.randn((len(face_rows), *scaled.shape[1:]), generator=g)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(face_rows),), generator=g)
+        drop = torch.rand(len(face_rows), generator=g) < params.cfg_dropout
+        voice_rows, face_rows, noise, t, drop = (process_share(x, rank, world).to(device)
+                                                 for x in (voice_rows, face_rows, noise, t, drop))
         z0 = scaled[face_rows]
         emb = speech[voice_rows]
-        g = torch.Generator().manual_seed(params.seed * 1_000_003 + step)
-        noise = torch.randn(z0.shape, generator=g).to(device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=g).to(device)
-        drop = (torch.rand(len(z0), generator=g) < params.cfg_dropout).to(device)
         t1 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = params.lr * learning_rate_factor(step, params.warmup_steps, params.max_steps, params.lr_schedule)
@@ -219,8 +226,8 @@ def train_ldm(
         compute += t2 - t1
         done = step + 1
         if done % params.log_every == 0 or done == params.max_steps:
-            values = {"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
-                      "samples_per_s": (done - start) * params.batch_size / (time.perf_counter() - started)}
+            values = {**mean_over_processes({"loss": loss.detach()}, accelerator.device), "lr": optimizer.param_groups[0]["lr"],
+                      "samples_per_s": (done - start) * batch_size / (time.perf_counter() - started)}
             for k, v in values.items():
                 record(k, done, v)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
@@ -236,8 +243,9 @@ def train_ldm(
                 sample(state.ema, done)
     accelerator.wait_for_everyone()
     ema.copy_to(state.ema.parameters())
+    digest = agree_on_weights(accelerator, state)
     elapsed = max(time.perf_counter() - started, 1e-9)
     ran = params.max_steps - start
     return LDMResult(state=state.cpu().eval(), history=history, steps=params.max_steps, resumed_from=start,
-                     steps_per_s=ran / elapsed, samples_per_s=ran * params.batch_size / elapsed,
-                     data_wait_share=wait / max(wait + compute, 1e-9))
+                     steps_per_s=ran / elapsed, samples_per_s=ran * batch_size / elapsed,
+                     data_wait_share=wait / max(wait + compute, 1e-9), processes=world, weights_sha256=digest)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,14 @@ from sclmd.models.face_autoencoder import PatchDiscriminator
 from sclmd.models.perceptual import make_perceptual
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.train.checkpoints import CheckpointStore
-from sclmd.train.precision import resolve_mixed_precision
+from sclmd.train.distributed import (
+    agree_on_weights,
+    check_divisible,
+    make_accelerator,
+    mean_over_processes,
+    process_share,
+    sync_batch_norm,
+)
 from sclmd.train.voice_augment import augment_voices
 
 Logger = Callable[[dict[str, float], int], None]
@@ -189,6 +197,8 @@ class TrainResult:
     steps_per_s: float
     data_wait_share: float
     perceptual: dict = field(default_factory=dict)
+    processes: int = 1
+    weights_sha256: str = ""  # the same in every process (checked at the end of training)
 
 
 def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -214,7 +224,9 @@ def gathered_contrastive_loss(speech_emb: torch.Tensor, face_emb: torch.Tensor,
         return contrastive_loss(logits_of(speech_emb, face_emb))
     from torch.distributed.nn.functional import all_gather
 
-    all_speech, all_face = torch.cat(all_gather(speech_emb)), torch.cat(all_gather(face_emb))
+    with warnings.catch_warnings():  # deprecated in favour of a private API; still the autograd-aware gather
+        warnings.simplefilter("ignore", FutureWarning)
+        all_speech, all_face = torch.cat(all_gather(speech_emb)), torch.cat(all_gather(face_emb))
     targets = dist.get_rank() * len(speech_emb) + torch.arange(len(speech_emb), device=speech_emb.device)
     return (F.cross_entropy(logits_of(speech_emb, all_face), targets)
             + F.cross_entropy(logits_of(face_emb, all_speech), targets)) / 2
@@ -240,18 +252,20 @@ def train(
     initial_model: SpeechFaceModel | None = None,
     perceptual=None,
 ) -> TrainResult:
-    from accelerate import Accelerator
     from tqdm import tqdm
 
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(params.mixed_precision))
+    accelerator = make_accelerator(params.mixed_precision)
     device = accelerator.device
+    rank, world = accelerator.process_index, accelerator.num_processes
+    check_divisible("pretrain", {"batch_size": params.batch_size,
+                                 "autoencoder_batch_size": params.autoencoder_batch_size}, world)
     dataset = PackedClips(prepared, "train")
     batches = SpeakerBatches(dataset.rows["speaker_id"].to_numpy(), params.batch_size, params.seed)
     if perceptual is None:
         perceptual = make_perceptual(params.perceptual, params.lpips_net, params.lpips_missing)
     perceptual = perceptual.to(device)
 
-    model = initial_model if initial_model is not None else build_model(params, data)
+    model = sync_batch_norm(initial_model if initial_model is not None else build_model(params, data), accelerator)
     # The face convolutions run ~20 % faster channels-last (oneDNN on CPU, tensor cores on GPU).
     model.face_encoder.to(memory_format=torch.channels_last)
     model.face_decoder.to(memory_format=torch.channels_last)
@@ -283,11 +297,6 @@ def train(
         model, discriminator, optimizer = accelerator.prepare(model, discriminator, optimizer)
     unwrapped: SpeechFaceModel = accelerator.unwrap_model(model)
     unwrapped_discriminator = None if discriminator is None else accelerator.unwrap_model(discriminator)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    if params.batch_size % world or params.autoencoder_batch_size % world:
-        raise SclmdError(f"pretrain: batch_size {params.batch_size} and autoencoder_batch_size "
-                         f"{params.autoencoder_batch_size} must divide evenly among {world} processes "
-                         "(every process holds the same share of a global batch)")
 
     def record(name: str, step: int, value: float) -> None:
         history.setdefault(name, []).append((step, value))
@@ -316,12 +325,12 @@ def train(
         autoencoder_phase = step < ae_steps
         if autoencoder_phase:
             rows, flips = autoencoder_rows(step, n_faces, params.autoencoder_batch_size, params.seed)
-            rows, flips = rows[rank::world], torch.from_numpy(flips[rank::world])
+            rows, flips = process_share(rows, rank, world), torch.from_numpy(process_share(flips, rank, world))
             wave = None
             face = dataset.faces_float(rows)
             face = torch.where(flips[:, None, None, None], face.flip(-1), face)
         else:
-            voice_rows, face_rows = (rows[rank::world] for rows in batches.batch(step - ae_steps))  # this process's share
+            voice_rows, face_rows = (process_share(rows, rank, world) for rows in batches.batch(step - ae_steps))
             wave = crop_voices(dataset.audio(voice_rows).float().div_(32768.0), crop, step_rng)
             wave = augment_voices(wave, step_rng, data.sample_rate, params.voice_augment)
             wave = wave.to(device, non_blocking=True)
@@ -366,12 +375,13 @@ def train(
         t2 = time.perf_counter()
         wait += t1 - t0
         compute += t2 - t1
-        seen += len(face)
+        seen += len(face) * world
         done = step + 1
         if done % params.log_every == 0 or done == total:
             phase = "autoencoder" if autoencoder_phase else "joint"
             values = {
-                "loss": loss.item(), **{k: v.item() for k, v in parts.items()},
+                **mean_over_processes({"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}},
+                                    accelerator.device),
                 "temperature": float(1 / unwrapped.logit_scale.exp().item()),
                 "lr_face": optimizer.param_groups[0]["lr"], "lr_speech": optimizer.param_groups[1]["lr"],
                 "samples_per_s": seen / (time.perf_counter() - started),
@@ -385,6 +395,7 @@ def train(
         if (done % params.checkpoint_every == 0 or done == total) and accelerator.is_main_process:
             checkpoints.save(done, checkpointed(unwrapped, unwrapped_discriminator), optimizer, {"history": history})
     accelerator.wait_for_everyone()
+    digest = agree_on_weights(accelerator, checkpointed(unwrapped, unwrapped_discriminator))
     elapsed = max(time.perf_counter() - started, 1e-9)
     ran = total - start
     return TrainResult(
@@ -396,9 +407,13 @@ def train(
         steps_per_s=ran / elapsed,
         data_wait_share=wait / max(wait + compute, 1e-9),
         perceptual=perceptual.describe(),
+        processes=world,
+        weights_sha256=digest,
     )
 
 
 def describe_speed(result: TrainResult) -> str:
+    processes = (f"; {result.processes} processes, all ending with weights sha256 {result.weights_sha256[:16]}"
+                 if result.processes > 1 else "")
     return (f"{result.steps_per_s:.2f} steps/s, {result.samples_per_s:.1f} samples/s, "
-            f"{100 * result.data_wait_share:.1f}% waiting for data")
+            f"{100 * result.data_wait_share:.1f}% waiting for data{processes}")

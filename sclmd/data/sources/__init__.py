@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sclmd.config import PrepareParams
-from sclmd.data.records import SourceScan
+from sclmd.data.records import SkipTally, SourceScan
 from sclmd.errors import SclmdError
 
-Skipped = list[tuple[str, str]]
+Skipped = SkipTally
 
 ESCAPES_ROOT = "resolves outside the data root (symlink or '..'); not used"
 BROKEN_LINK = "symlink to a file that does not exist"

@@ -18,7 +18,9 @@ looked up in this order:
 
 `<ext>` is one of mp4, mkv, webm.  A segment with neither file is skipped with the
 reason "video not downloaded" (link rot makes that normal, not an error); a missing
-CSV or videos folder is an error.  Malformed rows are skipped ("row N: ...").
+CSV or videos folder is an error.  Malformed rows are skipped ("row N: ...").  Skipped rows
+are counted, and a bounded sample of them kept (`SkipTally`): the CSV is streamed, so memory
+follows the downloaded segments, not the CSV's length.
 
 AVSpeech has no identity labels, so speaker_id is the YouTube id: one video, one
 speaker as far as splits and `max_clips_per_speaker` are concerned (the same person
@@ -77,13 +79,15 @@ def _parse_row(fields: list[str]) -> Segment:
     return Segment(ytid, start, end, (x, y))
 
 
-def _read_segments(path: Path, skipped: Skipped) -> list[Segment]:
-    if not path.is_file():
-        raise SclmdError(
-            f"{path}: AVSpeech CSV not found. Download avspeech_train.csv (or _test) from "
-            "the AVSpeech site and set prepare.avspeech.csv in params.yaml."
-        )
-    segments: list[Segment] = []
+def _present_segments(path: Path, videos: dict[str, str], skipped: Skipped) -> list[tuple[Segment, str, bool]]:
+    """(segment, video path, pre-cut?) for each CSV row whose video is downloaded, sorted by
+    (ytid, start, end); every other row is counted in `skipped`.
+
+    The CSV is streamed: memory grows with the downloaded segments only, never with the
+    CSV's 2.6M rows (`benchmarks/prepare_scale.py`).  Repeated rows are found among the
+    downloaded segments; a repeat of a row whose video is missing counts as not downloaded.
+    """
+    present: list[tuple[Segment, str, bool]] = []
     seen: dict[str, int] = {}
     try:
         with path.open(newline="", encoding="utf-8") as handle:
@@ -95,26 +99,37 @@ def _read_segments(path: Path, skipped: Skipped) -> list[Segment]:
                 except ValueError as error:
                     skipped.append((f"{path.name} row {row_number}", f"row {row_number}: {error}"))
                     continue
+                if (video := _first_present(videos, segment.name)) is not None:
+                    pre_cut = True
+                elif (video := _first_present(videos, segment.ytid)) is not None:
+                    pre_cut = False
+                else:
+                    skipped.append((segment.name, NOT_DOWNLOADED))
+                    continue
                 if segment.name in seen:
                     repeated = f"row {row_number}: repeats row {seen[segment.name]}"
                     skipped.append((f"{path.name} row {row_number}", repeated))
                     continue
                 seen[segment.name] = row_number
-                segments.append(segment)
+                present.append((segment, video, pre_cut))
     except (UnicodeDecodeError, csv.Error) as error:
         raise SclmdError(
             f"{path}: not a readable AVSpeech CSV ({error}). Expected the official file: "
             "no header, rows of ytid,start,end,x,y."
         ) from None
-    segments.sort(key=lambda s: (s.ytid, s.start, s.end))
-    return segments
+    present.sort(key=lambda p: (p[0].ytid, p[0].start, p[0].end))
+    return present
 
 
 def scan(params: PrepareParams, project_root: Path) -> SourceScan:
     settings = params.avspeech
     csv_path = Path(project_root) / settings.csv
-    skipped: Skipped = []
-    segments = _read_segments(csv_path, skipped)
+    if not csv_path.is_file():
+        raise SclmdError(
+            f"{csv_path}: AVSpeech CSV not found. Download avspeech_train.csv (or _test) from "
+            "the AVSpeech site and set prepare.avspeech.csv in params.yaml."
+        )
+    skipped = Skipped()
     root_dir = resolve_dir(
         project_root,
         settings.videos_dir,
@@ -128,20 +143,17 @@ def scan(params: PrepareParams, project_root: Path) -> SourceScan:
     videos = {e.name: e.path for e in list_entries(root, root, skipped) if not e.is_dir}
     clips: list[RawClip] = []
     clips_of_video: dict[str, int] = {}
-    for segment in segments:
+    for segment, video, pre_cut in _present_segments(csv_path, videos, skipped):
         if params.max_clips_per_speaker and (
             clips_of_video.get(segment.ytid, 0) >= params.max_clips_per_speaker
         ):
             continue
-        if (video := _first_present(videos, segment.name)) is not None:
+        if pre_cut:
             audio_start, audio_end = None, None
             face_time = (segment.end - segment.start) / 2
-        elif (video := _first_present(videos, segment.ytid)) is not None:
+        else:
             audio_start, audio_end = segment.start, segment.end
             face_time = (segment.start + segment.end) / 2
-        else:
-            skipped.append((segment.name, NOT_DOWNLOADED))
-            continue
         clips_of_video[segment.ytid] = clips_of_video.get(segment.ytid, 0) + 1
         video_path = relative(video, root)
         clips.append(

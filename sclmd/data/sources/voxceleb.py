@@ -147,7 +147,7 @@ def _faces(face_dir: Entry | None, root: str, skipped: Skipped) -> list[str]:
 
 def _scan(params: PrepareParams, project_root: Path, layout: Layout) -> SourceScan:
     settings: VoxCelebParams = getattr(params, layout.source)
-    skipped: Skipped = []
+    skipped = Skipped()
     speakers = _read_meta(Path(project_root) / settings.meta, layout, skipped)
     audio_dir = resolve_dir(
         project_root,

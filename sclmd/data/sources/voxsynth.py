@@ -104,7 +104,7 @@ def _subfolder_entries(root: str, name: str, skipped: Skipped) -> list[Entry]:
 def scan(params: PrepareParams, project_root: Path) -> SourceScan:
     root_dir = resolve_dir(project_root, params.voxsynth_dir, "VoxSynth data directory", RUN_SYNTH)
     root = str(root_dir)
-    skipped: Skipped = []
+    skipped = Skipped()
     speakers = _read_speakers(root_dir / SPEAKERS_FILE, skipped)
     wav_dirs = {e.name: e.path for e in _subfolder_entries(root, "wav", skipped) if e.is_dir}
     face_dirs = {e.name: e.path for e in _subfolder_entries(root, "faces", skipped) if e.is_dir}
