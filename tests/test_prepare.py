@@ -73,3 +73,56 @@ def test_fatal_error_leaves_earlier_output_intact(tiny_project, tmp_path):
         prepare.run(load_params(root / "params.yaml"), root)
     assert (root / "data/prepared/manifest.parquet").read_bytes() == before
     assert sorted(p.name for p in (root / "data").iterdir()) == ["prepared"]  # no temp folder left behind
+
+
+def test_prepare_on_a_separate_dask_scheduler_and_workers_matches_a_local_run(tiny_project, tmp_path):
+    """`prepare.dask_address`: a real `dask scheduler` and two `dask worker` processes on 127.0.0.1,
+    as a cluster's would be; the shards are byte-identical to the local cluster's (tiny_project)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = os.path.join(os.path.dirname(sys.executable), "dask")
+    root = make_project(tmp_path / "project", {"prepare": {"dask_address": address}})
+    shutil.copytree(tiny_project / "data/raw", root / "data/raw")
+    cluster = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        cluster += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                                      "--no-dashboard", "--no-nanny", "--name", f"worker-{i}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(2)]
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+            workers = client.scheduler_info()["workers"]
+            assert len(workers) == 2 and all(w["host"] == "127.0.0.1" for w in workers.values())
+            metrics = prepare.run(load_params(root / "params.yaml"), root)
+            # the shards were packed by the two worker processes, not by this one
+            assert {p.pid for p in cluster[1:]} == set(client.run(os.getpid).values())
+        assert metrics["clips"] == 24
+        local, remote = tiny_project / "data/prepared", root / "data/prepared"
+        files = sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file() and p.name != "info.json")
+        assert files == sorted(p.relative_to(remote) for p in remote.rglob("*") if p.is_file() and p.name != "info.json")
+        assert any(str(f).startswith("shards") for f in files)
+        for f in files:
+            assert (local / f).read_bytes() == (remote / f).read_bytes(), f
+    finally:
+        for proc in reversed(cluster):
+            proc.terminate()
+        deadline = time.time() + 30
+        for proc in cluster:
+            try:
+                proc.wait(timeout=max(1.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert all(proc.returncode is not None for proc in cluster)  # nothing left running
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # the scheduler's port is closed

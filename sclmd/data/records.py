@@ -50,9 +50,15 @@ class SkipTally(list):
         super().__init__()
         self.keep = keep
         self.counts: Counter[str] = Counter()
+        self._kinds: dict[str, str] = {}  # reason -> kind, for the reasons that repeat (bounded)
 
     def append(self, entry: tuple[str, str]) -> None:
-        kind = reason_kind(entry[1])
+        reason = entry[1]
+        kind = self._kinds.get(reason)
+        if kind is None:
+            kind = reason_kind(reason)
+            if len(self._kinds) < 10_000:
+                self._kinds[reason] = kind
         self.counts[kind] += 1
         if self.counts[kind] <= self.keep:
             super().append(entry)
