@@ -183,14 +183,22 @@ def _copy(src: Path, dst: Path) -> None:
 @flow(name="sclmd-pipeline", log_prints=True)
 def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: str | None = None,
                    set_params: dict[str, Any] | None = None, experiment: str | None = None,
-                   register_version: bool = True) -> dict[str, str]:
+                   register_version: bool = True, processes: int | None = None) -> dict[str, str]:
     """Run the DVC stages in order, then register the model; returns {stage: 'ran' | 'skipped'}.
 
     set_params: dotted params.yaml keys -> values for this run only, e.g. {"ldm.max_steps": 500}.
+    processes: the training stages' number of processes for this run (one per GPU, or gloo on
+    CPU), overriding params.yaml's `launch.processes`; a deployment's SCLMD_PROCESSES job variable
+    does the same.
     """
     from sclmd.config import SECTIONS, section_dict
+    from sclmd.launch import PROCESSES_ENV
     from sclmd.tracking import pipeline_run
 
+    if processes is not None:
+        if int(processes) < 1:
+            raise SclmdError(f"processes={processes}: expected 1 or more")
+        os.environ[PROCESSES_ENV] = str(int(processes))  # the stages' subprocesses inherit it
     root_path = Path(root).resolve() if root else project_root()
     wanted = list(stages) if stages else list(STAGE_ORDER)
     unknown = [s for s in wanted if s not in STAGE_ORDER]
@@ -207,6 +215,7 @@ def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: s
 
             if set_params:
                 mlflow.set_tags({"sclmd.dvc_experiment": name, "sclmd.set_params": json.dumps(set_params)})
+            mlflow.set_tag("sclmd.processes", os.environ.get(PROCESSES_ENV) or params.launch.processes)
             try:
                 for stage in order:
                     status[stage] = dvc_stage(stage, str(root_path), force)

@@ -78,6 +78,9 @@ def pipeline(
     set_params: Annotated[Optional[list[str]], typer.Option(
         "--set", help="KEY=VALUE for this run only, e.g. --set ldm.max_steps=500 (repeatable): a DVC experiment")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="the DVC experiment's name (with --set)")] = None,
+    processes: Annotated[Optional[int], typer.Option(
+        min=1, help="processes for the training stages (pretrain, train_ldm, baselines): one per GPU, or gloo "
+                    "processes on CPU; overrides params.yaml's launch.processes")] = None,
 ) -> None:
     """Run the whole pipeline through Prefect (one task per DVC stage), then register the model."""
     from flows.pipeline import sclmd_pipeline
@@ -89,7 +92,8 @@ def pipeline(
             if not sep or not key.strip():
                 raise SclmdError(f"--set {item}: expected KEY=VALUE, e.g. --set ldm.max_steps=500")
             overrides[key.strip()] = value
-        sclmd_pipeline(stages=stages, force=force, set_params=overrides or None, experiment=experiment)
+        sclmd_pipeline(stages=stages, force=force, set_params=overrides or None, experiment=experiment,
+                       processes=processes)
     except SclmdError as e:
         _fail(e)
 

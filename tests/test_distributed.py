@@ -118,21 +118,22 @@ TWO_PROCESSES = {"launch": {"processes": 2}, "pretrain": {"max_steps": 18, "chec
 AGREED = re.compile(r"2 processes, all ending with weights sha256 ([0-9a-f]{16})")
 
 
-def project_with_data(tmp_path, tiny_project, name: str):
-    root = make_project(tmp_path / name, TWO_PROCESSES)
+def project_with_data(tmp_path, tiny_project, name: str, processes: int, dvc: bool = False):
+    root = make_project(tmp_path / name, {**TWO_PROCESSES, "launch": {"processes": processes}}, dvc=dvc)
     shutil.copytree(tiny_project / "data/prepared", root / "data/prepared")
     return root
 
 
-def start_stage(root, name: str) -> subprocess.Popen:
-    """`sclmd stage NAME` in its own session, so that the test can kill it with all its processes."""
-    return subprocess.Popen([sys.executable, "-m", "sclmd", "stage", name], cwd=root, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
+def start_sclmd(root, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """`sclmd ARGS` in its own session, so that the test can kill it with all its processes."""
+    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    base["PATH"] = os.path.dirname(sys.executable) + os.pathsep + base["PATH"]  # dvc, for `sclmd pipeline`
+    return subprocess.Popen([sys.executable, "-m", "sclmd", *args], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, env={**base, **(env or {})})
 
 
-def run_stage_cli(root, name: str) -> str:
-    proc = start_stage(root, name)
+def run_sclmd(root, *args: str, env: dict | None = None) -> str:
+    proc = start_sclmd(root, *args, env=env)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
     return out
@@ -153,8 +154,9 @@ def processes_in(folder) -> list[int]:
 def test_training_stages_run_in_two_processes_agree_and_resume_after_sigkill(tiny_project, tmp_path):
     from sclmd.models.speech_face import SpeechFaceModel
 
-    straight = project_with_data(tmp_path, tiny_project, "straight")
-    out = run_stage_cli(straight, "pretrain")
+    # params say one process; SCLMD_PROCESSES (what `sclmd pipeline --processes` sets) says two
+    straight = project_with_data(tmp_path, tiny_project, "straight", processes=1, dvc=True)
+    out = run_sclmd(straight, "stage", "pretrain", env={"SCLMD_PROCESSES": "2"})
     assert "pretrain: launching 2 processes (CPU, gloo)" in out
     agreed = AGREED.search(out)
     assert agreed, out[-4000:]
@@ -163,8 +165,8 @@ def test_training_stages_run_in_two_processes_agree_and_resume_after_sigkill(tin
     assert weights_digest(saved).startswith(agreed.group(1))
     assert not (straight / "checkpoints/pretrain").exists()
 
-    killed = project_with_data(tmp_path, tiny_project, "killed")
-    proc = start_stage(killed, "pretrain")
+    killed = project_with_data(tmp_path, tiny_project, "killed", processes=2)  # params.yaml: launch.processes 2
+    proc = start_sclmd(killed, "stage", "pretrain")
     checkpoint = killed / "checkpoints/pretrain/step-0000004"
     deadline = time.time() + 300
     while not checkpoint.exists():
@@ -183,18 +185,18 @@ def test_training_stages_run_in_two_processes_agree_and_resume_after_sigkill(tin
         time.sleep(0.1)
     assert not (killed / "models/pretrain/model.safetensors").exists()
 
-    out = run_stage_cli(killed, "pretrain")
+    out = run_sclmd(killed, "stage", "pretrain")
     resumed = re.search(r"resuming from \S+/step-\d{7} \(step (\d+)\)", out)
     assert resumed and 4 <= int(resumed.group(1)) < 20, out[-4000:]  # from the killed run's last checkpoint
     assert AGREED.search(out).group(1) == agreed.group(1)
     assert ((killed / "models/pretrain/model.safetensors").read_bytes()
             == (straight / "models/pretrain/model.safetensors").read_bytes())
 
-    # the LDM and the baselines on top, also in two processes
-    run_stage_cli(straight, "prior")
-    out = run_stage_cli(straight, "train_ldm")
+    # the LDM and the baselines on top, also in two processes; the baselines through the pipeline's switch
+    run_sclmd(straight, "stage", "prior")
+    out = run_sclmd(straight, "stage", "train_ldm", env={"SCLMD_PROCESSES": "2"})
     assert "train_ldm: launching 2 processes (CPU, gloo)" in out and AGREED.search(out), out[-4000:]
     assert (straight / "models/ldm").is_dir() and (straight / "reports/ldm/metrics.json").is_file()
-    out = run_stage_cli(straight, "baselines")
-    assert "baselines: launching 2 processes (CPU, gloo)" in out
+    out = run_sclmd(straight, "pipeline", "--processes", "2", "--stage", "baselines")
+    assert "baselines: launching 2 processes (CPU, gloo)" in out and "baselines=ran" in out, out[-4000:]
     assert (straight / "reports/baselines/metrics.json").is_file()

@@ -184,6 +184,7 @@ def test_prefect_yaml_declares_the_deployments():
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     gpu = next(d for d in config["deployments"] if d["work_pool"]["name"] == "gpu")
     assert gpu["work_pool"]["job_variables"]["env"]["SCLMD_DEVICE"] == "cuda"
+    assert gpu["work_pool"]["job_variables"]["env"]["SCLMD_PROCESSES"] == "1"  # a job variable a run overrides
     assert Path(REPO / "deploy/kubernetes.prefect.yaml").exists()
 
 
