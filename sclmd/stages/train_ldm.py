@@ -28,7 +28,7 @@ PLOTS = REPORT_DIR / "plots"
 PARAM_SECTIONS = ("data", "ldm")
 GUIDANCE_CHECK_CLIPS = 512  # spread evenly over val; all of the embedded default's 160
 GUIDANCE_CHECK_BATCH = 128
-CODE = ("models/ldm.py", "models/pipeline.py", "train/checkpoints.py", "train/ldm.py", "train/pretrain.py")
+CODE = ("models/ldm.py", "models/pipeline.py", "train/checkpoints.py", "train/distributed.py", "train/ldm.py", "train/pretrain.py")
 ARTIFACTS = (METRICS, PLOTS)
 
 
