@@ -84,6 +84,9 @@ class PrepareParams(Section):
     min_clip_seconds: float = Field(1.0, gt=0)
     silence_dbfs: float = -55.0
     min_face_px: int = Field(24, ge=2)
+    # auto: detect and align faces on the real sources (dlib), not on VoxSynth's drawn faces
+    face_detector: Literal["auto", "none", "dlib-hog"] = "auto"
+    face_padding: float = Field(0.3, ge=0, le=2)  # margin around an aligned face, a fraction of its size
     max_clips_per_speaker: int = Field(0, ge=0)  # 0: all
     voxsynth_dir: str = "data/raw/voxsynth"
     avspeech: AVSpeechParams = AVSpeechParams()

@@ -116,8 +116,11 @@ def write_mp4(
     face_center: tuple[float, float] = (0.5, 0.5),
     face_radius: float = 0.12,
     audio: np.ndarray | None = None,
+    picture: Image.Image | None = None,
 ) -> Path:
     """H.264 video (size = (width, height), even numbers) plus an AAC track.
+
+    With `picture` every frame is that picture (resized to `size`): a still of real faces.
 
     Each frame shows a `face_color` disc of radius `face_radius` (fraction of the
     height) at `face_center`, on a grey background that goes from dark (first frame)
@@ -137,7 +140,8 @@ def write_mp4(
             signal = voice_like(seconds, sr)[0] if audio is None else audio
             audio_stream, planar = _add_audio_stream(container, signal, sr)
         for index in range(n_frames):
-            image = video_frame(index, n_frames, size, face_color, face_center, face_radius)
+            image = (video_frame(index, n_frames, size, face_color, face_center, face_radius) if picture is None
+                     else picture.resize(size))
             frame = av.VideoFrame.from_image(image)
             frame.pts = index
             frame.time_base = Fraction(1, fps)

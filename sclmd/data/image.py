@@ -127,8 +127,10 @@ def face_from_video(
     min_px: int,
     center: tuple[float, float] | None,
     box: float | None,
+    detect: bool = False,
+    padding: float = 0.3,
 ) -> np.ndarray:
-    """`prepare_face` on the video frame nearest `time` seconds into `path`."""
+    """`prepare_face` (or with `detect`, `detected_face`) on the video frame nearest `time` seconds into `path`."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
@@ -139,6 +141,8 @@ def face_from_video(
         frame = _frame_nearest(path, time)
     except (av.FFmpegError, ValueError) as error:
         raise ClipRejected(f"not a readable video (PyAV: {error})", where) from None
+    if detect:
+        return detected_face(frame, size, min_px=min_px, center=center, padding=padding, path_for_errors=where)
     return prepare_face(frame, size, min_px=min_px, center=center, box=box, path_for_errors=where)
 
 
@@ -167,3 +171,45 @@ def _frame_nearest(path: Path, time: float) -> Image.Image:
                 f"frame time {time:g} s is beyond the end of the video{end}", str(path)
             )
         return best.to_image()
+
+
+def detected_face(
+    img: Image.Image | Path,
+    size: int,
+    *,
+    min_px: int,
+    center: tuple[float, float] | None = None,
+    padding: float = 0.3,
+    path_for_errors: str | Path | None = None,
+) -> np.ndarray:
+    """uint8 RGB [size, size, 3]: the face a detector finds in `img`, aligned by its eyes.
+
+    With `center` (x, y in 0-1, AVSpeech's face centre) the detected face nearest it is taken,
+    else the largest.  No face, or one narrower than `min_px`, is a `ClipRejected` with the reason.
+    Detection, landmarks and alignment: `sclmd.data.faces` (dlib).
+    """
+    from sclmd.data.faces import face_finder, largest, nearest
+
+    if isinstance(img, Image.Image):
+        where = None if path_for_errors is None else str(path_for_errors)
+        image = img
+    else:
+        where = str(path_for_errors if path_for_errors is not None else img)
+        image = _open_image(Path(img))
+    image = _to_rgb(ImageOps.exif_transpose(image), where)
+    if max(image.size) > 2048:  # detection cost grows with pixels; a face keeps hundreds of them
+        image = image.copy()
+        image.thumbnail((2048, 2048), Image.Resampling.LANCZOS)
+    rgb = np.asarray(image, dtype=np.uint8)
+    finder = face_finder()
+    faces = finder.detect(rgb)
+    if center is not None:
+        face = nearest(faces, (center[0] * rgb.shape[1], center[1] * rgb.shape[0]))
+    else:
+        face = largest(faces)
+    if face is None:
+        raise ClipRejected("no face found by the face detector", where)
+    width = face.box[2] - face.box[0]
+    if width < min_px:
+        raise ClipRejected(f"detected face too small: {width} px, need at least {min_px} px", where)
+    return finder.aligned(rgb, face, size, padding)

@@ -13,7 +13,7 @@ import numpy as np
 
 from sclmd.config import DataParams, PrepareParams
 from sclmd.data.audio import prepare_audio
-from sclmd.data.image import face_from_video, prepare_face
+from sclmd.data.image import detected_face, face_from_video, prepare_face
 from sclmd.data.records import RawClip
 from sclmd.data.store import shard_names
 from sclmd.errors import ClipRejected
@@ -34,23 +34,24 @@ class ShardResult:
     rejects: list[dict]
 
 
+def detects_faces(prep: PrepareParams) -> bool:
+    """`prepare.face_detector`: auto detects on the real sources (photos and video frames) and not on
+    VoxSynth (drawn faces, already centred; a photo detector does not see them as faces)."""
+    if prep.face_detector == "auto":
+        return prep.source != "voxsynth"
+    return prep.face_detector != "none"
+
+
 def _load_face(clip: RawClip, face_path: Path, data: DataParams, prep: PrepareParams) -> np.ndarray:
+    detect = detects_faces(prep)
+    box = prep.avspeech.face_box if clip.face_center else None
     if face_path.suffix.lower() in VIDEO_SUFFIXES:
-        return face_from_video(
-            face_path,
-            clip.face_time or 0.0,
-            data.image_size,
-            min_px=prep.min_face_px,
-            center=clip.face_center,
-            box=prep.avspeech.face_box if clip.face_center else None,
-        )
-    return prepare_face(
-        face_path,
-        data.image_size,
-        min_px=prep.min_face_px,
-        center=clip.face_center,
-        box=prep.avspeech.face_box if clip.face_center else None,
-    )
+        return face_from_video(face_path, clip.face_time or 0.0, data.image_size, min_px=prep.min_face_px,
+                               center=clip.face_center, box=box, detect=detect, padding=prep.face_padding)
+    if detect:
+        return detected_face(face_path, data.image_size, min_px=prep.min_face_px, center=clip.face_center,
+                             padding=prep.face_padding)
+    return prepare_face(face_path, data.image_size, min_px=prep.min_face_px, center=clip.face_center, box=box)
 
 
 def pack_shard(job: ShardJob, out_dir: Path, data: DataParams, prep: PrepareParams) -> ShardResult:

@@ -28,8 +28,9 @@ from sclmd.io import atomic_dir, write_json
 
 OUT_DIR = Path("data/prepared")
 METRICS = Path("reports/prepare/metrics.json")
+CONTACT_SHEET = Path("reports/prepare/faces.png")  # the first prepared faces, to look at before training
 PARAM_SECTIONS = ("data", "prepare")
-ARTIFACTS = (METRICS, OUT_DIR / "rejects.csv", OUT_DIR / "info.json")
+ARTIFACTS = (METRICS, CONTACT_SHEET, OUT_DIR / "rejects.csv", OUT_DIR / "info.json")
 
 
 def plan_shards(clips: list[RawClip], split_of: dict[str, str], shard_size: int) -> list[ShardJob]:
@@ -88,6 +89,31 @@ def _progress(futures):
             future.wait()
             bar.update(1)
             yield future
+
+
+def write_contact_sheet(prepared: Path, path: Path, count: int = 64, columns: int = 8) -> Path:
+    """The first `count` prepared faces (manifest order) as one PNG grid: what training will see."""
+    import numpy as np
+    from PIL import Image
+
+    from sclmd.io import atomic_file
+
+    manifest = pd.read_parquet(prepared / MANIFEST, columns=["face_file", "face_index"]).head(count)
+    shards: dict[str, np.ndarray] = {}
+    faces = []
+    for row in manifest.itertuples():
+        if row.face_file not in shards:
+            shards[row.face_file] = np.load(prepared / row.face_file, mmap_mode="r")
+        faces.append(np.asarray(shards[row.face_file][row.face_index]))
+    size = faces[0].shape[0]
+    rows = -(-len(faces) // columns)
+    sheet = Image.new("RGB", (columns * (size + 2) + 2, rows * (size + 2) + 2), (255, 255, 255))
+    for i, face in enumerate(faces):
+        sheet.paste(Image.fromarray(face), (2 + (i % columns) * (size + 2), 2 + (i // columns) * (size + 2)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        sheet.save(tmp, format="PNG")
+    return path
 
 
 def run(params: Params, root: Path) -> dict:
@@ -160,6 +186,7 @@ def run(params: Params, root: Path) -> dict:
     }
     if len(rejects) < rejected:  # rejects.csv holds the first of each kind of reason
         metrics["rejects_listed"] = len(rejects)
+    write_contact_sheet(out, root / CONTACT_SHEET)
     write_json(root / METRICS, metrics)  # no timings: identical params give an identical file
     metrics["seconds"] = round(time.perf_counter() - started, 2)  # for MLflow
     logging.getLogger(__name__).info("prepared %d clips (%d rejected)", len(rows), rejected)
