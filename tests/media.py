@@ -314,3 +314,44 @@ def make_voxsynth_tree(
     root.mkdir(parents=True, exist_ok=True)
     (root / "speakers.csv").write_text("".join(lines))
     return root
+
+
+def real_photos() -> dict[str, Path]:
+    """Real photos of faces that ship inside installed packages (nothing is downloaded):
+    scikit-image's astronaut (Eileen Collins, NASA) and matplotlib's Grace Hopper (US Navy),
+    both public domain; and scikit-image's coffee cup (no face)."""
+    import matplotlib
+    import skimage
+
+    data = Path(skimage.__file__).parent / "data"
+    return {"Collins": data / "astronaut.png", "Hopper": Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg",
+            "coffee": data / "coffee.png"}
+
+
+def make_real_photo_voxceleb1_tree(root: Path, n_speakers: int, faces_per_speaker: int = 2,
+                                   utterances_per_speaker: int = 2) -> VoxCelebParams:
+    """A VoxCeleb1-format tree whose face images are real photos, framed differently per image
+    (offsets, flips, backgrounds).  There are only two real people, so "speakers" alternate
+    between Collins and Hopper; the gender column alternates f, m as fixture metadata (both are
+    women: labels here are not facts, the tree exists to run the pipeline on real photos)."""
+    root = Path(root)
+    photos = real_photos()
+    rng = np.random.default_rng(0)
+    meta = ["VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet"]
+    for k in range(n_speakers):
+        vox_id, person = f"id{10001 + k}", ("Collins", "Hopper")[k % 2]
+        name = f"{person}_{k:02d}"
+        meta.append(f"{vox_id}\t{name}\t{'fm'[k % 2]}\tUSA\tdev")
+        for u in range(utterances_per_speaker):
+            write_wav(root / "wav" / vox_id / f"yt{k:02d}" / f"{u + 1:05d}.wav",
+                      voice_like(1.5, 16000, f0=110 + 15 * k), 16000)
+        base = Image.open(photos[person]).convert("RGB").resize((400, 460))
+        folder = root / "faces" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(faces_per_speaker):
+            canvas = Image.new("RGB", (560, 600), tuple(int(c) for c in rng.integers(20, 230, 3)))
+            picture = base.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if (k + i) % 2 else base
+            canvas.paste(picture, (int(rng.integers(0, 160)), int(rng.integers(0, 140))))
+            canvas.save(folder / f"{i + 1:04d}_01.jpg", quality=90)
+    (root / "vox1_meta.csv").write_text("\n".join(meta) + "\n")
+    return VoxCelebParams(meta=str(root / "vox1_meta.csv"), audio_dir=str(root / "wav"), faces_dir=str(root / "faces"))

@@ -124,6 +124,10 @@ class Judges(nn.Module):
         directory = Path(directory)
         try:
             meta = json.loads((directory / CONFIG).read_text())
+            if meta.get("kind") == "pretrained":  # the real-photo judges (`judges.kind`): no weights of ours
+                from sclmd.evaluate.pretrained_judges import AlignedFaceJudges
+
+                return AlignedFaceJudges(meta["padding"])
             judges = cls(JudgeConfig(**meta["config"]), meta.get("source", str(directory)))
             for task in TASKS:
                 judges.net(task).load_state_dict(load_file(str(directory / f"{task}.safetensors")))

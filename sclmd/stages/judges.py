@@ -1,9 +1,11 @@
 """Stage `judges`: the networks that judge generated faces (gender, age, identity).
 
-Reads params sections `data` and `judges` and the prepared data.  Trains the three
-judges on the real faces of the training split only (never generated images, never
-val or test speakers), or, with `judges.pretrained` set, takes judges trained elsewhere
-from that folder.  Writes `models/judges/` and `reports/judges/metrics.json`: the
+Reads params sections `data` and `judges` and the prepared data.  `judges.kind`:
+`trained` trains the three judges on the real faces of the training split only (never
+generated images, never val or test speakers), or, with `judges.pretrained` set, takes
+judges trained elsewhere from that folder; `pretrained` uses real face-photo models
+shipped in wheels (`sclmd.evaluate.pretrained_judges`); `auto` picks pretrained for the
+real sources and trained for VoxSynth (from data/prepared/info.json).  Writes `models/judges/` and `reports/judges/metrics.json`: the
 judges' own accuracy on the real test faces, the ceiling of every evaluation metric.
 It depends on the data alone, so DVC keeps it when only the models change.
 """
@@ -40,6 +42,26 @@ def real_accuracy(judges, dataset) -> dict:
             **speaker_retrieval(verdicts.features, speakers, verdicts.features, speakers, leave_one_out=True)}
 
 
+def judges_kind(cfg, prepared: Path) -> str:
+    """`judges.kind`, with auto resolved by the prepared data's source (data/prepared/info.json)."""
+    if cfg.kind != "auto":
+        return cfg.kind
+    import json
+
+    source = json.loads((prepared / "info.json").read_text()).get("source", "voxsynth")
+    return "trained" if source == "voxsynth" else "pretrained"
+
+
+def pretrained_judges(prepared: Path):
+    """The real-photo judges for the crops in `prepared` (their padding from its info.json)."""
+    import json
+
+    from sclmd.evaluate.pretrained_judges import AlignedFaceJudges
+
+    info = json.loads((prepared / "info.json").read_text())
+    return AlignedFaceJudges(info.get("params", {}).get("prepare", {}).get("face_padding", 0.3))
+
+
 def run(params: Params, root: Path) -> dict:
     import mlflow
 
@@ -50,7 +72,17 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.judges
     plots = root / PLOTS
     plots.mkdir(parents=True, exist_ok=True)
-    if cfg.pretrained:
+    kind = judges_kind(cfg, root / PREPARED)
+    if kind == "pretrained":
+        import json
+
+        from sclmd.evaluate.judges import CONFIG
+
+        judges = pretrained_judges(root / PREPARED)
+        with atomic_dir(root / JUDGES_DIR) as tmp:
+            (tmp / CONFIG).write_text(json.dumps(judges.to_config(), indent=2) + "\n")
+        trained = False
+    elif cfg.pretrained:
         source = Path(cfg.pretrained).expanduser()
         source = source if source.is_absolute() else root / source
         judges = Judges.from_pretrained(source)  # a clear error when the folder is not judges
@@ -80,5 +112,7 @@ def run(params: Params, root: Path) -> dict:
     metrics = {"source": judges.source, "trained_here": trained,
                "test": real_accuracy(judges, PackedClips(root / PREPARED, "test")),
                "val": real_accuracy(judges, PackedClips(root / PREPARED, "val"))}
+    if kind == "pretrained":
+        metrics["kind"] = "pretrained"
     write_json(root / METRICS, metrics)
     return metrics
