@@ -371,3 +371,25 @@ def test_judges_stage_takes_pretrained_judges_and_names_them(evaluated_project, 
     broken = make_project(tmp_path / "broken", {"judges": {"pretrained": str(tmp_path / "nowhere")}})
     with pytest.raises(SclmdError, match="nowhere: no judges"):
         judges_stage.run(load_params(broken / "params.yaml"), broken)
+
+
+def test_judge_cli_with_a_runs_trained_judges_reads_a_drawn_face(evaluated_project, tmp_path):
+    """`sclmd judge --judges models/judges`: the whole picture judged as a face, as generated faces are."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from sclmd.data.store import PackedClips
+
+    face = PackedClips(evaluated_project / "data/prepared", "test").__getitems__([0]).face[0].numpy()
+    Image.fromarray(np.asarray(face)).save(tmp_path / "drawn.png")
+    out = tmp_path / "verdicts.json"
+    run = subprocess.run([sys.executable, "-m", "sclmd", "judge", str(tmp_path / "drawn.png"), "--judges",
+                          str(evaluated_project / "models/judges"), "--json", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    verdict = json.loads(out.read_text())["images"][0]["faces"][0]
+    assert verdict["gender"] in ("female", "male") and 0 <= verdict["age"] <= 120
+    assert "drawn.png: " in run.stdout
