@@ -7,6 +7,7 @@ real photos that ship inside installed packages (nothing is downloaded):
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -35,11 +36,16 @@ def photo(path: Path) -> Image.Image:
     return Image.open(path).convert("RGB")
 
 
-def identity(face: np.ndarray) -> np.ndarray:
-    """dlib's identity feature of an aligned crop (upscaled: the detector wants ~80 px faces)."""
+@lru_cache(maxsize=1)
+def pretrained_judges():
     from sclmd.evaluate.pretrained_judges import PretrainedJudges
 
-    judges = PretrainedJudges()
+    return PretrainedJudges()
+
+
+def identity(face: np.ndarray) -> np.ndarray:
+    """dlib's identity feature of an aligned crop (upscaled: the detector wants ~80 px faces)."""
+    judges = pretrained_judges()
     big = np.asarray(Image.fromarray(face).resize((256, 256), Image.Resampling.BICUBIC))
     faces = judges.finder.detect(big)
     assert faces, "no face found again in the aligned crop"
@@ -76,7 +82,7 @@ def test_voxceleb_photos_detected_aligned_and_no_face_counted(tmp_path):
     Image.open(COFFEE).convert("RGB").save(raw / "faces" / "Collins" / "0003_01.jpg")  # no face in it
     (raw / "vox1_meta.csv").write_text("\n".join(meta) + "\n")
     root = make_project(tmp_path / "project", {"prepare": {
-        "source": "voxceleb1", "split": {"train": 0.5, "val": 0.25, "test": 0.25},
+        "source": "voxceleb1", "workers": 1, "split": {"train": 0.5, "val": 0.25, "test": 0.25},
         "voxceleb1": {"meta": str(raw / "vox1_meta.csv"), "audio_dir": str(raw / "wav"),
                       "faces_dir": str(raw / "faces")}}})
     metrics = prepare.run(load_params(root / "params.yaml"), root)
@@ -119,7 +125,7 @@ def test_avspeech_frame_takes_the_face_nearest_the_given_centre(tmp_path):
         write_mp4(clips / f"{ytid}_0.000000_2.000000.mp4", 2.0, 5, (960, 540), 16000, picture=scene)
     (tmp_path / "avspeech.csv").write_text("".join(rows))
     root = make_project(tmp_path / "project", {"prepare": {
-        "source": "avspeech", "split": {"train": 0.34, "val": 0.33, "test": 0.33}, "min_clip_seconds": 1.0,
+        "source": "avspeech", "workers": 1, "split": {"train": 0.34, "val": 0.33, "test": 0.33}, "min_clip_seconds": 1.0,
         "avspeech": {"csv": str(tmp_path / "avspeech.csv"), "videos_dir": str(clips)}}})
     assert prepare.run(load_params(root / "params.yaml"), root)["clips"] == 3
     prepared = root / "data/prepared"

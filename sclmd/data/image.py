@@ -69,6 +69,13 @@ def load_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
     return np.array(image, dtype=np.uint8)
 
 
+def _opened(img: Image.Image | Path, path_for_errors: str | Path | None) -> tuple[Image.Image, str | None]:
+    """(the image, the name errors give): a decoded picture as is, a path opened and checked."""
+    if isinstance(img, Image.Image):
+        return img, None if path_for_errors is None else str(path_for_errors)
+    return _open_image(Path(img)), str(path_for_errors if path_for_errors is not None else img)
+
+
 def _crop_box(
     width: int, height: int, center: tuple[float, float] | None, box: float | None
 ) -> tuple[float, float, float, float]:
@@ -96,12 +103,7 @@ def prepare_face(
     without `box` it is as large as the image allows.  The square is moved (never
     shrunk) to stay inside the image.
     """
-    if isinstance(img, Image.Image):
-        where = None if path_for_errors is None else str(path_for_errors)
-        image = img
-    else:
-        where = str(path_for_errors if path_for_errors is not None else img)
-        image = _open_image(Path(img))
+    image, where = _opened(img, path_for_errors)
     width, height = image.size
     if width < min_px or height < min_px:
         raise ClipRejected(
@@ -190,12 +192,7 @@ def detected_face(
     """
     from sclmd.data.faces import face_finder, largest, nearest
 
-    if isinstance(img, Image.Image):
-        where = None if path_for_errors is None else str(path_for_errors)
-        image = img
-    else:
-        where = str(path_for_errors if path_for_errors is not None else img)
-        image = _open_image(Path(img))
+    image, where = _opened(img, path_for_errors)
     image = _to_rgb(ImageOps.exif_transpose(image), where)
     if max(image.size) > 2048:  # detection cost grows with pixels; a face keeps hundreds of them
         image = image.copy()

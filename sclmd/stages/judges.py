@@ -46,9 +46,17 @@ def judges_kind(cfg, prepared: Path) -> str:
     """`judges.kind`, with auto resolved by the prepared data's source (data/prepared/info.json)."""
     if cfg.kind != "auto":
         return cfg.kind
+    if cfg.pretrained:  # judges trained elsewhere, named by folder
+        return "trained"
     import json
 
-    source = json.loads((prepared / "info.json").read_text()).get("source", "voxsynth")
+    from sclmd.errors import SclmdError
+
+    try:
+        source = json.loads((prepared / "info.json").read_text()).get("source", "voxsynth")
+    except (OSError, ValueError) as e:
+        raise SclmdError(f"{prepared / 'info.json'}: cannot tell the data's source for judges.kind auto ({e}). "
+                         "Run `sclmd stage prepare`, or set judges.kind to trained or pretrained.") from None
     return "trained" if source == "voxsynth" else "pretrained"
 
 
