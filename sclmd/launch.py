@@ -93,7 +93,7 @@ def launch_stage(name: str, processes: int) -> None:
     """Run `sclmd stage NAME` in `processes` processes and wait; the processes' output is ours."""
     import torch
 
-    cpu = os.environ.get("SCLMD_DEVICE", "auto").strip().lower() == "cpu" or not torch.cuda.is_available()
+    cpu = not torch.cuda.is_available()  # SCLMD_DEVICE=cpu has hidden the GPUs already (apply_device_choice)
     if not cpu and processes > torch.cuda.device_count():
         raise SclmdError(f"{name}: {processes} processes asked for ({PROCESSES_ENV} or launch.processes) but this host "
                          f"has {torch.cuda.device_count()} visible GPU(s). Ask for at most that many, or make more "

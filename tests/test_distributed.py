@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,18 +25,13 @@ import pytest
 import torch
 
 from sclmd.errors import SclmdError
+from sclmd.launch import free_port
 from sclmd.train.distributed import mean_over_processes, process_share, weights_digest
 from tests.conftest import make_project
 
 pytestmark = pytest.mark.slow
 
 BATCH, DIM = 8, 6
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def encoders_and_batch():

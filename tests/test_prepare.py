@@ -86,9 +86,9 @@ def test_prepare_on_a_separate_dask_scheduler_and_workers_matches_a_local_run(ti
 
     from distributed import Client
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from sclmd.launch import free_port
+
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = os.path.join(os.path.dirname(sys.executable), "dask")
     root = make_project(tmp_path / "project", {"prepare": {"dask_address": address}})

@@ -80,7 +80,8 @@ class FaceFinder:
         self.detector = dlib.get_frontal_face_detector()
         self.landmarks = dlib.shape_predictor(model_file(LANDMARKS_5))
 
-    def _shape(self, rgb: np.ndarray, box: tuple[int, int, int, int]):
+    def shape_of(self, rgb: np.ndarray, box: tuple[int, int, int, int]):
+        """dlib's 5-landmark shape of the face in `box` (left, top, right, bottom)."""
         return self.landmarks(rgb, self.dlib.rectangle(*box))
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -90,7 +91,7 @@ class FaceFinder:
         faces = []
         for rect, score in zip(rects, scores):
             box = (rect.left(), rect.top(), rect.right(), rect.bottom())
-            shape = self._shape(rgb, box)
+            shape = self.shape_of(rgb, box)
             points = tuple((shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts))
             faces.append(Face(box, float(score), points))
         return sorted(faces, key=lambda f: -f.score)
@@ -99,7 +100,7 @@ class FaceFinder:
         """[size, size, 3] uint8 crop: eyes level and at fixed places, `padding` of margin
         (a fraction of the face's size) on each side."""
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        return np.asarray(self.dlib.get_face_chip(rgb, self._shape(rgb, face.box), size=size, padding=padding))
+        return np.asarray(self.dlib.get_face_chip(rgb, self.shape_of(rgb, face.box), size=size, padding=padding))
 
 
 def nearest(faces: list[Face], point: tuple[float, float]) -> Face | None:

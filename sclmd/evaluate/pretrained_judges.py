@@ -47,7 +47,7 @@ class PretrainedJudges:
 
     def identity(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        vector = np.asarray(self.recognition.compute_face_descriptor(rgb, self.finder._shape(rgb, face.box)))
+        vector = np.asarray(self.recognition.compute_face_descriptor(rgb, self.finder.shape_of(rgb, face.box)))
         return vector / max(np.linalg.norm(vector), 1e-12)
 
     def judge(self, rgb: np.ndarray, faces: list[Face] | None = None, identity: bool = False) -> list[FaceVerdict]:

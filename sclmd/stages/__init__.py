@@ -106,13 +106,15 @@ def run_stage(name: str, root: Path) -> dict | None:
     apply_device_choice()
     module = stage_module(name)
     params = load_params(root / "params.yaml")
-    if launched():
+    inside_launcher = launched()
+    if inside_launcher:
         die_with_parent()  # a launched process never outlives its launcher
     if hasattr(module, "follow"):
-        if not launched() and requested_processes(params.launch.processes) > 1:
-            launch_stage(name, requested_processes(params.launch.processes))
+        processes = requested_processes(params.launch.processes)
+        if not inside_launcher and processes > 1:
+            launch_stage(name, processes)
             return None
-        if launched() and process_rank() != 0:
+        if inside_launcher and process_rank() != 0:
             module.follow(params, root)
             return None
     sections = {s: section_dict(params, s) for s in module.PARAM_SECTIONS}

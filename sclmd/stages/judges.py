@@ -48,25 +48,17 @@ def judges_kind(cfg, prepared: Path) -> str:
         return cfg.kind
     if cfg.pretrained:  # judges trained elsewhere, named by folder
         return "trained"
-    import json
+    from sclmd.data.store import read_info
 
-    from sclmd.errors import SclmdError
-
-    try:
-        source = json.loads((prepared / "info.json").read_text()).get("source", "voxsynth")
-    except (OSError, ValueError) as e:
-        raise SclmdError(f"{prepared / 'info.json'}: cannot tell the data's source for judges.kind auto ({e}). "
-                         "Run `sclmd stage prepare`, or set judges.kind to trained or pretrained.") from None
-    return "trained" if source == "voxsynth" else "pretrained"
+    return "trained" if read_info(prepared).get("source", "voxsynth") == "voxsynth" else "pretrained"
 
 
 def pretrained_judges(prepared: Path):
     """The real-photo judges for the crops in `prepared` (their padding from its info.json)."""
-    import json
-
+    from sclmd.data.store import read_info
     from sclmd.evaluate.pretrained_judges import AlignedFaceJudges
 
-    info = json.loads((prepared / "info.json").read_text())
+    info = read_info(prepared)
     return AlignedFaceJudges(info.get("params", {}).get("prepare", {}).get("face_padding", 0.3))
 
 

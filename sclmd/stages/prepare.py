@@ -92,20 +92,15 @@ def _progress(futures):
 
 
 def write_contact_sheet(prepared: Path, path: Path, count: int = 64, columns: int = 8) -> Path:
-    """The first `count` prepared faces (manifest order) as one PNG grid: what training will see."""
-    import numpy as np
+    """The first `count` prepared faces of the training split as one PNG grid: what training will see."""
     from PIL import Image
 
+    from sclmd.data.store import PackedClips
     from sclmd.io import atomic_file
 
-    manifest = pd.read_parquet(prepared / MANIFEST, columns=["face_file", "face_index"]).head(count)
-    shards: dict[str, np.ndarray] = {}
-    faces = []
-    for row in manifest.itertuples():
-        if row.face_file not in shards:
-            shards[row.face_file] = np.load(prepared / row.face_file, mmap_mode="r")
-        faces.append(np.asarray(shards[row.face_file][row.face_index]))
-    size = faces[0].shape[0]
+    train = PackedClips(prepared, "train")
+    faces = train.faces(range(min(count, len(train)))).numpy()
+    size = faces.shape[1]
     rows = -(-len(faces) // columns)
     sheet = Image.new("RGB", (columns * (size + 2) + 2, rows * (size + 2) + 2), (255, 255, 255))
     for i, face in enumerate(faces):

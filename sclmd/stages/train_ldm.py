@@ -197,6 +197,7 @@ def run(params: Params, root: Path) -> dict:
     from sclmd.data.store import PackedClips
     from sclmd.evaluate.plots import plot_face_grid, plot_loss_curves, plot_sweep
     from sclmd.models.pipeline import SamplingDefaults, SpeechToFacePipeline
+    from sclmd.train.distributed import describe_agreement
     from sclmd.train.ldm import encode_split, make_train_scheduler, train_ldm
 
     cfg = params.ldm
@@ -239,7 +240,7 @@ def run(params: Params, root: Path) -> dict:
     store = checkpoint_store(params, root)
     result = train_ldm(cfg, config, train, prior.mean, store, log=log, sample=sample)
     if result.processes > 1:
-        print(f"train_ldm: {result.processes} processes, all ending with weights sha256 {result.weights_sha256[:16]}")
+        print(f"train_ldm: {describe_agreement(result.processes, result.weights_sha256)}")
     val_loss = validation_loss(result.state.ema, val, config, prior.mean, cfg)
     fixed = [] if cfg.guidance == "auto" else [float(cfg.guidance)]
     check = guidance_check(pipeline_of(result.state.ema), train, train_set.rows, val, val_set.rows,

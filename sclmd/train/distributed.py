@@ -3,7 +3,7 @@
 One Accelerator set-up for every loop (`make_accelerator`), the share of a global batch a
 process reads (`process_share`), metrics averaged over processes before they are logged
 (`mean_over_processes`), and the end-of-training check that every process holds the same
-weights (`agree_on_weights`).  Launching is `sclmd.stages.launch`'s job.
+weights (`agree_on_weights`).  Launching is `sclmd.launch`'s job.
 
 BatchNorm: on CUDA the models' BatchNorm layers become SyncBatchNorm, so a process normalises
 with the statistics of the whole global batch, as one process would.  PyTorch has no
@@ -78,6 +78,11 @@ def mean_over_processes(values: Mapping[str, torch.Tensor | float], device: torc
         dist.all_reduce(local)
         local /= dist.get_world_size()
     return dict(zip(keys, local.cpu().tolist()))
+
+
+def describe_agreement(processes: int, digest: str) -> str:
+    """What a stage prints about a several-process run's weights ("" for one process)."""
+    return f"{processes} processes, all ending with weights sha256 {digest[:16]}" if processes > 1 else ""
 
 
 def weights_digest(module: nn.Module) -> str:

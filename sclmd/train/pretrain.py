@@ -52,6 +52,7 @@ from sclmd.train.checkpoints import CheckpointStore
 from sclmd.train.distributed import (
     agree_on_weights,
     check_divisible,
+    describe_agreement,
     make_accelerator,
     mean_over_processes,
     process_share,
@@ -413,7 +414,7 @@ def train(
 
 
 def describe_speed(result: TrainResult) -> str:
-    processes = (f"; {result.processes} processes, all ending with weights sha256 {result.weights_sha256[:16]}"
-                 if result.processes > 1 else "")
+    agreement = describe_agreement(result.processes, result.weights_sha256)
+    processes = f"; {agreement}" if agreement else ""
     return (f"{result.steps_per_s:.2f} steps/s, {result.samples_per_s:.1f} samples/s, "
             f"{100 * result.data_wait_share:.1f}% waiting for data{processes}")
