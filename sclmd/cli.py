@@ -112,6 +112,9 @@ def generate(
     guidance: Annotated[Optional[float], typer.Option(help="classifier-free guidance scale; 1 = off")] = None,
     prior_weight: Annotated[Optional[float], typer.Option(help="lambda of prior normalisation")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    method: Annotated[str, typer.Option(
+        help="scldm, or a baseline: speech2face | ar_spm | wav2pix | wen (from --baselines)")] = "scldm",
+    baselines: Annotated[Path, typer.Option(help="the baselines folder (`sclmd stage baselines`)")] = Path("models/baselines"),
 ) -> None:
     """Draw a face for each voice: AUDIO... -> OUT/<name>.png.
 
@@ -129,7 +132,8 @@ def generate(
 
                 checkpoint = download_pipeline(model, project_root(), Path(tmp))
             outcomes = generate_files(audio, out, checkpoint, samples=samples, seed=seed, steps=steps,
-                                      sampler=sampler, guidance=guidance, prior_weight=prior_weight, device=device)
+                                      sampler=sampler, guidance=guidance, prior_weight=prior_weight, device=device,
+                                      method=method, baselines=baselines)
     except SclmdError as e:
         _fail(e)
     failed = [o for o in outcomes if o.error]

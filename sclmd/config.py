@@ -264,8 +264,31 @@ class ARSPMLossWeights(Section):
     cos: float = Field(1.0, ge=0)
 
 
+class Wav2PixParams(Section):
+    """Wav2Pix (Duarte et al. 2019): raw-waveform encoder + conditional GAN, trained end to end."""
+
+    steps: int = Field(300, ge=1)  # original: 201 epochs
+    batch_size: int = Field(32, ge=2)  # original: 64
+    lr_generator: float = Field(4e-4, gt=0)  # original: 1e-4 (G) and 4e-4 (D) over 201 epochs
+    lr_discriminator: float = Field(4e-4, gt=0)
+    audio_seconds: float = Field(1.0, gt=0)  # the encoder's window (original: 1 s clips; evaluation: the centre second)
+    feature_matching: float = Field(100.0, ge=0)  # the generator's loss weights (original's)
+    l1: float = Field(50.0, ge=0)
+    identity: float = Field(20.0, ge=0)
+    real_label: float = Field(0.9, gt=0, le=1)  # one-sided label smoothing
+
+
+class WenParams(Section):
+    """Wen et al. (NeurIPS 2019): speaker-ID voice embedder, then G against a face critic + identity classifier."""
+
+    embed_steps: int = Field(300, ge=1)  # the voice embedder's speaker-identification training
+    steps: int = Field(300, ge=1)  # original: 50,000 iterations
+    batch_size: int = Field(32, ge=2)  # original: 128
+    lr: float = Field(2e-4, gt=0)  # original (Adam, betas 0.5, 0.999)
+
+
 class BaselinesParams(Section):
-    """Speech2Face-style regression and AR-SPM, on the same frozen encoders and decoder."""
+    """Speech2Face-style regression and AR-SPM on the frozen encoders and decoder; Wav2Pix and Wen et al. in pixels."""
 
     seed: int = Field(0, ge=0)
     hidden: int = Field(512, ge=8)
@@ -274,6 +297,15 @@ class BaselinesParams(Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     ar_spm_loss: ARSPMLossWeights = ARSPMLossWeights()  # AR-SPM's tri-item loss weights
+    gan_size: Literal["small", "paper"] = "small"  # the GANs' widths: small (CPU budget) | paper (published)
+    wav2pix: Wav2PixParams = Wav2PixParams()
+    wen: WenParams = WenParams()
+    gan_ema_decay: float = Field(0.0, ge=0, lt=1)  # EMA of the GANs' generators (the originals keep none; 0: off)
+    collapse_ratio: float = Field(0.1, ge=0)  # val faces spreading less than this x the real ones': "collapsed"
+    checkpoint_every: int = Field(100, ge=0)  # GAN steps between checkpoints (0: none)
+    keep_checkpoints: int = Field(2, ge=1)
+    resume: bool = True
+    log_every: int = Field(25, ge=1)
 
 
 class EvaluateParams(Section):

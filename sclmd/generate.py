@@ -20,6 +20,8 @@ from sclmd.errors import ClipRejected, SclmdError
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mp4", ".m4v", ".webm", ".mkv",
                   ".mov", ".avi", ".aiff", ".aif", ".au", ".wma"}
 DEFAULT_CHECKPOINT = Path("models/ldm")
+DEFAULT_BASELINES = Path("models/baselines")
+METHODS = ("scldm", "speech2face", "ar_spm", "wav2pix", "wen")
 # Quieter than this is not speech: the same floor the embedded default's `prepare` uses.
 SILENCE_DBFS = -55.0
 MIN_SECONDS = 0.5
@@ -68,7 +70,10 @@ def load_wave(path: Path, sample_rate: int, clip_seconds: float) -> np.ndarray:
 def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, samples: int = 1,
                    seed: int = 0, steps: int | None = None, sampler: str | None = None,
                    guidance: float | None = None, prior_weight: float | None = None, device: str = "auto",
-                   progress: bool = True) -> list[Outcome]:
+                   progress: bool = True, method: str = "scldm", baselines: Path = DEFAULT_BASELINES) -> list[Outcome]:
+    """Faces for `inputs` by `method`: SCLDM (the pipeline at `checkpoint`), or one of the baselines in
+    `baselines` (which draw one deterministic face per voice; the regressions draw through the
+    pipeline's decoder, the GANs from the waveform)."""
     import torch
     from tqdm import tqdm
 
@@ -77,8 +82,12 @@ def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT
     from sclmd.models.ldm import SAMPLERS
     from sclmd.models.pipeline import SpeechToFacePipeline
 
+    if method not in METHODS:
+        raise SclmdError(f"--method '{method}' is not one of: {', '.join(METHODS)}")
     if samples < 1:
         raise SclmdError(f"--samples must be 1 or more, got {samples}")
+    if method != "scldm" and samples != 1:
+        raise SclmdError(f"--method {method} draws one face per voice (it has no noise input): use --samples 1")
     if steps is not None and steps < 1:
         raise SclmdError(f"--steps must be 1 or more, got {steps}")
     if sampler is not None and sampler not in SAMPLERS:
@@ -89,6 +98,14 @@ def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT
         raise SclmdError(f"--device {device}: CUDA is not available here. Use --device cpu (or auto).")
     files = collect_inputs(inputs)
     pipeline = SpeechToFacePipeline.from_pretrained(checkpoint).to(device)
+    baseline = None
+    if method != "scldm":
+        from sclmd.models.baselines import load_baselines
+
+        found = load_baselines(baselines)
+        if method not in found:
+            raise SclmdError(f"{baselines}: no {method} baseline (written before it existed). Run `sclmd stage baselines`.")
+        baseline = found[method].to(device)
     rate, seconds = int(pipeline.data["sample_rate"]), float(pipeline.data["clip_seconds"])
     out_dir = Path(out_dir)
     outcomes: list[Outcome] = []
@@ -99,8 +116,14 @@ def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT
             outcomes.append(Outcome(source, [], e.reason))
             continue
         emb = pipeline.speech_embedding(wave)
-        faces = pipeline(emb, seed=seed, samples=samples, steps=steps, sampler=sampler, guidance=guidance,
-                         prior_weight=prior_weight)
+        if baseline is None:
+            faces = pipeline(emb, seed=seed, samples=samples, steps=steps, sampler=sampler, guidance=guidance,
+                             prior_weight=prior_weight)
+        else:
+            from sclmd.models.baselines import draw_baseline
+
+            with torch.no_grad():
+                faces = draw_baseline(baseline, pipeline.encoders.face_decoder, emb, wave.to(device)).cpu()
         target = out_dir / stem
         if samples == 1:
             paths = [target.with_name(target.name + ".png")]

@@ -28,7 +28,8 @@ TINY = {
     "ldm": {"batch_size": 4, "max_steps": 4, "checkpoint_every": 2, "sample_every": 2, "log_every": 1,
             "sample_speakers": 2, "samples_per_speaker": 2, "sample_steps": 3, "warmup_steps": 1},
     "judges": {"epochs": 1, "width": 4, "feature_dim": 8, "batch_size": 8},
-    "baselines": {"steps": 5, "hidden": 16, "batch_size": 8},
+    "baselines": {"steps": 5, "hidden": 16, "batch_size": 8, "checkpoint_every": 2,
+                  "wav2pix": {"steps": 3, "batch_size": 4}, "wen": {"embed_steps": 2, "steps": 3, "batch_size": 4}},
     "evaluate": {"samples": 2, "grid_clips": 2, "real_voice_samples": 2},
     "user_study": {"n_clips": 3},
 }

@@ -43,10 +43,10 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(ran_pipeline, project):
     assert set(lock["stages"]) == {"synth", "prepare", "validate", "pretrain", "prior", "train_ldm", "judges",
                                    "baselines", "evaluate", "user_study"}
     evaluation = json.loads((project / "reports/eval/metrics.json").read_text())
-    assert set(evaluation["methods"]) == {"scldm", "speech2face", "ar_spm"}
+    assert set(evaluation["methods"]) == {"scldm", "speech2face", "ar_spm", "wav2pix", "wen"}
     # every run reports real speech: the shipped real-speaker voices, every method, and the speech probe
     real = evaluation["real_voices"]
-    assert real["n_voices"] == 9 and set(real["methods"]) == {"scldm", "speech2face", "ar_spm"}
+    assert real["n_voices"] == 9 and set(real["methods"]) == {"scldm", "speech2face", "ar_spm", "wav2pix", "wen"}
     assert real["methods"]["scldm"]["samples_per_voice"] == 2 and real["methods"]["ar_spm"]["samples_per_voice"] == 1
     assert 0 <= real["methods"]["scldm"]["gender_agreement"] <= 1
     assert "real_voice_gender_agreement_at_least_0.9" in evaluation["targets"]

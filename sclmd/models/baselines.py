@@ -25,7 +25,7 @@ from torch import nn
 from sclmd.errors import SclmdError
 from sclmd.io import atomic_dir
 
-METHODS = ("speech2face", "ar_spm")
+METHODS = ("speech2face", "ar_spm")  # the regressions; the GANs are `gan_baselines.GAN_METHODS`
 CONFIG = "baselines.json"
 
 
@@ -103,7 +103,11 @@ def save_baselines(directory: Path, models: dict[str, nn.Module], cfg: BaselineC
 
 
 def load_baselines(directory: Path) -> dict[str, nn.Module]:
+    """Every baseline in the folder: the two regressions, and the two GANs when it holds them
+    (a folder written before they existed has only the regressions)."""
     from safetensors.torch import load_file
+
+    from sclmd.models.gan_baselines import GAN_METHODS, load_gan
 
     directory = Path(directory)
     try:
@@ -117,9 +121,28 @@ def load_baselines(directory: Path) -> dict[str, nn.Module]:
             model = build(name, cfg, prior)
             model.load_state_dict(state)
             models[name] = model.eval()
+        for name in GAN_METHODS:
+            if name in meta.get("gan_configs", {}):
+                models[name] = load_gan(directory, name, meta)
     except FileNotFoundError as e:
         raise SclmdError(f"{directory}: no baselines ({Path(e.filename).name} missing). "
                          "Run `sclmd stage baselines`.") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise SclmdError(f"{directory}: unreadable baselines ({e}). Re-run `sclmd stage baselines`.") from None
     return models
+
+
+def baseline_runs(directory: Path) -> dict[str, dict]:
+    """How each GAN baseline's training went ({method: {"status": ok | collapsed | diverged, "why": ...}})."""
+    try:
+        return json.loads((Path(directory) / CONFIG).read_text()).get("gan_runs", {})
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def draw_baseline(model: nn.Module, decoder: nn.Module, speech_emb: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
+    """A baseline's one face per clip, [B, 3, H, W] in [-1, 1]: a GAN draws from the waveform, a
+    regression's latent is drawn by the shared face decoder."""
+    if getattr(model, "draws_from_waveform", False):
+        return model(waves.float()).clamp(-1, 1)
+    return decoder(model(speech_emb) / model.config.latent_scale).clamp(-1, 1)

@@ -76,6 +76,12 @@ class DSSIM(nn.Module):
             )
         # Not clamped to [0, 1]: clamping would cut the gradient that pulls out-of-range
         # reconstructions back into range.
+        # float32 even under bf16/fp16 autocast: variance = E[x^2] - E[x]^2 cancels catastrophically
+        # in bf16 (8 bits of mantissa) and the SSIM denominator reaches 0 (pretrain's loss became -inf).
+        with torch.autocast(x.device.type, enabled=False):
+            return self._dssim(x.float(), y.float())
+
+    def _dssim(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = (x + 1) / 2
         y = (y + 1) / 2
         channels = x.shape[1]

@@ -44,13 +44,19 @@ PLOTS = REPORT_DIR / "plots"
 FACES = Path("data/evaluated/faces.npz")
 PARAM_SECTIONS = ("data", "evaluate")
 ARTIFACTS = (METRICS, REPORT, PLOTS)
-METHODS = ("scldm", "speech2face", "ar_spm")
-METHOD_NAMES = {"scldm": "SCLDM (ours)", "speech2face": "Speech2Face-style", "ar_spm": "AR-SPM",
+METHODS = ("scldm", "speech2face", "ar_spm", "wav2pix", "wen")
+METHOD_NAMES = {"scldm": "SCLDM (ours)", "speech2face": "Speech2Face-style", "ar_spm": "AR-SPM", "wav2pix": "Wav2Pix",
+                "wen": "Wen et al.",
                 "real": "real faces (judges' ceiling)", "reconstruction": "autoencoder reconstruction (decoder ceiling)"}
-# The paper's AVSpeech numbers (Table 2; Table 4 for the ablations), for reference only: other
-# data, VGG-Face features and Face++ judges.
-PAPER_TABLE_2 = {"speech2face": {"l1": 67.18, "l2": 3.94, "cos": 46.97, "gender_acc": 0.956, "age_acc": 0.652},
+# The paper's numbers (Table 2: AVSpeech; Table 3: VoxCeleb; Table 4: the ablations), for reference
+# only: other data, VGG-Face features and Face++ judges.
+PAPER_TABLE_2 = {"wav2pix": {"l1": 144.72, "l2": 24.32, "cos": 82.51, "gender_acc": 0.674, "age_acc": 0.413},
+                 "speech2face": {"l1": 67.18, "l2": 3.94, "cos": 46.97, "gender_acc": 0.956, "age_acc": 0.652},
                  "scldm": {"l1": 35.01, "l2": 1.48, "cos": 12.81, "gender_acc": 0.988, "age_acc": 0.845}}
+PAPER_TABLE_3 = {"wav2pix": {"l1": 137.58, "l2": 22.19, "cos": 79.36, "gender_acc": 0.745, "age_acc": 0.496},
+                 "speech2face": {"l1": 66.46, "l2": 2.77, "cos": 44.38, "gender_acc": 0.961, "age_acc": 0.694},
+                 "wen": {"l1": 59.82, "l2": 2.41, "cos": 42.54, "gender_acc": 0.974, "age_acc": 0.725},
+                 "scldm": {"l1": 27.10, "l2": 1.09, "cos": 11.54, "gender_acc": 0.994, "age_acc": 0.886}}
 PAPER_TABLE_4 = {"base": {"l1": 56.39, "l2": 3.30, "cos": 29.83, "gender_acc": 0.959, "age_acc": 0.747},
                  "cp": {"l1": 47.61, "l2": 2.69, "cos": 21.79, "gender_acc": 0.972, "age_acc": 0.826},
                  "pn": {"l1": 44.27, "l2": 2.38, "cos": 20.41, "gender_acc": 0.964, "age_acc": 0.803},
@@ -73,6 +79,7 @@ def chosen_rows(n: int, max_clips: int) -> np.ndarray:
 PER_CLIP = ("l1", "l2", "cos", "gender_acc", "age_acc", "age_mae", "retrieval_r1", "retrieval_r5", "diversity",
             "best_of_k_cos")
 DISTANCES = ("cos", "l1", "l2")  # feature distances SCLDM is compared with the baselines on, clip by clip
+HIGHER_IS_BETTER = ("gender_acc",)  # also compared clip by clip (SCLDM - baseline > 0: ahead)
 
 
 def per_clip_metrics(verdicts, true_verdicts, samples_features, rows, real_features, gallery_speakers,
@@ -161,6 +168,8 @@ def comparisons(results: dict[str, MethodResult], bootstrap, ours: str = "scldm"
             row[key] = bootstrap.paired_difference(mine.per_clip[key], other.per_clip[key])
             row[f"best_of_k_{key}"] = bootstrap.paired_difference(mine.per_clip[f"best_of_k_{key}"],
                                                                   other.per_clip[f"best_of_k_{key}"])
+        for key in HIGHER_IS_BETTER:
+            row[key] = bootstrap.paired_difference(mine.per_clip[key], other.per_clip[key])
         frechet = {"diff": mine.metrics["frechet"] - other.metrics["frechet"], "ci": [float("nan"), float("nan")]}
         if mine.frechet_draws is not None and other.frechet_draws is not None:
             frechet["ci"] = bootstrap.bias_corrected(mine.frechet_draws - other.frechet_draws, frechet["diff"])
@@ -212,9 +221,12 @@ def targets(methods: dict, references: dict | None = None, compared: dict | None
     return out
 
 
-def baseline_faces(pipeline, model, speech):
-    """A baseline's one face per speech embedding, drawn by the pipeline's decoder: [B, 3, H, W]."""
-    return pipeline.encoders.face_decoder(model(speech) / model.config.latent_scale).clamp(-1, 1)
+def baseline_faces(pipeline, model, speech, waves):
+    """A baseline's one face per clip, [B, 3, H, W]: a regression's latent drawn by the pipeline's
+    decoder, a GAN's pixels drawn from the waveform."""
+    from sclmd.models.baselines import draw_baseline
+
+    return draw_baseline(model, pipeline.encoders.face_decoder, speech, waves)
 
 
 REAL_VOICE_AGREEMENT = 0.90  # SCLDM's faces follow a real voice's gender in at least this share
@@ -239,8 +251,8 @@ def real_voice_check(pipeline, baselines: dict, judges, root: Path, cfg) -> tupl
     with torch.no_grad():
         speech = pipeline.speech_embedding(voices.waves)
         for name, model in baselines.items():
-            faces[name] = baseline_faces(pipeline, model, speech)[:, None]
-    methods = {name: judge_voices(faces[name], voices, judges, seed=cfg.seed) for name in METHODS}
+            faces[name] = baseline_faces(pipeline, model, speech, voices.waves)[:, None]
+    methods = {name: judge_voices(faces[name], voices, judges, seed=cfg.seed) for name in METHODS if name in faces}
     return {"folder": str(SHIPPED), "n_voices": len(voices.voices), "n_skipped": len(voices.skipped),
             "methods": methods}, faces, voices
 
@@ -275,13 +287,20 @@ def run(params: Params, root: Path) -> dict:
     from sclmd.evaluate.judges import Judges, Verdicts, as_judge_input
     from sclmd.evaluate.plots import plot_face_grid, plot_metric_comparison
     from sclmd.evaluate.report import eval_report
-    from sclmd.models.baselines import load_baselines
+    from sclmd.models.baselines import baseline_runs, load_baselines
     from sclmd.models.pipeline import SpeechToFacePipeline
     from sclmd.train.ldm import encode_split
 
     cfg = params.evaluate
     pipeline = SpeechToFacePipeline.from_pretrained(root / LDM_DIR)
     baselines = load_baselines(root / BASELINES_DIR)
+    missing = [m for m in METHODS[1:] if m not in baselines]
+    if missing:
+        from sclmd.errors import SclmdError
+
+        raise SclmdError(f"{root / BASELINES_DIR}: no {', '.join(missing)} (written before those baselines existed). "
+                         "Run `sclmd stage baselines` (or `dvc repro baselines`).")
+    runs = baseline_runs(root / BASELINES_DIR)
     judges = Judges.from_pretrained(root / JUDGES_DIR)
     test_set = PackedClips(root / PREPARED, "test")
     positions = chosen_rows(len(test_set), cfg.max_clips)
@@ -298,8 +317,9 @@ def run(params: Params, root: Path) -> dict:
     scldm_faces = torch.cat(scldm).view(len(positions), k, *true_faces.shape[1:])
     faces = {"scldm": scldm_faces[:, 0]}
     with torch.no_grad():
+        waves = test_set.audio(positions).float() / 32768.0
         for name, model in baselines.items():
-            faces[name] = baseline_faces(pipeline, model, speech)
+            faces[name] = baseline_faces(pipeline, model, speech, waves)
         reconstruction = pipeline.encoders.face_decoder(latents).clamp(-1, 1)
 
     true_verdicts = judges(true_faces)
@@ -327,6 +347,12 @@ def run(params: Params, root: Path) -> dict:
                                           real_all.features, gallery_speakers, **measure),
     }
     methods = {name: r.metrics for name, r in results.items()}
+    for name, run in runs.items():  # a collapsed or diverged GAN: its row is marked, not passed off as fine
+        methods[name]["training_status"] = run.get("status", "ok")
+        if run.get("status", "ok") != "ok":
+            methods[name]["training_note"] = run.get("why", "")
+            print(f"evaluate: {METHOD_NAMES[name]}'s training {run['status']} ({run.get('why', '')}): its row is "
+                  "marked in the report", flush=True)
     references = {name: r.metrics for name, r in reference_results.items()}
     # Realism by a classifier two-sample test: each method's (SCLDM: first sample) faces against the
     # true faces of the same clips; the real row is real against real (two halves of the speakers).
@@ -387,5 +413,5 @@ def run(params: Params, root: Path) -> dict:
                                 **{m: to_uint8(faces[m]) for m in METHODS})
     write_json(root / METRICS, metrics)
     with atomic_file(root / REPORT) as tmp:
-        tmp.write_text(eval_report(metrics, METHOD_NAMES, PAPER_TABLE_2))
+        tmp.write_text(eval_report(metrics, METHOD_NAMES, {"2": PAPER_TABLE_2, "3": PAPER_TABLE_3}))
     return metrics
