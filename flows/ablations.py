@@ -48,7 +48,7 @@ SWEEP = (0.0, 0.001, 0.01, 0.1, 1.0)
 VARIANT_DEFAULTS = {"ldm": {"guidance_check": []}}
 SHARED = ("data/prepared", "models/judges")  # never depend on a variant's params
 UPSTREAM = {  # what a stage reads from params (besides `data`) -> the outputs it writes
-    "pretrain": (("pretrain",), ("models/pretrain",)),
+    "pretrain": (("pretrain",), ("models/pretrain", "data/encoded")),
     "prior": (("pretrain", "prior"), ("models/prior",)),
     "baselines": (("pretrain", "prior", "baselines"), ("models/baselines",)),
 }

@@ -267,7 +267,7 @@ class ARSPMLossWeights(Section):
 class Wav2PixParams(Section):
     """Wav2Pix (Duarte et al. 2019): raw-waveform encoder + conditional GAN, trained end to end."""
 
-    steps: int = Field(300, ge=1)  # original: 201 epochs
+    steps: int = Field(700, ge=1)  # original: 201 epochs
     batch_size: int = Field(32, ge=2)  # original: 64
     lr_generator: float = Field(4e-4, gt=0)  # original: 1e-4 (G) and 4e-4 (D) over 201 epochs
     lr_discriminator: float = Field(4e-4, gt=0)
@@ -281,10 +281,11 @@ class Wav2PixParams(Section):
 class WenParams(Section):
     """Wen et al. (NeurIPS 2019): speaker-ID voice embedder, then G against a face critic + identity classifier."""
 
-    embed_steps: int = Field(300, ge=1)  # the voice embedder's speaker-identification training
-    steps: int = Field(300, ge=1)  # original: 50,000 iterations
+    embed_steps: int = Field(1000, ge=1)  # the voice embedder's speaker-identification training (~13 s)
+    embed_lr: float = Field(1e-3, gt=0)  # its Adam learning rate (the original's training code is not public)
+    steps: int = Field(800, ge=1)  # original: 50,000 iterations
     batch_size: int = Field(32, ge=2)  # original: 128
-    lr: float = Field(2e-4, gt=0)  # original (Adam, betas 0.5, 0.999)
+    lr: float = Field(2e-4, gt=0)  # generator and critic (original: Adam 2e-4, betas 0.5, 0.999)
 
 
 class BaselinesParams(Section):
@@ -301,7 +302,7 @@ class BaselinesParams(Section):
     wav2pix: Wav2PixParams = Wav2PixParams()
     wen: WenParams = WenParams()
     gan_ema_decay: float = Field(0.0, ge=0, lt=1)  # EMA of the GANs' generators (the originals keep none; 0: off)
-    collapse_ratio: float = Field(0.1, ge=0)  # val faces spreading less than this x the real ones': "collapsed"
+    collapse_ratio: float = Field(0.05, ge=0)  # val faces spreading less than this x the real ones': "collapsed"
     checkpoint_every: int = Field(100, ge=0)  # GAN steps between checkpoints (0: none)
     keep_checkpoints: int = Field(2, ge=1)
     resume: bool = True

@@ -406,3 +406,37 @@ def test_judge_cli_with_a_runs_trained_judges_reads_a_drawn_face(evaluated_proje
     verdict = json.loads(out.read_text())["images"][0]["faces"][0]
     assert verdict["gender"] in ("female", "male") and 0 <= verdict["age"] <= 120
     assert "drawn.png: " in run.stdout
+
+
+def test_generate_draws_with_every_baseline_through_the_method_switch(evaluated_project, tmp_path):
+    import soundfile as sf
+    from PIL import Image
+
+    from sclmd.generate import generate_files
+
+    root = evaluated_project
+    t = np.arange(16000 * 3) / 16000
+    sf.write(tmp_path / "voice.wav", 0.3 * np.sin(2 * np.pi * 160 * t), 16000)
+    drawn = {}
+    for method in ("speech2face", "ar_spm", "wav2pix", "wen"):
+        outcome, = generate_files([tmp_path / "voice.wav"], tmp_path / method, root / "models/ldm", method=method,
+                                  baselines=root / "models/baselines", progress=False)
+        assert outcome.error is None and outcome.outputs == [tmp_path / method / "voice.png"]
+        with Image.open(outcome.outputs[0]) as image:
+            assert image.size == (64, 64)
+            drawn[method] = np.asarray(image)
+    assert not np.array_equal(drawn["wav2pix"], drawn["wen"])  # two different models drew them
+
+    def generate(*args):
+        return subprocess.run([sys.executable, "-m", "sclmd", "generate", str(tmp_path / "voice.wav"), *args],
+                              cwd=root, capture_output=True, text=True, timeout=600)
+
+    out = generate("-o", str(tmp_path / "cli"), "--method", "wen", "--seed", "5")  # no seed in a GAN: same face
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "cli/voice.png").read_bytes() == (tmp_path / "wen/voice.png").read_bytes()
+    bad = generate("-o", str(tmp_path / "bad"), "--method", "pix2pix")
+    assert bad.returncode != 0 and "--method 'pix2pix' is not one of: scldm, speech2face" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    with pytest.raises(SclmdError, match="draws one face per voice"):
+        generate_files([tmp_path / "voice.wav"], tmp_path / "many", root / "models/ldm", method="wen", samples=3,
+                       baselines=root / "models/baselines")

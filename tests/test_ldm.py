@@ -420,3 +420,28 @@ def test_learning_rate_warms_up_then_stays_or_decays_to_zero_by_cosine():
     assert learning_rate_factor(109, 10, 110, "cosine") < 0.01
     with pytest.raises(ValueError):
         learning_rate_factor(60, 10, 110, "linear")
+
+
+def test_pretrain_writes_each_splits_encoding_once_and_it_matches_the_encoders(trained_project, tmp_path):
+    """train_ldm, baselines and evaluate read data/encoded instead of encoding the splits again."""
+    from sclmd.data.store import PackedClips
+    from sclmd.errors import SclmdError
+    from sclmd.models.speech_face import SpeechFaceModel
+    from sclmd.train.ldm import encode_split, load_encoding
+
+    root = trained_project
+    weights = root / "models/pretrain/model.safetensors"
+    encoders = SpeechFaceModel.from_pretrained(root / "models/pretrain")
+    for split in ("train", "val", "test"):
+        clips = PackedClips(root / "data/prepared", split)
+        cached = load_encoding(root / "data/encoded", clips, split, weights)
+        fresh = encode_split(encoders, clips, 128, split)
+        for key in ("speech", "latents", "face_emb"):
+            assert torch.allclose(getattr(cached, key), getattr(fresh, key), atol=1e-4), (split, key)
+        assert list(cached.speakers) == list(fresh.speakers)
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"not these encoders")
+    with pytest.raises(SclmdError, match="made by other encoders"):
+        load_encoding(root / "data/encoded", clips, "test", other)
+    with pytest.raises(SclmdError, match="dvc repro pretrain"):
+        load_encoding(tmp_path / "nowhere", clips, "test", weights)

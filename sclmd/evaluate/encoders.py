@@ -27,6 +27,7 @@ class Embedded:
     recon_mae: float
     recon_perceptual: float
     examples: tuple[np.ndarray, np.ndarray]  # (inputs, reconstructions) of the first clips
+    latents: np.ndarray | None = None  # [N, C, h, w] face latents z (kept for `data/encoded`)
 
 
 @torch.no_grad()
@@ -35,7 +36,7 @@ def embed_split(model, dataset: PackedClips, perceptual, batch_size: int, exampl
     """Speech and face embeddings of a split; with `reconstruct`, also the decoder's reconstruction
     errors (the train split's probes need only the embeddings: half the cost of scoring)."""
     model.eval()
-    speech, face, mae, perc = [], [], [], []
+    speech, face, latents, mae, perc = [], [], [], [], []
     shown: tuple[np.ndarray, np.ndarray] | None = None
     for start in range(0, len(dataset), batch_size):
         batch = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
@@ -43,6 +44,7 @@ def embed_split(model, dataset: PackedClips, perceptual, batch_size: int, exampl
         speech.append(model.speech_encoder(batch.audio_float()).numpy())
         z, emb = model.face_encoder(images)
         face.append(emb.numpy())
+        latents.append(z.numpy())
         if not reconstruct:
             continue
         recon = model.face_decoder(z)
@@ -54,7 +56,7 @@ def embed_split(model, dataset: PackedClips, perceptual, batch_size: int, exampl
     return Embedded(
         np.concatenate(speech), np.concatenate(face), dataset.rows,
         float(np.concatenate(mae).mean()) if mae else nan, float(np.concatenate(perc).mean()) if perc else nan,
-        shown if shown is not None else (np.zeros(0), np.zeros(0)),
+        shown if shown is not None else (np.zeros(0), np.zeros(0)), np.concatenate(latents),
     )
 
 
@@ -99,5 +101,6 @@ def score(model, prepared: Path, perceptual, batch_size: int, split: str = "test
         "similarity": similarity_matrix(speech_by_speaker, test.face[gallery]),
         "speakers": speakers,
         "examples": test.examples,
+        "embedded": {"train": train, split: test},
     }
     return metrics, artefacts

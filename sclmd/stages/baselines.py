@@ -32,6 +32,7 @@ REPORT_DIR = Path("reports/baselines")
 METRICS = REPORT_DIR / "metrics.json"
 PLOTS = REPORT_DIR / "plots"
 CHECKPOINTS = Path("checkpoints/baselines")
+ENCODED = Path("data/encoded")  # the frozen encoders' outputs, written by pretrain
 PARAM_SECTIONS = ("data", "baselines")
 ARTIFACTS = (METRICS, PLOTS)
 CODE = ("models/baselines.py", "models/gan_baselines.py", "train/baselines.py", "train/gan.py", "stages/baselines.py")
@@ -77,7 +78,7 @@ def train_gans(params: Params, root: Path, log=None) -> tuple[dict, dict, dict]:
     started = time.perf_counter()
     wen_cfg = WenConfig.for_size(cfg.gan_size, data.image_size, data.sample_rate, train.n_identities)
     wen, wen_run = train_wen(wen_cfg, train, val, embed_steps=e.embed_steps, steps=e.steps, batch_size=e.batch_size,
-                             lr=e.lr, seed=cfg.seed, store=checkpoint_store(params, root, "wen"), log=logger("wen"),
+                             lr=e.lr, embed_lr=e.embed_lr, seed=cfg.seed, store=checkpoint_store(params, root, "wen"), log=logger("wen"),
                              **common)
     wen_run.seconds = time.perf_counter() - started
     models = {"wav2pix": wav2pix, "wen": wen}
@@ -97,13 +98,14 @@ def train_all(params: Params, root: Path, log=None):
     from sclmd.models.prior import FacePrior
     from sclmd.models.speech_face import SpeechFaceModel
     from sclmd.train.baselines import baseline_loss, train_regression
-    from sclmd.train.ldm import encode_split, latent_scale
+    from sclmd.train.ldm import latent_scale, load_encoding
 
     cfg = params.baselines
     encoders = SpeechFaceModel.from_pretrained(root / PRETRAINED)
     prior = FacePrior.load(root / PRIOR_DIR)
-    train = encode_split(encoders, PackedClips(root / PREPARED, "train"), 128, "baselines: encoding train")
-    val = encode_split(encoders, PackedClips(root / PREPARED, "val"), 128, "baselines: encoding val")
+    weights = root / PRETRAINED / "model.safetensors"
+    train = load_encoding(root / ENCODED, PackedClips(root / PREPARED, "train"), "train", weights)
+    val = load_encoding(root / ENCODED, PackedClips(root / PREPARED, "val"), "val", weights)
     scale = latent_scale(train.latents)
     config = BaselineConfig(int(train.speech.shape[1]), tuple(int(d) for d in train.latents.shape[1:]), cfg.hidden,
                             scale)

@@ -4,7 +4,11 @@ Reads params sections `data` and `evaluate`, the trained pipeline in `models/ldm
 baselines in `models/baselines/`, the judges in `models/judges/` and the test split.
 For every test clip it draws `samples` SCLDM faces (the first is "the" generated face;
 all of them give diversity and the paper's best-of-3 cosine distance) and one face per
-baseline, and judges them against the true face and the speaker's labels.
+baseline (the regressions through the shared decoder, Wav2Pix and Wen et al. from the
+waveform), and judges them against the true face and the speaker's labels.  A GAN whose
+training collapsed or diverged keeps its row, marked (`training_status`), never passed off
+as a working method.  The report lays the numbers out as the paper's Tables 2 and 3, its
+published rows beside ours.
 
 Writes `reports/eval/metrics.json` (shape in the README), `reports/eval/report.md` (the
 tables beside the paper's numbers), PNGs in `reports/eval/plots/` (comparison grid,
@@ -42,6 +46,7 @@ METRICS = REPORT_DIR / "metrics.json"
 REPORT = REPORT_DIR / "report.md"
 PLOTS = REPORT_DIR / "plots"
 FACES = Path("data/evaluated/faces.npz")
+ENCODED = Path("data/encoded")  # the frozen encoders' outputs, written by pretrain
 PARAM_SECTIONS = ("data", "evaluate")
 ARTIFACTS = (METRICS, REPORT, PLOTS)
 METHODS = ("scldm", "speech2face", "ar_spm", "wav2pix", "wen")
@@ -289,7 +294,7 @@ def run(params: Params, root: Path) -> dict:
     from sclmd.evaluate.report import eval_report
     from sclmd.models.baselines import baseline_runs, load_baselines
     from sclmd.models.pipeline import SpeechToFacePipeline
-    from sclmd.train.ldm import encode_split
+    from sclmd.train.ldm import load_encoding
 
     cfg = params.evaluate
     pipeline = SpeechToFacePipeline.from_pretrained(root / LDM_DIR)
@@ -305,7 +310,7 @@ def run(params: Params, root: Path) -> dict:
     test_set = PackedClips(root / PREPARED, "test")
     positions = chosen_rows(len(test_set), cfg.max_clips)
     rows = test_set.rows.iloc[positions].reset_index(drop=True)
-    test = encode_split(pipeline.encoders, test_set, 128, "evaluate: encoding test")
+    test = load_encoding(root / ENCODED, test_set, "test", root / LDM_DIR / "pretrain/model.safetensors")
     speech, latents = test.speech[positions], test.latents[positions]
     true_faces = as_judge_input(test_set.faces(positions))
     all_real = as_judge_input(test_set.faces(np.arange(len(test_set))))

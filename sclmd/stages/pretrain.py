@@ -19,6 +19,7 @@ from sclmd.io import atomic_dir, write_json
 
 PREPARED = Path("data/prepared")
 MODEL_DIR = Path("models/pretrain")
+ENCODED = Path("data/encoded")  # every split through the trained encoders (for train_ldm, baselines, evaluate)
 CHECKPOINTS = Path("checkpoints/pretrain")
 REPORT_DIR = Path("reports/pretrain")
 METRICS = REPORT_DIR / "metrics.json"
@@ -66,6 +67,23 @@ def shipped_real_voices(params: Params, root: Path):
     if not (root / SHIPPED / "labels.csv").is_file():
         return None
     return load_voices(root / SHIPPED, params.data.sample_rate, params.data.clip_seconds)
+
+
+def save_encodings(root: Path, model, embedded: dict, batch_size: int) -> None:
+    """`data/encoded/`: the trained encoders' speech embeddings, face latents and face embeddings of
+    every split. Train and test come from the scoring pass that just ran; val is encoded here."""
+    import torch
+
+    from sclmd.data.store import PackedClips
+    from sclmd.train.ldm import Encoded, encode_split
+    from sclmd.train.ldm import save_encodings as save
+
+    encodings = {split: Encoded(torch.from_numpy(e.speech), torch.from_numpy(e.latents),
+                                e.rows["speaker_id"].to_numpy(), torch.from_numpy(e.face))
+                 for split, e in embedded.items()}
+    with torch.no_grad():
+        encodings["val"] = encode_split(model, PackedClips(root / PREPARED, "val"), batch_size, "pretrain: encoding val")
+    save(root / ENCODED, encodings, root / MODEL_DIR / "model.safetensors")
 
 
 def run(params: Params, root: Path) -> dict:
@@ -120,6 +138,7 @@ def run(params: Params, root: Path) -> dict:
                                "test speakers: speech (rows) vs face (columns), cosine")
         plot_metric_comparison({"trained": {k: trained[k] for k in HEADLINE}, "control": {k: control[k] for k in HEADLINE}},
                                plots / "trained_vs_control.png", "pre-trained encoders vs random init (test speakers)")
+    save_encodings(root, result.model, artefacts["embedded"], cfg.eval_batch_size)
     write_json(root / METRICS, metrics)
     store.clear()  # finished: checkpoints exist to survive a crash, not to skip the next run
     # For MLflow only (timings differ run to run; the DVC metrics file stays reproducible).

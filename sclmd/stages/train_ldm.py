@@ -22,6 +22,7 @@ PRETRAINED = Path("models/pretrain")
 PRIOR_DIR = Path("models/prior")
 MODEL_DIR = Path("models/ldm")
 CHECKPOINTS = Path("checkpoints/ldm")
+ENCODED = Path("data/encoded")  # the frozen encoders' outputs, written by pretrain
 REPORT_DIR = Path("reports/ldm")
 METRICS = REPORT_DIR / "metrics.json"
 PLOTS = REPORT_DIR / "plots"
@@ -53,12 +54,12 @@ def encoded_training_data(params: Params, root: Path):
     from sclmd.data.store import PackedClips
     from sclmd.models.prior import FacePrior
     from sclmd.models.speech_face import SpeechFaceModel
-    from sclmd.train.ldm import encode_split, ldm_config
+    from sclmd.train.ldm import ldm_config, load_encoding
 
     encoders = SpeechFaceModel.from_pretrained(root / PRETRAINED)
     prior = FacePrior.load(root / PRIOR_DIR)
     train_set = PackedClips(root / PREPARED, "train")
-    train = encode_split(encoders, train_set, 128, "train_ldm: encoding train")
+    train = load_encoding(root / ENCODED, train_set, "train", root / PRETRAINED / "model.safetensors")
     return encoders, prior, train_set, train, ldm_config(params.ldm, train)
 
 
@@ -198,12 +199,12 @@ def run(params: Params, root: Path) -> dict:
     from sclmd.evaluate.plots import plot_face_grid, plot_loss_curves, plot_sweep
     from sclmd.models.pipeline import SamplingDefaults, SpeechToFacePipeline
     from sclmd.train.distributed import describe_agreement
-    from sclmd.train.ldm import encode_split, make_train_scheduler, train_ldm
+    from sclmd.train.ldm import load_encoding, make_train_scheduler, train_ldm
 
     cfg = params.ldm
     encoders, prior, train_set, train, config = encoded_training_data(params, root)
     val_set = PackedClips(root / PREPARED, "val")
-    val = encode_split(encoders, val_set, 128, "train_ldm: encoding val")
+    val = load_encoding(root / ENCODED, val_set, "val", root / PRETRAINED / "model.safetensors")
     defaults = SamplingDefaults(cfg.sampler, cfg.sample_steps, preview_guidance(cfg), cfg.prior_weight)
     shapes = {"sample_rate": params.data.sample_rate, "clip_seconds": params.data.clip_seconds,
               "image_size": params.data.image_size}

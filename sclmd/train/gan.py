@@ -249,7 +249,7 @@ class Wav2PixLoss:
 def train_wav2pix(cfg: Wav2PixConfig, train: GanData, val: GanData | None, *, steps: int, batch_size: int,
                   lr_generator: float, lr_discriminator: float, loss: Wav2PixLoss, seed: int, ema_decay: float = 0.0,
                   store: CheckpointStore | None = None, resume: bool = True, checkpoint_every: int = 0,
-                  collapse_ratio: float = 0.1, log=None, log_every: int = 25) -> tuple[Wav2Pix, RunSummary]:
+                  collapse_ratio: float = 0.05, log=None, log_every: int = 25) -> tuple[Wav2Pix, RunSummary]:
     """Wav2Pix's adversarial training (paired: each voice with its own face, and a wrong one)."""
     torch.manual_seed(seed)
     nets = nn.ModuleDict({"g": Wav2PixGeneratorSide(cfg), "d": Wav2PixDiscriminator(cfg)})
@@ -357,8 +357,8 @@ def voice_embeddings(model: Wen, data: GanData, batch: int = 128) -> torch.Tenso
 
 
 def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_steps: int, steps: int, batch_size: int,
-              lr: float, seed: int, ema_decay: float = 0.0, store: CheckpointStore | None = None, resume: bool = True,
-              checkpoint_every: int = 0, collapse_ratio: float = 0.1, log=None,
+              lr: float, seed: int, embed_lr: float = 1e-3, ema_decay: float = 0.0, store: CheckpointStore | None = None, resume: bool = True,
+              checkpoint_every: int = 0, collapse_ratio: float = 0.05, log=None,
               log_every: int = 25) -> tuple[Wen, RunSummary]:
     """Wen et al.: the voice embedder for speaker ID first, then G against the shared face critic.
 
@@ -367,7 +367,7 @@ def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_step
     each step adds the original's noise (sigma 0.05) and normalises again."""
     torch.manual_seed(seed)
     model = Wen(cfg)
-    voice_history = train_voice_embedder(model, train, steps=embed_steps, batch_size=batch_size, lr=lr,
+    voice_history = train_voice_embedder(model, train, steps=embed_steps, batch_size=batch_size, lr=embed_lr,
                                          crop_frames=300, seed=seed, log=log)
     embeddings = voice_embeddings(model, train)
     torch.manual_seed(seed + 1)

@@ -45,6 +45,63 @@ class Encoded:
     face_emb: torch.Tensor  # [N, D] the face encoder's contrastive embeddings (for judging generated faces)
 
 
+ENCODED_INFO = "info.json"
+
+
+def file_sha256(path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_encodings(directory, encodings: dict[str, Encoded], weights_file) -> None:
+    """Every split's encoding, written once by `pretrain` for the stages that train on the frozen
+    encoders (`train_ldm`, `baselines`) and for `evaluate`: computing them again in each of those
+    stages cost about 30 s a stage on 2 cores.  `weights_file`: the encoders they came from."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from sclmd.io import atomic_dir
+
+    with atomic_dir(Path(directory)) as tmp:
+        for split, enc in encodings.items():
+            save_file({"speech": enc.speech.contiguous(), "latents": enc.latents.contiguous(),
+                       "face_emb": enc.face_emb.contiguous()}, str(tmp / f"{split}.safetensors"))
+        (tmp / ENCODED_INFO).write_text(json.dumps(
+            {"encoders_sha256": file_sha256(weights_file), "clips": {s: len(e.speakers) for s, e in encodings.items()}},
+            indent=1) + "\n")
+
+
+def load_encoding(directory, dataset: PackedClips, split: str, weights_file) -> Encoded:
+    """One split's encoding from `save_encodings`; an error naming the fix when it is missing or was
+    made by other encoders or for other data."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    try:
+        info = json.loads((directory / ENCODED_INFO).read_text())
+        tensors = load_file(str(directory / f"{split}.safetensors"))
+    except (OSError, ValueError) as e:
+        raise SclmdError(f"{directory}: no readable encoding of the {split} split ({e}). It is written by the "
+                         "pretrain stage: run `dvc repro pretrain` (or `sclmd stage pretrain`).") from None
+    if info.get("encoders_sha256") != file_sha256(weights_file):
+        raise SclmdError(f"{directory}: made by other encoders than {weights_file}. Re-run the pretrain stage "
+                         "(`dvc repro pretrain`), which writes both.")
+    if len(tensors["speech"]) != len(dataset):
+        raise SclmdError(f"{directory}/{split}.safetensors: {len(tensors['speech'])} clips, but the prepared {split} "
+                         f"split has {len(dataset)}. Re-run the pretrain stage on this data (`dvc repro pretrain`).")
+    return Encoded(tensors["speech"], tensors["latents"], dataset.rows["speaker_id"].to_numpy(), tensors["face_emb"])
+
+
 @torch.no_grad()
 def encode_split(encoders: SpeechFaceModel, dataset: PackedClips, batch_size: int, desc: str) -> Encoded:
     from tqdm import tqdm
