@@ -114,10 +114,14 @@ def collapse_check(generated: torch.Tensor, real: torch.Tensor, ratio: float) ->
 class AdversarialRun:
     """What both GAN loops share; a loop calls `start`, then `step_done` after every step, then `finish`."""
 
-    def __init__(self, name: str, nets: nn.ModuleDict, optimizers: dict[str, torch.optim.Optimizer], *,
-                 generator: str, steps: int, batch_size: int, ema_decay: float, store: CheckpointStore | None,
-                 resume: bool, checkpoint_every: int, log: Callable[[dict, int], None] | None, log_every: int):
-        self.name, self.nets, self.steps = name, nets, steps
+    def __init__(self, name: str, nets: nn.ModuleDict, learning_rates: dict[str, float], *, steps: int,
+                 batch_size: int, generator: str = "g", ema_decay: float = 0.0, store: CheckpointStore | None = None,
+                 resume: bool = True, checkpoint_every: int = 0, collapse_ratio: float = 0.05,
+                 log: Callable[[dict, int], None] | None = None, log_every: int = 25):
+        """`learning_rates`: one Adam (betas 0.5, 0.999, as both originals) per trained net."""
+        optimizers = {key: torch.optim.Adam(nets[key].parameters(), lr=lr, betas=(0.5, 0.999))
+                      for key, lr in learning_rates.items()}
+        self.name, self.nets, self.steps, self.collapse_ratio = name, nets, steps, collapse_ratio
         self.accelerator = make_accelerator(None)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         check_divisible("baselines", {f"{name}.batch_size": batch_size}, self.world)
@@ -132,6 +136,7 @@ class AdversarialRun:
         self.device = self.accelerator.device
         nets.to(self.device)
         self.ddp = {key: self.accelerator.prepare(nets[key]) for key in optimizers}
+        self.optimizers = {key: self.accelerator.prepare(opt) for key, opt in optimizers.items()}
         self.summary = RunSummary()
         self.first = 1
 
@@ -187,7 +192,7 @@ class AdversarialRun:
         """The generator kept: its EMA copy when there is one."""
         return self.nets["ema" if self.ema_decay > 0 else self.generator_key]
 
-    def finish(self, model: nn.Module, val: "GanData | None", collapse_ratio: float) -> RunSummary:
+    def finish(self, model: nn.Module, val: "GanData | None") -> RunSummary:
         """Agree on weights, check for collapse on val, clear the checkpoints."""
         self.summary.weights_sha256 = agree_on_weights(self.accelerator, self.nets)
         model.cpu().eval()
@@ -195,7 +200,7 @@ class AdversarialRun:
             with torch.no_grad():
                 drawn = torch.cat([model(val.waves(torch.arange(s, min(s + 64, len(val.faces)))))
                                    for s in range(0, len(val.faces), 64)])
-            collapsed, ratio, why = collapse_check(drawn.clamp(-1, 1), val.faces, collapse_ratio)
+            collapsed, ratio, why = collapse_check(drawn.clamp(-1, 1), val.faces, self.collapse_ratio)
             self.summary.diversity_ratio = ratio
             if collapsed:
                 self.summary.status, self.summary.why = "collapsed", why
@@ -247,19 +252,15 @@ class Wav2PixLoss:
 
 
 def train_wav2pix(cfg: Wav2PixConfig, train: GanData, val: GanData | None, *, steps: int, batch_size: int,
-                  lr_generator: float, lr_discriminator: float, loss: Wav2PixLoss, seed: int, ema_decay: float = 0.0,
-                  store: CheckpointStore | None = None, resume: bool = True, checkpoint_every: int = 0,
-                  collapse_ratio: float = 0.05, log=None, log_every: int = 25) -> tuple[Wav2Pix, RunSummary]:
-    """Wav2Pix's adversarial training (paired: each voice with its own face, and a wrong one)."""
+                  lr_generator: float, lr_discriminator: float, loss: Wav2PixLoss, seed: int,
+                  **options) -> tuple[Wav2Pix, RunSummary]:
+    """Wav2Pix's adversarial training (paired: each voice with its own face, and a wrong one).
+    `options`: `AdversarialRun`'s (EMA, checkpoints, collapse ratio, logging)."""
     torch.manual_seed(seed)
     nets = nn.ModuleDict({"g": Wav2PixGeneratorSide(cfg), "d": Wav2PixDiscriminator(cfg)})
-    optimizers = {"g": torch.optim.Adam(nets["g"].parameters(), lr=lr_generator, betas=(0.5, 0.999)),
-                  "d": torch.optim.Adam(nets["d"].parameters(), lr=lr_discriminator, betas=(0.5, 0.999))}
-    run = AdversarialRun("wav2pix", nets, optimizers, generator="g", steps=steps, batch_size=batch_size,
-                         ema_decay=ema_decay, store=store, resume=resume, checkpoint_every=checkpoint_every,
-                         log=log, log_every=log_every)
-    optimizers = {k: run.accelerator.prepare(o) for k, o in optimizers.items()}
-    g, d, device = run.ddp["g"], run.ddp["d"], run.device
+    run = AdversarialRun("wav2pix", nets, {"g": lr_generator, "d": lr_discriminator}, steps=steps,
+                         batch_size=batch_size, **options)
+    g, d, device, optimizers = run.ddp["g"], run.ddp["d"], run.device, run.optimizers
     nets.train()
     for step in progress("wav2pix", run.start(), steps, run.accelerator.is_main_process):
         rows = run.rows(len(train.faces))
@@ -295,7 +296,7 @@ def train_wav2pix(cfg: Wav2PixConfig, train: GanData, val: GanData | None, *, st
         if not run.step_done(step, losses):
             break
     model = run.generator().model  # the speech encoder and generator; the identity head was for training only
-    return model, run.finish(model, val, collapse_ratio)
+    return model, run.finish(model, val)
 
 
 # ---------------------------------------------------------------------------------------- Wen et al.
@@ -357,9 +358,7 @@ def voice_embeddings(model: Wen, data: GanData, batch: int = 128) -> torch.Tenso
 
 
 def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_steps: int, steps: int, batch_size: int,
-              lr: float, seed: int, embed_lr: float = 1e-3, ema_decay: float = 0.0, store: CheckpointStore | None = None, resume: bool = True,
-              checkpoint_every: int = 0, collapse_ratio: float = 0.05, log=None,
-              log_every: int = 25) -> tuple[Wen, RunSummary]:
+              lr: float, seed: int, embed_lr: float = 1e-3, **options) -> tuple[Wen, RunSummary]:
     """Wen et al.: the voice embedder for speaker ID first, then G against the shared face critic.
 
     Voices and faces are drawn independently (the original is unpaired: only the identity label
@@ -368,17 +367,12 @@ def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_step
     torch.manual_seed(seed)
     model = Wen(cfg)
     voice_history = train_voice_embedder(model, train, steps=embed_steps, batch_size=batch_size, lr=embed_lr,
-                                         crop_frames=300, seed=seed, log=log)
+                                         crop_frames=300, seed=seed, log=options.get("log"))
     embeddings = voice_embeddings(model, train)
     torch.manual_seed(seed + 1)
     nets = nn.ModuleDict({"g": model.generator, "c": WenCritic(cfg)})
-    optimizers = {"g": torch.optim.Adam(nets["g"].parameters(), lr=lr, betas=(0.5, 0.999)),
-                  "c": torch.optim.Adam(nets["c"].parameters(), lr=lr, betas=(0.5, 0.999))}
-    run = AdversarialRun("wen", nets, optimizers, generator="g", steps=steps, batch_size=batch_size,
-                         ema_decay=ema_decay, store=store, resume=resume, checkpoint_every=checkpoint_every,
-                         log=log, log_every=log_every)
-    optimizers = {k: run.accelerator.prepare(o) for k, o in optimizers.items()}
-    g, c, device = run.ddp["g"], run.ddp["c"], run.device
+    run = AdversarialRun("wen", nets, {"g": lr, "c": lr}, steps=steps, batch_size=batch_size, **options)
+    g, c, device, optimizers = run.ddp["g"], run.ddp["c"], run.device, run.optimizers
     nets.train()
     for step in progress("wen", run.start(), steps, run.accelerator.is_main_process):
         voice_rows, face_rows = run.rows(len(train.faces)), run.rows(len(train.faces))
@@ -408,6 +402,6 @@ def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_step
         if not run.step_done(step, {"c_loss": c_loss, "g_adversarial": adversarial, "g_identity": identity_loss}):
             break
     model.generator = run.generator()
-    summary = run.finish(model, val, collapse_ratio)
+    summary = run.finish(model, val)
     summary.history.update(voice_history)
     return model, summary
