@@ -281,9 +281,9 @@ class Wav2PixParams(Section):
 class WenParams(Section):
     """Wen et al. (NeurIPS 2019): speaker-ID voice embedder, then G against a face critic + identity classifier."""
 
-    embed_steps: int = Field(1000, ge=1)  # the voice embedder's speaker-identification training (~13 s)
+    embed_steps: int = Field(600, ge=1)  # the voice embedder's speaker-identification training (~8 s)
     embed_lr: float = Field(1e-3, gt=0)  # its Adam learning rate (the original's training code is not public)
-    steps: int = Field(800, ge=1)  # original: 50,000 iterations
+    steps: int = Field(700, ge=1)  # original: 50,000 iterations
     batch_size: int = Field(32, ge=2)  # original: 128
     lr: float = Field(2e-4, gt=0)  # generator and critic (original: Adam 2e-4, betas 0.5, 0.999)
 

@@ -159,17 +159,17 @@ class AdversarialRun:
 
     def step_done(self, step: int, losses: dict[str, torch.Tensor]) -> bool:
         """EMA, logging and checkpoints after a step; False when the run must stop (a non-finite loss)."""
-        values = mean_over_processes({k: v.detach() for k, v in losses.items()}, self.device) \
-            if step % self.log_every == 0 or step == self.steps or not all(torch.isfinite(v) for v in losses.values()) \
-            else None
-        if values is not None:
-            bad = [k for k, v in values.items() if not math.isfinite(v)]
-            if bad:
-                self.summary.status = "diverged"
-                self.summary.why = f"non-finite {', '.join(bad)} at step {step}: training stopped there"
-                self.summary.steps = step
-                self._say(f"baselines: {self.name} DIVERGED: {self.summary.why}")
-                return False
+        # Every step, averaged over the processes: a NaN in any process reaches all of them, so they
+        # stop at the same step (a process stopping alone would leave the others in a collective).
+        values = mean_over_processes({k: v.detach() for k, v in losses.items()}, self.device)
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            self.summary.status = "diverged"
+            self.summary.why = f"non-finite {', '.join(bad)} at step {step}: training stopped there"
+            self.summary.steps = step
+            self._say(f"baselines: {self.name} DIVERGED: {self.summary.why}")
+            return False
+        if step % self.log_every == 0 or step == self.steps:
             for key, value in values.items():
                 self.summary.history.setdefault(key, []).append((step, value))
             if self.log and self.accelerator.is_main_process:
@@ -317,9 +317,10 @@ class VoiceIdentifier(nn.Module):
 
 
 def train_voice_embedder(model: Wen, train: GanData, *, steps: int, batch_size: int, lr: float, crop_frames: int,
-                         seed: int, log=None) -> dict:
+                         seed: int, log=None) -> tuple[dict, torch.Tensor]:
     """Speaker identification on random `crop_frames`-frame crops of the training clips' filterbanks;
-    the embedder is then frozen (as in the original, which trains it separately)."""
+    the embedder is then frozen (as in the original, which trains it separately).  Returns its
+    loss history and the unit-norm embedding of every whole training clip (`Wen.embed`'s)."""
     torch.manual_seed(seed)
     accelerator = make_accelerator(None)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -347,14 +348,9 @@ def train_voice_embedder(model: Wen, train: GanData, *, steps: int, batch_size: 
                 log({"voice_ce": value}, step)
     agree_on_weights(accelerator, model.voice)
     model.voice.cpu().eval().requires_grad_(False)
-    return {"voice_ce": history}
-
-
-@torch.no_grad()
-def voice_embeddings(model: Wen, data: GanData, batch: int = 128) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model.embed(data.waves(torch.arange(s, min(s + batch, len(data.faces)))))
-                      for s in range(0, len(data.faces), batch)])
+    with torch.no_grad():  # the frozen embedder's embedding of each whole clip, from the same filterbanks
+        embeddings = torch.cat([F.normalize(model.voice(chunk), dim=1) for chunk in fbanks.split(128)])
+    return {"voice_ce": history}, embeddings
 
 
 def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_steps: int, steps: int, batch_size: int,
@@ -366,9 +362,8 @@ def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_step
     each step adds the original's noise (sigma 0.05) and normalises again."""
     torch.manual_seed(seed)
     model = Wen(cfg)
-    voice_history = train_voice_embedder(model, train, steps=embed_steps, batch_size=batch_size, lr=embed_lr,
-                                         crop_frames=300, seed=seed, log=options.get("log"))
-    embeddings = voice_embeddings(model, train)
+    voice_history, embeddings = train_voice_embedder(model, train, steps=embed_steps, batch_size=batch_size,
+                                                     lr=embed_lr, crop_frames=300, seed=seed, log=options.get("log"))
     torch.manual_seed(seed + 1)
     nets = nn.ModuleDict({"g": model.generator, "c": WenCritic(cfg)})
     run = AdversarialRun("wen", nets, {"g": lr, "c": lr}, steps=steps, batch_size=batch_size, **options)
