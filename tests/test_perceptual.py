@@ -82,6 +82,19 @@ def test_dssim_passes_gradients_to_the_images(dssim: PerceptualLoss, images: tor
     assert torch.isfinite(reconstruction.grad).all() and reconstruction.grad.abs().sum() > 0
 
 
+def test_dssim_is_computed_in_float32_under_bf16_autocast(dssim: PerceptualLoss) -> None:
+    """In bf16, E[x^2] - E[x]^2 cancels: flat regions (a face's background) gave a zero SSIM
+    denominator and pretrain's loss went to -inf on CPUs with native bf16."""
+    generator = torch.Generator().manual_seed(2)
+    flat = torch.full((2, 3, 32, 32), 0.3) + 0.01 * torch.randn(2, 3, 32, 32, generator=generator)
+    other = flat + 0.02 * torch.randn(flat.shape, generator=generator)
+    reference = dssim(flat, other)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = dssim(flat.bfloat16(), other.bfloat16())
+    assert value.dtype == torch.float32 and torch.isfinite(value).all()
+    assert torch.allclose(value, reference, atol=0.02)
+
+
 def test_dssim_records_itself(dssim: PerceptualLoss) -> None:
     assert dssim.name == "dssim" and not dssim.is_substitute
     assert dssim.describe() == {
