@@ -194,6 +194,10 @@ class AdversarialRun:
 
     def finish(self, model: nn.Module, val: "GanData | None") -> RunSummary:
         """Agree on weights, check for collapse on val, clear the checkpoints."""
+        for net in self.ddp.values():
+            # Accelerate wraps a prepared module's forward in the process's autocast (bf16 when an earlier
+            # loop in this process asked for it); the model kept must compute as the one saved and loaded.
+            self.accelerator.unwrap_model(net, keep_fp32_wrapper=False)
         self.summary.weights_sha256 = agree_on_weights(self.accelerator, self.nets)
         model.cpu().eval()
         if val is not None and self.summary.status == "ok":
