@@ -21,7 +21,6 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mp
                   ".mov", ".avi", ".aiff", ".aif", ".au", ".wma"}
 DEFAULT_CHECKPOINT = Path("models/ldm")
 DEFAULT_BASELINES = Path("models/baselines")
-METHODS = ("scldm", "speech2face", "ar_spm", "wav2pix", "wen")
 # Quieter than this is not speech: the same floor the embedded default's `prepare` uses.
 SILENCE_DBFS = -55.0
 MIN_SECONDS = 0.5
@@ -79,11 +78,15 @@ def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT
 
     from sclmd.evaluate.plots import face_png, plot_face_grid
     from sclmd.io import atomic_file
+    from sclmd.models.baselines import METHODS as REGRESSIONS
+    from sclmd.models.gan_baselines import GAN_METHODS
     from sclmd.models.ldm import SAMPLERS
     from sclmd.models.pipeline import SpeechToFacePipeline
 
-    if method not in METHODS:
-        raise SclmdError(f"--method '{method}' is not one of: {', '.join(METHODS)}")
+    methods = ("scldm", *REGRESSIONS, *GAN_METHODS)
+
+    if method not in methods:
+        raise SclmdError(f"--method '{method}' is not one of: {', '.join(methods)}")
     if samples < 1:
         raise SclmdError(f"--samples must be 1 or more, got {samples}")
     if method != "scldm" and samples != 1:

@@ -163,7 +163,7 @@ def run(params: Params, root: Path) -> dict:
     with atomic_dir(root / PLOTS) as plots:
         plot_loss_curves(history, plots / "loss_curves.png", "baselines: training and val losses (val picks the step)")
         for method, summary in runs.items():
-            plot_loss_curves({k: v for k, v in summary.history.items()}, plots / f"{method}_losses.png",
+            plot_loss_curves(summary.history, plots / f"{method}_losses.png",
                              f"{method}: training losses ({summary.status})")
         val_faces, titles = gan_val_faces(params, root, gans)
         plot_face_grid(val_faces, titles, ["true face", "Wav2Pix", "Wen et al."], plots / "gan_val_faces.png",
@@ -176,13 +176,13 @@ def run(params: Params, root: Path) -> dict:
 
 def gan_val_faces(params: Params, root: Path, gans: dict, n: int = 8):
     """[n, 3, 3, H, W]: true face, Wav2Pix, Wen et al. for n val clips spread over the split."""
-    import numpy as np
     import torch
 
     from sclmd.data.store import PackedClips
+    from sclmd.stages.evaluate import chosen_rows
 
     val = PackedClips(root / PREPARED, "val")
-    rows = np.unique(np.linspace(0, len(val) - 1, min(n, len(val))).round().astype(np.int64))
+    rows = chosen_rows(len(val), n)
     waves = val.audio(rows).float() / 32768.0
     with torch.no_grad():
         grid = torch.stack([val.faces_float(rows), gans["wav2pix"](waves).clamp(-1, 1), gans["wen"](waves)], dim=1)

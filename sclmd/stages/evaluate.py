@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from sclmd.config import Params
+from sclmd.evaluate.report import HIGHER_IS_BETTER  # compared clip by clip too: SCLDM - baseline > 0 is ahead
 from sclmd.io import atomic_file, write_json
 
 PREPARED = Path("data/prepared")
@@ -84,7 +85,6 @@ def chosen_rows(n: int, max_clips: int) -> np.ndarray:
 PER_CLIP = ("l1", "l2", "cos", "gender_acc", "age_acc", "age_mae", "retrieval_r1", "retrieval_r5", "diversity",
             "best_of_k_cos")
 DISTANCES = ("cos", "l1", "l2")  # feature distances SCLDM is compared with the baselines on, clip by clip
-HIGHER_IS_BETTER = ("gender_acc",)  # also compared clip by clip (SCLDM - baseline > 0: ahead)
 
 
 def per_clip_metrics(verdicts, true_verdicts, samples_features, rows, real_features, gallery_speakers,

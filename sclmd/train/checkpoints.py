@@ -29,7 +29,7 @@ CHECKSUMS = "checksums.json"
 FILES = (MODEL, OPTIMIZER, RNG, STATE)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -73,7 +73,7 @@ class CheckpointStore:
                 rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
             save_file(rng, str(tmp / RNG))
             (tmp / STATE).write_text(json.dumps({**state, "step": step, "params_hash": self.params_hash}))
-            (tmp / CHECKSUMS).write_text(json.dumps({name: _sha256(tmp / name) for name in FILES}, indent=1))
+            (tmp / CHECKSUMS).write_text(json.dumps({name: file_sha256(tmp / name) for name in FILES}, indent=1))
         for old in self.steps()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return target
@@ -88,7 +88,7 @@ class CheckpointStore:
             file = path / name
             if not file.exists():
                 return f"{name} is missing"
-            if _sha256(file) != expected.get(name):
+            if file_sha256(file) != expected.get(name):
                 return f"{name} does not match its checksum (truncated or modified)"
         return None
 

@@ -138,16 +138,14 @@ class AdversarialRun:
         self.ddp = {key: self.accelerator.prepare(nets[key]) for key in optimizers}
         self.optimizers = {key: self.accelerator.prepare(opt) for key, opt in optimizers.items()}
         self.summary = RunSummary()
-        self.first = 1
 
     def start(self) -> int:
         """The first step to run (after a resumed checkpoint, if any)."""
-        if self.store is not None:
-            step, history = self.store.resume(self.resume_enabled, self.nets, self.bundle,
-                                              announce=self._say, name=f"baselines: {self.name}")
-            self.summary.history = history
-            self.first = step + 1
-        return self.first
+        if self.store is None:
+            return 1
+        step, self.summary.history = self.store.resume(self.resume_enabled, self.nets, self.bundle,
+                                                       announce=self._say, name=f"baselines: {self.name}")
+        return step + 1
 
     def _say(self, text: str) -> None:
         if self.accelerator.is_main_process:

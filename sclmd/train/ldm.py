@@ -27,7 +27,7 @@ from sclmd.data.store import PackedClips
 from sclmd.errors import SclmdError
 from sclmd.models.ldm import LDMConfig, SpeechCondition, build_unet, run_unet, training_input
 from sclmd.models.speech_face import SpeechFaceModel
-from sclmd.train.checkpoints import CheckpointStore
+from sclmd.train.checkpoints import CheckpointStore, file_sha256
 from sclmd.train.distributed import agree_on_weights, check_divisible, make_accelerator, mean_over_processes, process_share
 from sclmd.train.pretrain import SpeakerBatches, learning_rate_factor
 
@@ -46,16 +46,6 @@ class Encoded:
 
 
 ENCODED_INFO = "info.json"
-
-
-def file_sha256(path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_encodings(directory, encodings: dict[str, Encoded], weights_file) -> None:
