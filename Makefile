@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test browser ui bench ablations infra-up infra-down lock clean
+.PHONY: install run talker test browser ui bench ablations infra-up infra-down lock clean
 
 install: $(STAMP)
 
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 run: $(STAMP)  ## the whole pipeline through Prefect + DVC, logged to MLflow
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd pipeline
+
+talker: $(STAMP)  ## the talking face after `make run` (flow sclmd-talker: synth_video, train_talker, evaluate_talker) -> reports/talker/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd talker
 
 test: $(STAMP) browser  ## the test suite
 	@# two xdist workers: much of a test is process start-up, imports and servers coming up, which the

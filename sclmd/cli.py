@@ -30,7 +30,7 @@ def _fail(err: SclmdError) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
-STAGE_HELP = "synth | prepare | validate | pretrain | prior | train_ldm | judges | baselines | evaluate | user_study"
+STAGE_HELP = "synth | prepare | validate | pretrain | prior | train_ldm | judges | baselines | evaluate | user_study | synth_video | train_talker | evaluate_talker"
 
 
 @app.command()
@@ -302,6 +302,46 @@ def ablations(
 
     try:
         sclmd_ablations(only=only)
+    except SclmdError as e:
+        _fail(e)
+
+
+@app.command()
+def talk(
+    voice: Annotated[Path, typer.Argument(help="a voice recording (any common audio or video format; up to 60 s used)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the video to write (.mp4, with the voice as its sound)")],
+    face: Annotated[Optional[Path], typer.Option(help="a face image to animate (default: SCLDM draws one from the voice)")] = None,
+    pose: Annotated[Optional[Path], typer.Option(
+        help="head pose per 25 fps frame: CSV with columns yaw,pitch,roll (degrees) or .npy [frames, 3] "
+             "(default: predicted from the voice)")] = None,
+    talker: Annotated[Path, typer.Option(help="a trained talker folder (`make talker`)")] = Path("models/talker"),
+    checkpoint: Annotated[Path, typer.Option(help="the SCLDM pipeline that draws the face when --face is not given")]
+        = Path("models/ldm"),
+    method: Annotated[str, typer.Option(help="dae (the talker) | regression (its reference) | still")] = "dae",
+    seed: Annotated[int, typer.Option(help="SCLDM's seed for the face")] = 0,
+    steps: Annotated[Optional[int], typer.Option(help="DDIM steps (default: the talker's)")] = None,
+) -> None:
+    """Animate a face with a voice (DAE-Talker): VOICE -> OUT.mp4."""
+    from sclmd.talk import talk as run_talk
+
+    try:
+        used = run_talk(voice, out, face=face, pose=pose, talker_dir=talker, checkpoint=checkpoint, method=method,
+                        seed=seed, steps=steps)
+    except SclmdError as e:
+        _fail(e)
+    typer.echo(f"{voice} -> {used['out']}: {used['frames']} frames ({used['seconds']} s), face: {used['face']}, "
+               f"pose: {used['pose']}")
+
+
+@app.command()
+def talker(
+    force: Annotated[bool, typer.Option(help="re-run the talker stages even where DVC finds them up to date")] = False,
+) -> None:
+    """The talking face after the pipeline (needs `make run` first): synth_video, train_talker, evaluate_talker."""
+    from flows.talker import sclmd_talker
+
+    try:
+        sclmd_talker(force=force)
     except SclmdError as e:
         _fail(e)
 

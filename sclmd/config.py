@@ -355,6 +355,57 @@ class LaunchParams(Section):
     processes: int = Field(1, ge=1)  # > 1: the training stages run under `accelerate launch` on this host
 
 
+class TalkerVideoParams(Section):
+    """VoxSynth talking videos for the talking face (stage synth_video)."""
+
+    seed: int = Field(0, ge=0)
+    seconds: float = Field(4.0, gt=0.5, le=30)  # one clip per speaker
+    fps: int = Field(25, ge=5, le=60)
+    train_speakers: int = Field(200, ge=1)  # taken in order from prepare's splits (the same speakers)
+    val_speakers: int = Field(16, ge=0)
+    test_speakers: int = Field(16, ge=1)
+    workers: int = Field(0, ge=0)  # 0: one per core
+
+
+class TalkerParams(Section):
+    """The talking face's training (stage train_talker): diffusion autoencoder, speech2latent, regression reference."""
+
+    seed: int = Field(0, ge=0)
+    motion_dim: int = Field(16, ge=1)  # the semantic vector z of a frame
+    unet_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = Field(1, ge=1)
+    conformer_layers: int = Field(3, ge=1)
+    ddim_steps: int = Field(10, ge=2)  # DDIM steps for inversion and decoding
+    dae_steps: int = Field(1200, ge=1)
+    dae_batch_size: int = Field(64, ge=2)
+    dae_lr: float = Field(1.0e-3, gt=0)
+    ema_decay: float = Field(0.995, ge=0, lt=1)
+    speech2latent_steps: int = Field(500, ge=1)
+    speech2latent_batch_size: int = Field(16, ge=1)  # clips
+    speech2latent_lr: float = Field(1.0e-3, gt=0)
+    speech2latent_crop_seconds: float = Field(2.0, gt=0)  # training windows (random offset) of each clip
+    regressor_steps: int = Field(400, ge=1)
+    regressor_batch_size: int = Field(8, ge=1)  # clips; 8 frames of each per step
+    regressor_lr: float = Field(1.0e-3, gt=0)
+    warmup_steps: int = Field(50, ge=0)
+    checkpoint_every: int = Field(200, ge=0)  # DAE steps between checkpoints (0: none)
+    keep_checkpoints: int = Field(2, ge=1)
+    resume: bool = True
+
+
+class EvaluateTalkerParams(Section):
+    """The talking face on test speakers (stage evaluate_talker)."""
+
+    seed: int = Field(0, ge=0)
+    probe_steps: int = Field(500, ge=1)  # the mouth-and-pose probe, trained on real training frames
+    probe_batch_size: int = Field(64, ge=2)
+    probe_lr: float = Field(2.0e-3, gt=0)
+    probe_max_blur: float = Field(1.5, ge=0)  # training frames blurred up to this sigma: generated frames are softer
+    max_speakers: int = Field(0, ge=0)  # 0: every test speaker with a video
+    bootstrap_resamples: int = Field(1000, ge=1)
+    strip_frames: int = Field(10, ge=2)  # frames per row of the frame strip
+
+
 class Params(Section):
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
@@ -367,6 +418,9 @@ class Params(Section):
     baselines: BaselinesParams = BaselinesParams()
     evaluate: EvaluateParams = EvaluateParams()
     user_study: UserStudyParams = UserStudyParams()
+    talker_video: TalkerVideoParams = TalkerVideoParams()
+    talker: TalkerParams = TalkerParams()
+    evaluate_talker: EvaluateTalkerParams = EvaluateTalkerParams()
     registry: RegistryParams = RegistryParams()
     launch: LaunchParams = LaunchParams()
 

@@ -230,7 +230,8 @@ def deployment_names(root: Path) -> list[str]:
     config = yaml.safe_load((Path(root) / "prefect.yaml").read_text()) or {}
     names = []
     for d in config.get("deployments", []):
-        flow_name = d.get("flow_name") or {"flows/pipeline.py": "sclmd-pipeline", "flows/promote.py": "sclmd-promote"}.get(
+        flow_name = d.get("flow_name") or {"flows/pipeline.py": "sclmd-pipeline", "flows/promote.py": "sclmd-promote",
+                                           "flows/talker.py": "sclmd-talker"}.get(
             str(d.get("entrypoint", "")).split(":")[0], "?")
         names.append(f"{flow_name}/{d.get('name')}")
     return names

@@ -92,10 +92,10 @@ def stage_run(stage: str, root: Path, params: dict[str, Any]) -> Iterator[Any]:
 
 @contextmanager
 def pipeline_run(root: Path, params: dict[str, Any], run_name: str = "pipeline") -> Iterator[Any]:
-    """The parent run; children started by stage subprocesses attach to it."""
+    """The parent run (tagged sclmd.stage = run_name: pipeline | talker); children started by stage subprocesses attach to it."""
     mlflow = _setup(root)
     tags = {
-        "sclmd.stage": "pipeline",
+        "sclmd.stage": run_name,
         "sclmd.git_commit": git_commit(root),
         "sclmd.params_hash": params_hash(params),
     }

@@ -16,13 +16,16 @@ from sclmd.config import load_params, section_dict
 
 STAGE_ORDER = ("synth", "prepare", "validate", "pretrain", "prior", "train_ldm", "judges", "baselines", "evaluate",
                "user_study")
+# The talking face (`make talker`, flow sclmd-talker): after the pipeline, outside its budget.
+TALKER_STAGES = ("synth_video", "train_talker", "evaluate_talker")
+ALL_STAGES = STAGE_ORDER + TALKER_STAGES
 
 
 def stage_module(name: str) -> ModuleType:
-    if name not in STAGE_ORDER:
+    if name not in ALL_STAGES:
         from sclmd.errors import SclmdError
 
-        raise SclmdError(f"unknown stage '{name}'. Stages: {', '.join(STAGE_ORDER)}")
+        raise SclmdError(f"unknown stage '{name}'. Stages: {', '.join(ALL_STAGES)}")
     return importlib.import_module(f"sclmd.stages.{name}")
 
 

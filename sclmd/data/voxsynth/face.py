@@ -65,6 +65,25 @@ _BACKGROUND_SIDE = 16
 _BACK_HAIR_STYLES = {"long", "bob", "bun", "curly"}
 
 
+@dataclass(frozen=True)
+class Motion:
+    """What moves in one frame of a talking face: the mouth, the eyelids and the head.
+
+    Yaw and pitch are drawn as a 2.5-D turn (eyes, nose and mouth slide across the head
+    outline); roll rotates the whole figure about the head centre.
+    """
+
+    opening: float = 0.0  # jaw drop: 0 closed .. 1 wide open
+    rounding: float = 0.0  # lip rounding: 0 spread .. 1 rounded (the corners come in)
+    blink: float = 0.0  # 0 eyes open .. 1 closed
+    yaw: float = 0.0  # degrees, + turns towards the image's right
+    pitch: float = 0.0  # degrees, + nods down
+    roll: float = 0.0  # degrees, added to the portrait's own tilt
+
+
+STILL = Motion()
+
+
 def _mix(a: Colour | np.ndarray, b: Colour | np.ndarray, t: float) -> Colour:
     a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return tuple(int(round(v)) for v in a_arr + (b_arr - a_arr) * t)  # type: ignore[return-value]
@@ -130,6 +149,13 @@ class _Painter:
         )  # "RGBA" on an RGB image blends translucent strokes
         self.cx = 0.5 * _LAYER_MARGIN
         self.cy = 0.5 * _LAYER_MARGIN - 0.04
+        self.head_centre = (self.cx, self.cy)
+
+    def turned(self, motion: Motion) -> None:
+        """Eyes, nose and mouth drawn from here on slide as the head turns (yaw) and nods (pitch)."""
+        look = self.look
+        self.cx = self.head_centre[0] + 0.8 * look.half_width * np.sin(np.deg2rad(motion.yaw))
+        self.cy = self.head_centre[1] + 0.5 * look.half_height * np.sin(np.deg2rad(motion.pitch))
 
     def px(self, x: float, y: float) -> Point:
         """Canvas units relative to the head centre -> layer pixels."""
@@ -241,7 +267,7 @@ class _Painter:
             )
         self.draw.polygon(self.face_outline(), fill=skin)
 
-    def eyes(self, gaze: Point) -> None:
+    def eyes(self, gaze: Point, blink: float = 0.0) -> None:
         look = self.look
         attrs = look.attrs
         w, h = look.half_width, look.half_height
@@ -268,6 +294,16 @@ class _Painter:
                 ),
                 fill=(255, 255, 255),
             )
+            if blink > 0.0:  # the lid comes down over the eye: skin above its edge, lashes on it
+                lid_y = eye_y - 2.0 * eye_ry * (1.0 - blink)
+                self.draw.ellipse(self.box(x, lid_y, eye_rx * 1.08, eye_ry * 1.2), fill=look.skin)
+                self.draw.arc(
+                    self.box(x, lid_y, eye_rx, eye_ry * 1.2),
+                    10,
+                    170,
+                    fill=(30, 22, 20),
+                    width=self.width(0.006 if look.male else 0.01),
+                )
             # Upper lid, heavier (lashes) for women.
             self.draw.arc(
                 self.box(x, eye_y, eye_rx, eye_ry),
@@ -309,7 +345,7 @@ class _Painter:
                         width=self.width(0.003),
                     )
 
-    def nose_and_mouth(self, smile: float) -> None:
+    def nose_and_mouth(self, smile: float, opening: float = 0.0, rounding: float = 0.0) -> None:
         look = self.look
         attrs = look.attrs
         w, h = look.half_width, look.half_height
@@ -343,12 +379,15 @@ class _Painter:
             self.px(ui * half, mouth_y + 0.02 * (1 - ui**2) * (1 + 0.5 * smile) - li)
             for ui, li in zip(u[::-1], lift[::-1], strict=True)
         ]
-        self.draw.polygon(upper + lower, fill=lip)
-        self.draw.line(
-            [self.px(ui * half, mouth_y - li) for ui, li in zip(u, lift, strict=True)],
-            fill=_shade(lip, 0.55),
-            width=self.width(0.004),
-        )
+        if opening > 0.0 or rounding > 0.0:
+            self.open_mouth(mouth_y, half, lip, lift, smile, opening, rounding)
+        else:
+            self.draw.polygon(upper + lower, fill=lip)
+            self.draw.line(
+                [self.px(ui * half, mouth_y - li) for ui, li in zip(u, lift, strict=True)],
+                fill=_shade(lip, 0.55),
+                width=self.width(0.004),
+            )
         if look.old > 0.35:  # nasolabial folds
             for side in (-1, 1):
                 self.draw.line(
@@ -364,6 +403,34 @@ class _Painter:
                 self.draw.ellipse(
                     self.box(side * w * 0.55, tip_y, w * 0.16, w * 0.1), fill=(220, 90, 90, 28)
                 )
+
+    def open_mouth(
+        self, mouth_y: float, half: float, lip: Colour, lift: np.ndarray, smile: float, opening: float,
+        rounding: float,
+    ) -> None:
+        """Lips parted by the jaw (`opening`) and drawn in at the corners (`rounding`)."""
+        u = np.linspace(-1.0, 1.0, 21)
+        half = half * (1.0 - 0.4 * rounding)
+        gap = 0.06 * opening  # canvas units between the lips at the centre
+        bulge = 1.0 - u**2
+        lift = lift * (1.0 - rounding)
+        upper_top = [self.px(ui * half, mouth_y - (0.013 + 0.006 * rounding) * b - li - 0.25 * gap * b)
+                     for ui, b, li in zip(u, bulge, lift, strict=True)]
+        upper_edge = [self.px(ui * half, mouth_y - li - 0.25 * gap * b ** 0.5)
+                      for ui, b, li in zip(u[::-1], bulge[::-1], lift[::-1], strict=True)]
+        lower_edge = [self.px(ui * half, mouth_y - li + 0.75 * gap * b ** 0.5)
+                      for ui, b, li in zip(u, bulge, lift, strict=True)]
+        lower_bottom = [self.px(ui * half, mouth_y + 0.75 * gap * b ** 0.5 + 0.02 * b * (1 + 0.5 * smile) - li)
+                        for ui, b, li in zip(u[::-1], bulge[::-1], lift[::-1], strict=True)]
+        if gap > 0.0:
+            self.draw.polygon(upper_edge[::-1] + lower_edge[::-1], fill=(58, 18, 24))  # the mouth cavity
+            if opening > 0.3:  # upper teeth show once the jaw is well down
+                teeth = [self.px(ui * half * 0.7, mouth_y - 0.25 * gap * b ** 0.5 + 0.12 * gap)
+                         for ui, b in zip(u, bulge, strict=True)]
+                self.draw.line(teeth, fill=(236, 232, 222), width=self.width(0.1 * gap + 0.003))
+        self.draw.polygon(upper_top + upper_edge, fill=lip)
+        self.draw.polygon(lower_edge + lower_bottom, fill=lip)
+        self.draw.line(upper_edge, fill=_shade(lip, 0.55), width=self.width(0.004))
 
     def forehead_lines(self) -> None:
         look = self.look
@@ -486,8 +553,12 @@ def render_face(
     size: int = 64,
     supersample: int = 3,
     framing: float = 1.0,
+    motion: Motion | None = None,
 ) -> Image.Image:
     """One `size` x `size` RGB portrait of this speaker with random pose and lighting.
+
+    `motion` opens the mouth, closes the eyes and turns the head (a talking video's frame);
+    the same rng state with another motion gives the same scene with only those changed.
 
     `framing` magnifies the figure about the face centre: 1.0 is a head-and-shoulders
     portrait; ~1.6 frames the face as real face crops do (hairline to chin fill most of
@@ -500,18 +571,22 @@ def render_face(
     shirt = _random_colour(rng, 30, 220)
     gaze = (float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1)))
     smile = float(rng.uniform(-0.3, 1.0))
+    motion = motion or STILL
     painter.back_hair()
     painter.body(shirt)
     painter.head()
+    painter.turned(motion)
     painter.forehead_lines()
     painter.beard()
-    painter.eyes(gaze)
-    painter.nose_and_mouth(smile)
+    painter.eyes(gaze, motion.blink)
+    painter.nose_and_mouth(smile, motion.opening, motion.rounding)
+    painter.turned(STILL)
     painter.front_hair()
+    painter.turned(motion)
     painter.glasses()
 
     # Pose: output pixel -> layer pixel through rotation about the head, scale and shift.
-    angle = np.deg2rad(rng.uniform(-8.0, 8.0))
+    angle = np.deg2rad(rng.uniform(-8.0, 8.0) + motion.roll)
     zoom = rng.uniform(1.06, 1.22) * framing
     shift_x, shift_y = rng.uniform(-0.045, 0.045, 2) * side
     head_x, head_y = painter.px(0.0, 0.0)

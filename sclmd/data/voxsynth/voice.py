@@ -196,6 +196,7 @@ class _Segment:
     duration: float  # seconds
     components: list[_Component] = field(default_factory=list)
     onset_crossfade: float = _CROSSFADE_S  # half-width of the crossfade into this segment
+    phone: str = ""  # what the mouth is doing (see synthesize_with_phones): "" is a pause
 
 
 @dataclass
@@ -308,7 +309,7 @@ class _Planner:
             )
             approximant = self._vowel_filter(formants)
             self._add(
-                _Segment(self._duration(0.04, 0.07), [_Component("voice", approximant, 0.45)], 0.02)
+                _Segment(self._duration(0.04, 0.07), [_Component("voice", approximant, 0.45)], 0.02, phone)
             )
         elif phone in _NASALS:
             freqs, bws = _NASALS[phone]
@@ -316,7 +317,7 @@ class _Planner:
                 np.array(freqs) * self.profile.formant_scale, np.array(bws, float), self.sample_rate
             )
             self._add(
-                _Segment(self._duration(0.05, 0.08), [_Component("voice", murmur, 0.3)], 0.015)
+                _Segment(self._duration(0.05, 0.08), [_Component("voice", murmur, 0.3)], 0.015, phone)
             )
         elif phone in _FRICATIVES or phone in _VOICED_FRICATIVES:
             voiced = phone in _VOICED_FRICATIVES
@@ -326,23 +327,23 @@ class _Planner:
             ]
             if voiced:
                 parts.append(_Component("voice", self._voice_bar(), 0.15))
-            self._add(_Segment(self._duration(0.06, 0.11), parts, 0.015))
+            self._add(_Segment(self._duration(0.06, 0.11), parts, 0.015, phone))
         elif phone == "h":
             self._add(
                 _Segment(
-                    self._duration(0.04, 0.07), [_Component("noise", vowel_filter, 0.12)], 0.02
+                    self._duration(0.04, 0.07), [_Component("noise", vowel_filter, 0.12)], 0.02, phone
                 )
             )
         else:
             voiced = phone in _VOICED_PLOSIVES
             low, high = _BURSTS[_VOICED_PLOSIVES.get(phone, phone)]
             closure = [_Component("voice", self._voice_bar(), 0.04)] if voiced else []
-            self._add(_Segment(self._duration(0.04, 0.07), closure, 0.01))
+            self._add(_Segment(self._duration(0.04, 0.07), closure, 0.01, phone))
             burst = [_Component("noise", self._noise_band(low, high), 0.25 if voiced else 0.45)]
-            self._add(_Segment(self._duration(0.007, 0.014), burst, 0.001))
+            self._add(_Segment(self._duration(0.007, 0.014), burst, 0.001, phone + "+"))
             if not voiced:  # aspiration: breath noise shaped by the coming vowel
                 aspiration = [_Component("noise", vowel_filter, 0.1)]
-                self._add(_Segment(self._duration(0.02, 0.045), aspiration, 0.004))
+                self._add(_Segment(self._duration(0.02, 0.045), aspiration, 0.004, "h"))
 
     def _syllable(self, stressed: bool, phrase_final: bool) -> float:
         """Adds one syllable; returns the time of its vowel's centre."""
@@ -371,7 +372,7 @@ class _Planner:
         if phrase_final:
             duration *= 1.5
         vowel_start = self.elapsed
-        self._add(_Segment(duration, [_Component("voice", vowel_filter, level)], 0.02))
+        self._add(_Segment(duration, [_Component("voice", vowel_filter, level)], 0.02, vowel_name or "ə"))
 
         if rng.random() < 0.5:
             self._consonant(_weighted_choice(rng, _CODAS, _CODA_WEIGHTS), vowel_filter)
@@ -551,6 +552,20 @@ def synthesize_utterance(
     seconds: float = 6.0,
 ) -> np.ndarray:
     """One utterance of `seconds` of babble by this speaker: float32 mono in [-1, 1]."""
+    return synthesize_with_phones(attrs, rng, sample_rate, seconds)[0]
+
+
+def synthesize_with_phones(
+    attrs: SpeakerAttributes,
+    rng: np.random.Generator,
+    sample_rate: int = 16000,
+    seconds: float = 6.0,
+) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """`synthesize_utterance` and its phone timeline: (start s, end s, phone) per segment.
+
+    Phones are IPA symbols as planned; "ə" is a reduced vowel, "p+" a plosive's burst,
+    "" a pause. The same rng draws as synthesize_utterance, so the audio is the same.
+    """
     n_samples = int(round(sample_rate * seconds))
     profile = voice_profile(attrs)
     planner = _Planner(profile, rng, sample_rate)
@@ -562,4 +577,9 @@ def synthesize_utterance(
     speech = _render(planner, voice, noise)[:n_samples]
     if len(speech) < n_samples:
         speech = np.pad(speech, (0, n_samples - len(speech)))
-    return _normalise(speech, rng, sample_rate)
+    timeline, start = [], 0.0
+    for segment in planner.segments:
+        if start < seconds:
+            timeline.append((start, min(start + segment.duration, seconds), segment.phone))
+        start += segment.duration
+    return _normalise(speech, rng, sample_rate), timeline

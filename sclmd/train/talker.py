@@ -1,0 +1,252 @@
+"""Training the talking face: the diffusion autoencoder, then speech2latent and the regression reference.
+
+Video frames are first mapped to the frozen face autoencoder's latents (from `pretrain`),
+where the DAE works. The DAE's loop keeps an EMA copy (what is saved and used) and
+checkpoints that a re-run resumes; speech2latent and the regressor are short loops on
+top of the DAE's motion vectors.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from sclmd.errors import SclmdError
+from sclmd.models.talker import POSE_SCALE, TalkerBundle, TalkerConfig
+from sclmd.train.checkpoints import CheckpointStore
+
+POSE_TRACKS = ("yaw", "pitch", "roll")
+
+
+@dataclass
+class Clips:
+    """The talking clips of one split, in memory."""
+
+    speakers: list[str]
+    genders: list[str]
+    ages: list[int]
+    frames: torch.Tensor  # uint8 [N, T, H, W, 3]
+    waves: torch.Tensor  # float32 [N, samples]
+    tracks: dict[str, torch.Tensor]  # name -> float32 [N, T]
+
+    def __len__(self) -> int:
+        return len(self.speakers)
+
+    @property
+    def pose(self) -> torch.Tensor:
+        return torch.stack([self.tracks[k] for k in POSE_TRACKS], dim=-1)  # [N, T, 3] degrees
+
+    def take(self, n: int) -> "Clips":
+        return Clips(self.speakers[:n], self.genders[:n], self.ages[:n], self.frames[:n], self.waves[:n],
+                     {k: v[:n] for k, v in self.tracks.items()})
+
+
+def load_clips(video_dir: Path, split: str) -> Clips:
+    """Every clip of `split` listed in `video_dir/manifest.csv` (synth_video's output)."""
+    from sclmd.data.video import read_frames
+    from sclmd.io import is_inside
+
+    manifest = Path(video_dir) / "manifest.csv"
+    if not manifest.exists():
+        raise SclmdError(f"{manifest}: not found. Run `sclmd stage synth_video` (part of `make talker`) first.")
+    with manifest.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == split]
+    if not rows:
+        raise SclmdError(f"{manifest}: no {split} clips")
+    frames, waves, tracks = [], [], {}
+    for n, row in enumerate(rows, start=2):
+        video, track_file = Path(video_dir) / row["video"], Path(video_dir) / row["tracks"]
+        if not (is_inside(video, video_dir) and is_inside(track_file, video_dir)):
+            raise SclmdError(f"{manifest}, row {n}: path outside {video_dir}; the manifest was edited by hand")
+        clip = read_frames(video)
+        with np.load(track_file) as t:
+            for key in ("opening", "rounding", "blink", *POSE_TRACKS):
+                tracks.setdefault(key, []).append(t[key][: len(clip)])
+            waves.append(t["audio"].astype(np.float32) / 32767.0)
+        frames.append(clip)
+    n_frames = min(len(f) for f in frames)
+    return Clips([r["speaker_id"] for r in rows], [r["gender"] for r in rows], [int(float(r["age"])) for r in rows],
+                 torch.from_numpy(np.stack([f[:n_frames] for f in frames])), torch.from_numpy(np.stack(waves)),
+                 {k: torch.from_numpy(np.stack([x[:n_frames] for x in v])).float() for k, v in tracks.items()})
+
+
+def to_unit(frames_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
+    x = frames_uint8.float() / 127.5 - 1
+    return x.movedim(-1, -3)
+
+
+@torch.no_grad()
+def encode_frames(face_encoder, frames: torch.Tensor, batch: int = 512, desc: str | None = "encode frames") -> torch.Tensor:
+    """uint8 [N, T, H, W, 3] -> face latents [N, T, C, h, w] (frozen encoder); desc None: no progress bar."""
+    n, t = frames.shape[:2]
+    flat = frames.reshape(n * t, *frames.shape[2:])
+    out = [face_encoder.encode(to_unit(flat[s:s + batch])) for s in tqdm(range(0, len(flat), batch), desc=desc,
+                                                                          unit="batch", disable=desc is None)]
+    z = torch.cat(out)
+    return z.reshape(n, t, *z.shape[1:])
+
+
+def _lr(step: int, warmup: int) -> float:
+    return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+
+def train_dae(bundle: TalkerBundle, latents: torch.Tensor, *, steps: int, batch_size: int, lr: float,
+              warmup: int, ema_decay: float, seed: int, store: CheckpointStore | None, resume: bool,
+              checkpoint_every: int, log=None) -> list[tuple[int, float]]:
+    """Trains bundle.dae on (target, reference) pairs of frames of one clip; leaves the EMA weights in it."""
+    dae = bundle.dae.train()
+    ema = copy.deepcopy(dae).requires_grad_(False)
+    optimizer = torch.optim.AdamW(dae.parameters(), lr=lr, weight_decay=1e-4)
+
+    class _State(torch.nn.Module):  # what a checkpoint holds: the live net and its EMA together
+        def __init__(self):
+            super().__init__()
+            self.net, self.ema = dae, ema
+
+    state = _State()
+    start, history = 0, {}
+    if store is not None:
+        start, history = store.resume(resume, state, optimizer, announce=print, name="talker dae")
+    losses = list(history.get("loss", []))
+    generator = torch.Generator().manual_seed(seed * 7919 + start)
+    n_clips, n_frames = latents.shape[:2]
+    bar = tqdm(range(start, steps), desc="talker dae", unit="step", initial=start, total=steps)
+    running = None
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * _lr(step, warmup)
+        clips = torch.randint(0, n_clips, (batch_size,), generator=generator)
+        target = latents[clips, torch.randint(0, n_frames, (batch_size,), generator=generator)]
+        reference = latents[clips, torch.randint(0, n_frames, (batch_size,), generator=generator)]
+        loss = dae.loss(target, reference, generator)
+        if not torch.isfinite(loss):
+            raise SclmdError(f"talker dae: the loss became {loss.item()} at step {step}. Lower talker.dae_lr.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(dae.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            decay = min(ema_decay, (1 + step) / (10 + step))
+            for e, p in zip(ema.parameters(), dae.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if (step + 1) % 25 == 0:
+            losses.append((step + 1, running))
+            bar.set_postfix(loss=f"{running:.4f}")
+            if log:
+                log({"talker_dae_loss": running}, step + 1)
+        if store is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            store.save(step + 1, state, optimizer, {"history": {"loss": losses}})
+    bar.close()
+    bundle.dae.load_state_dict(ema.state_dict())
+    bundle.dae.eval()
+    return losses
+
+
+@torch.no_grad()
+def motion_vectors(bundle: TalkerBundle, latents: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+    """Face latents [N, T, C, h, w] -> the DAE's z [N, T, motion_dim]."""
+    n, t = latents.shape[:2]
+    flat = latents.reshape(n * t, *latents.shape[2:])
+    z = torch.cat([bundle.dae.encoder(flat[s:s + batch]) for s in range(0, len(flat), batch)])
+    return z.reshape(n, t, -1)
+
+
+def train_speech2latent(bundle: TalkerBundle, clips: Clips, z: torch.Tensor, *, steps: int, batch_size: int,
+                        lr: float, warmup: int, seed: int, crop_seconds: float, val: tuple[Clips, torch.Tensor] | None = None,
+                        log=None) -> dict:
+    """Speech -> (z normalised, pose): MSE on both; the latent head is taught with the true pose (teacher forcing)."""
+    model = bundle.speech2latent.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(seed * 104729 + 1)
+    z_norm = (z - bundle.z_mean) / bundle.z_std
+    pose = clips.pose
+    n_frames = z.shape[1]
+    samples_per_frame = clips.waves.shape[1] // n_frames
+    crop = max(1, min(n_frames, int(round(crop_seconds * bundle.cfg.fps))))
+    history = []
+    bar = tqdm(range(steps), desc="speech2latent", unit="step")
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * _lr(step, warmup) * 0.5 * (1 + np.cos(np.pi * step / steps))
+        rows = torch.randint(0, len(clips), (batch_size,), generator=generator)
+        # A random window of each clip: more distinct inputs than whole clips, and the model learns to
+        # start and stop anywhere (a voice given to `sclmd talk` has its own length).
+        start = int(torch.randint(0, n_frames - crop + 1, (1,), generator=generator))
+        frames = slice(start, start + crop)
+        waves = clips.waves[rows, start * samples_per_frame:(start + crop) * samples_per_frame]
+        # Teacher forcing with a little noise, so the latent head tolerates an imperfect predicted pose.
+        given = pose[rows, frames] + torch.randn(pose[rows, frames].shape, generator=generator)
+        z_pred, pose_pred = model(waves, crop, pose=given)
+        latent_loss = F.mse_loss(z_pred, z_norm[rows, frames])
+        pose_loss = F.mse_loss(pose_pred / POSE_SCALE, pose[rows, frames] / POSE_SCALE)
+        loss = latent_loss + pose_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if (step + 1) % 25 == 0:
+            history.append((step + 1, latent_loss.item(), pose_loss.item()))
+            bar.set_postfix(latent=f"{latent_loss.item():.3f}", pose=f"{pose_loss.item():.3f}")
+            if log:
+                log({"talker_s2l_latent_loss": latent_loss.item(), "talker_s2l_pose_loss": pose_loss.item()}, step + 1)
+    model.eval()
+    out = {"history": history}
+    if val is not None:
+        val_clips, val_z = val
+        with torch.no_grad():
+            z_pred, pose_pred = model(val_clips.waves, val_z.shape[1])
+            z_posed, _ = model(val_clips.waves, val_z.shape[1], pose=val_clips.pose)
+        target = (val_z - bundle.z_mean) / bundle.z_std
+        out["val_latent_mse"] = float(F.mse_loss(z_pred, target))  # 1: no better than the mean
+        out["val_latent_mse_true_pose"] = float(F.mse_loss(z_posed, target))
+        out["val_pose_mae_deg"] = float((pose_pred - val_clips.pose).abs().mean())
+    return out
+
+
+def train_regressor(bundle: TalkerBundle, clips: Clips, latents: torch.Tensor, *, steps: int, batch_size: int,
+                    lr: float, warmup: int, seed: int, frames_per_clip: int = 8, log=None) -> list:
+    """The regression reference: speech + a reference frame's latent -> the frame's latent, MSE, one pass."""
+    model = bundle.regressor.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(seed * 15485863 + 2)
+    n_frames = latents.shape[1]
+    history = []
+    bar = tqdm(range(steps), desc="regression reference", unit="step")
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * _lr(step, warmup) * 0.5 * (1 + np.cos(np.pi * step / steps))
+        rows = torch.randint(0, len(clips), (batch_size,), generator=generator)
+        h = model.context(clips.waves[rows], n_frames)  # [B, T, d]
+        pick = torch.randint(0, n_frames, (batch_size, frames_per_clip), generator=generator)
+        ref_pick = torch.randint(0, n_frames, (batch_size,), generator=generator)
+        states = h[torch.arange(batch_size)[:, None], pick].flatten(0, 1)
+        target = latents[rows[:, None], pick].flatten(0, 1)
+        reference = latents[rows, ref_pick].repeat_interleave(frames_per_clip, 0)
+        loss = F.mse_loss(model.frame_latents(states, reference), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if (step + 1) % 25 == 0:
+            history.append((step + 1, loss.item()))
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if log:
+                log({"talker_regressor_loss": loss.item()}, step + 1)
+    model.eval()
+    return history
+
+
+def talker_config(params, data, face_latent_shape: tuple[int, ...], fps: int) -> TalkerConfig:
+    return TalkerConfig(fps=fps, latent_channels=face_latent_shape[0], latent_size=face_latent_shape[1],
+                        motion_dim=params.motion_dim, unet_channels=tuple(params.unet_channels),
+                        layers_per_block=params.layers_per_block, sample_rate=data.sample_rate,
+                        conformer_layers=params.conformer_layers, ddim_steps=params.ddim_steps)

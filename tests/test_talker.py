@@ -1,0 +1,104 @@
+"""The talking face end to end: `sclmd talker` (flow sclmd-talker) after the session's pipeline, then `sclmd talk`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY, copy_project, deep_merge, sclmd_cli, write_params
+
+TINY_TALKER = {
+    "talker_video": {"seconds": 1.2, "train_speakers": 4, "val_speakers": 1, "test_speakers": 2, "workers": 2},
+    "talker": {"unet_channels": [16, 32], "conformer_layers": 1, "ddim_steps": 2, "dae_steps": 4, "dae_batch_size": 4,
+               "speech2latent_steps": 3, "speech2latent_batch_size": 2, "regressor_steps": 3,
+               "regressor_batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
+    "evaluate_talker": {"probe_steps": 3, "probe_batch_size": 8, "bootstrap_resamples": 20, "strip_frames": 4},
+}
+
+
+# --- end to end: after the session's pipeline, `sclmd talker` then `sclmd talk` ------------------
+
+@pytest.fixture(scope="module")
+def talker_project(ran_pipeline, tmp_path_factory):
+    root, out = ran_pipeline
+    assert out.returncode == 0, out.stderr[-3000:]
+    project = copy_project(root, tmp_path_factory.mktemp("talker") / "project")
+    write_params(project, deep_merge(TINY, TINY_TALKER))
+    result = sclmd_cli(project, "talker")
+    return project, result
+
+
+def test_talker_flow_trains_and_evaluates(talker_project):
+    project, result = talker_project
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with (project / "data/talker/videos/manifest.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    from sclmd.data.video import video_info
+
+    info = video_info(project / "data/talker/videos" / rows[0]["video"])
+    assert info["frames"] == 30 and info["fps"] == 25 and info["audio_rate"] == 16000
+    tracks = np.load(project / "data/talker/videos" / rows[0]["tracks"])
+    assert {"opening", "rounding", "blink", "yaw", "pitch", "roll", "phone"} <= set(tracks.files)
+    assert len(tracks["opening"]) == 30
+    metrics = json.loads((project / "reports/talker/metrics.json").read_text())
+    assert set(metrics["methods"]) == {"real", "real_autoencoder", "dae_photo", "dae_scldm", "regression", "still"}
+    assert metrics["methods"]["still"]["lipsync"] == 0.0
+    assert metrics["methods"]["still"]["identity_drift"] == pytest.approx(0.0, abs=1e-5)
+    for row in metrics["methods"].values():
+        assert -1.0 <= row["lipsync"] <= 1.0 and row["between_speakers"] >= 0
+    sample = video_info(project / "reports/talker/sample.mp4")
+    assert sample["frames"] == 30 and sample["width"] == 4 * 128 and sample["audio_rate"] == 16000
+    for png in ("reports/talker/frame_strip.png", "reports/talker/metrics.png", "reports/talker_video/frames.png",
+                "reports/talker_train/losses.png", "reports/talker_train/val_reconstructions.png"):
+        assert (project / png).stat().st_size > 5000, png
+    assert (project / "models/talker/pretrain/model.safetensors").exists()  # the folder talks on its own
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parent = [r for r in runs if r.data.tags.get("sclmd.stage") == "talker"]
+    assert parent and "lipsync_dae" not in parent[0].data.metrics
+    children = {r.data.tags.get("sclmd.stage") for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
+    assert {"synth_video", "train_talker", "evaluate_talker"} <= children
+    again = sclmd_cli(project, "talker")  # nothing changed: DVC skips every stage
+    assert again.returncode == 0 and again.stdout.count("skipped") >= 3, again.stdout[-2000:]
+
+
+def test_talk_from_a_voice_file_alone(talker_project, tmp_path):
+    project, result = talker_project
+    assert result.returncode == 0
+    from sclmd.data.video import read_frames, video_info
+
+    voice = next((project / "data/raw/voxsynth/wav").rglob("*.wav"))
+    out = sclmd_cli(project, "talk", str(voice), "-o", str(tmp_path / "talk.mp4"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "face: SCLDM" in out.stdout
+    info = video_info(tmp_path / "talk.mp4")
+    assert info["frames"] == 150 and info["audio_rate"] == 16000  # the whole 6 s voice at 25 fps
+    face = next((project / "data/raw/voxsynth/faces").rglob("*.png"))
+    (tmp_path / "pose.csv").write_text("yaw,pitch,roll\n" + "10,0,0\n" * 150)
+    out = sclmd_cli(project, "talk", str(voice), "--face", str(face), "--pose", str(tmp_path / "pose.csv"),
+                    "-o", str(tmp_path / "posed.mp4"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "pose.csv" in out.stdout
+    assert read_frames(tmp_path / "posed.mp4").shape == (150, 64, 64, 3)
+    bad = sclmd_cli(project, "talk", str(face), "-o", str(tmp_path / "bad.mp4"))  # an image given as the voice
+    assert bad.returncode == 1 and "not readable as audio" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad.mp4").exists()
+    missing = sclmd_cli(project, "talk", str(voice), "-o", str(tmp_path / "x.mp4"), "--talker", str(tmp_path / "none"))
+    assert missing.returncode == 1 and "Run `make talker`" in missing.stderr
+
+
+def test_talker_refuses_to_run_before_the_pipeline(tmp_path):
+    from tests.conftest import make_project
+
+    project = make_project(tmp_path / "empty", dvc=True)
+    out = sclmd_cli(project, "talker")
+    assert out.returncode == 1 and "Run `make run` first" in out.stderr and "Traceback" not in out.stderr
+    shutil.rmtree(project)

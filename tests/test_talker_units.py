@@ -1,0 +1,172 @@
+"""The talking face's parts: phones and mouth tracks, talking frames, mp4 files, the DAE-Talker models, the probe,
+`sclmd talk`'s input checks. (End to end: tests/test_talker.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+# --- data: phones, mouth tracks, frames, video files ---------------------------------------------
+
+def test_phone_timeline_comes_with_the_same_audio():
+    from sclmd.data.voxsynth.attributes import sample_speakers
+    from sclmd.data.voxsynth.generate import _rng
+    from sclmd.data.voxsynth.talking import PHONE_TARGETS
+    from sclmd.data.voxsynth.voice import synthesize_utterance, synthesize_with_phones
+
+    speaker = sample_speakers(6, 0)[2]
+    plain = synthesize_utterance(speaker, _rng(0, 2, 0, 0), 16000, 3.0)
+    audio, timeline = synthesize_with_phones(speaker, _rng(0, 2, 0, 0), 16000, 3.0)
+    assert np.array_equal(plain, audio)  # the timeline costs no extra random draws: VoxSynth's wavs are unchanged
+    assert timeline[0][0] == 0.0 and timeline[-1][1] == pytest.approx(3.0, abs=1e-6)
+    for (_, end, _), (start, _, _) in zip(timeline, timeline[1:]):
+        assert start == pytest.approx(end)
+    assert {p for _, _, p in timeline} <= set(PHONE_TARGETS)
+    assert any(p in ("p", "b", "m") for _, _, p in timeline) and "" in {p for _, _, p in timeline}
+
+
+def test_mouth_follows_the_phones():
+    from sclmd.data.voxsynth.talking import mouth_tracks
+
+    timeline = [(0.0, 0.2, ""), (0.2, 0.44, "æ"), (0.44, 0.56, "m"), (0.56, 0.8, "u"), (0.8, 1.0, "")]
+    opening, rounding = mouth_tracks(timeline, 25, 25)
+    at = lambda t: int(t * 25)  # noqa: E731
+    assert opening[at(0.05)] < 0.05  # pause: closed
+    assert opening[at(0.32)] > 0.6  # open vowel
+    assert opening[at(0.5)] < 0.25  # /m/ closes the lips
+    assert rounding[at(0.68)] > 0.7 and rounding[at(0.32)] < 0.05  # /u/ is rounded, /æ/ is not
+
+
+def test_talking_frame_moves_only_the_mouth_and_keeps_still_faces_identical():
+    from sclmd.data.voxsynth.attributes import sample_speakers
+    from sclmd.data.voxsynth.face import Motion, render_face
+    from sclmd.data.voxsynth.generate import _rng
+
+    speaker = sample_speakers(6, 0)[1]
+    draw = lambda motion=None: np.asarray(render_face(speaker, _rng(0, 1, 1, 0), 64, 3, 1.5, motion), float)  # noqa: E731
+    still = draw()
+    assert np.array_equal(still, draw(Motion()))  # a still frame is the VoxSynth portrait, pixel for pixel
+    open_mouth = np.abs(draw(Motion(opening=1.0)) - still).sum(-1)
+    assert open_mouth[:28].max() == 0  # above the nose: nothing moved
+    assert open_mouth[36:].sum() > 2000  # the mouth opened
+    turned = np.abs(draw(Motion(yaw=12.0)) - still).sum(-1)
+    assert turned.sum() > 2000
+
+
+def test_mp4_round_trip_keeps_frames_and_sound(tmp_path):
+    from sclmd.data.video import read_frames, video_info, write_mp4
+
+    rng = np.random.default_rng(0)
+    frames = np.repeat(np.linspace(0, 255, 10).astype(np.uint8)[:, None, None, None], 64, 1).repeat(64, 2).repeat(3, 3)
+    frames[:, 20:40, 20:40] = rng.integers(0, 255, 3, dtype=np.uint8)
+    audio = 0.3 * np.sin(np.arange(16000 * 10 // 25) / 16000 * 2 * np.pi * 220).astype(np.float32)
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, frames, audio, 16000, 25)
+    back = read_frames(path)
+    assert back.shape == frames.shape
+    assert np.abs(back.astype(float) - frames).mean() < 4
+    info = video_info(path)
+    assert info["fps"] == 25 and info["audio_rate"] == 16000 and info["frames"] == 10
+    with pytest.raises(Exception, match="even frame size"):
+        write_mp4(tmp_path / "odd.mp4", frames[:, :63], None, 16000)
+    assert not (tmp_path / "odd.mp4").exists()
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+def _small_config():
+    from sclmd.models.talker import TalkerConfig
+
+    return TalkerConfig(unet_channels=(16, 32), conformer_layers=1, ddim_steps=20)
+
+
+def test_ddim_inversion_finds_the_code_that_decodes_back():
+    from sclmd.models.talker import DiffusionAutoencoder
+
+    torch.manual_seed(0)
+    dae = DiffusionAutoencoder(_small_config()).eval()
+    latent, reference = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
+    z = dae.encoder(latent)
+    code = dae.invert(latent, reference, z, steps=25)
+    back = dae.decode(code, reference, z, steps=25)
+    assert (back - latent).abs().mean() < 0.15 * latent.abs().mean()
+    other = dae.decode(torch.randn_like(code), reference, z, steps=25)  # a random code does not
+    assert (other - latent).abs().mean() > 0.5 * latent.abs().mean()
+
+
+def test_a_given_pose_replaces_the_predicted_one():
+    from sclmd.models.talker import Speech2Latent
+
+    torch.manual_seed(0)
+    model = Speech2Latent(_small_config()).eval()
+    wave = 0.1 * torch.randn(1, 16000)
+    with torch.no_grad():
+        z, predicted = model(wave)
+        pose = torch.full((1, 25, 3), 8.0)
+        z_given, predicted_again = model(wave, pose=pose)
+    assert z.shape == (1, 25, 16) and predicted.shape == (1, 25, 3)
+    assert torch.allclose(predicted, predicted_again)  # the pose head still says what it predicts
+    assert not torch.allclose(z, z_given)  # but the latent follows the given pose
+
+
+def test_speech_features_are_per_video_frame():
+    from sclmd.models.talker import SpeechFrames, frames_for
+
+    cfg = _small_config()
+    wave = torch.randn(2, 16000 * 2)
+    features = SpeechFrames(cfg)(wave)
+    assert features.shape == (2, frames_for(wave.shape[-1], cfg), cfg.feature_dim) == (2, 50, 320)
+    # Loudness does not matter (each band is normalised over the utterance).
+    assert (SpeechFrames(cfg)(0.01 * wave) - features).abs().mean() < 0.01
+
+
+def test_probe_reads_what_it_was_trained_on():
+    from sclmd.evaluate.talker import correlation, probe_read, train_probe
+
+    generator = torch.Generator().manual_seed(0)
+    n = 128
+    opening = torch.rand(n, generator=generator)
+    images = -torch.ones(n, 3, 64, 64)
+    for i in range(n):  # a dark bar whose height is the opening
+        images[i, :, 40:40 + int(2 + 14 * opening[i]), 24:40] = 1.0
+    targets = torch.stack([opening, torch.zeros(n), torch.zeros(n), torch.zeros(n)], -1)
+    probe = train_probe(images, targets, steps=60, batch_size=32, lr=2e-3, max_blur=0.0, seed=0)
+    read = probe_read(probe, images)
+    assert correlation(read[:, 0], opening.numpy()) > 0.9
+    assert correlation(np.ones(5), np.arange(5)) == 0.0  # a still face: no lip sync, not NaN
+
+
+# --- bad input to `sclmd talk` (no trained talker needed for these) ------------------------------
+
+def test_talk_input_errors_name_the_file_and_the_fix(tmp_path):
+    from sclmd.errors import SclmdError
+    from sclmd.talk import load_face, load_pose, load_voice
+
+    (tmp_path / "notaudio.wav").write_text("hello")
+    with pytest.raises(SclmdError, match="notaudio.wav: not readable as audio"):
+        load_voice(tmp_path / "notaudio.wav", 16000)
+    import soundfile as sf
+
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    with pytest.raises(SclmdError, match="silent.wav: silent"):
+        load_voice(tmp_path / "silent.wav", 16000)
+    (tmp_path / "face.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(SclmdError, match="face.png: not a readable image.*Give a face image"):
+        load_face(tmp_path / "face.png", 64)
+    (tmp_path / "pose.csv").write_text("yaw,pitch\n1,2\n")
+    with pytest.raises(SclmdError, match="missing: roll"):
+        load_pose(tmp_path / "pose.csv", 1)
+    (tmp_path / "pose.csv").write_text("yaw,pitch,roll\n1,2,3\n1,x,3\n")
+    with pytest.raises(SclmdError, match="row 3: yaw, pitch and roll must be numbers"):
+        load_pose(tmp_path / "pose.csv", 2)
+    (tmp_path / "pose.csv").write_text("yaw,pitch,roll\n1,2,3\n")
+    with pytest.raises(SclmdError, match="1 rows, but the voice lasts 5 frames"):
+        load_pose(tmp_path / "pose.csv", 5)
+    np.save(tmp_path / "pose.npy", np.zeros((5, 2)))
+    with pytest.raises(SclmdError, match=r"expected \[frames, 3\]"):
+        load_pose(tmp_path / "pose.npy", 5)
+    np.save(tmp_path / "pose.npy", np.ones((6, 3)))
+    assert load_pose(tmp_path / "pose.npy", 5).shape == (5, 3)
+
+
