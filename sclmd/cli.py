@@ -320,13 +320,14 @@ def talk(
     method: Annotated[str, typer.Option(help="dae (the talker) | regression (its reference) | still")] = "dae",
     seed: Annotated[int, typer.Option(help="SCLDM's seed for the face")] = 0,
     steps: Annotated[Optional[int], typer.Option(help="DDIM steps (default: the talker's)")] = None,
+    scale: Annotated[int, typer.Option(help="enlarge the 64 px frames this many times in the video")] = 4,
 ) -> None:
     """Animate a face with a voice (DAE-Talker): VOICE -> OUT.mp4."""
     from sclmd.talk import talk as run_talk
 
     try:
         used = run_talk(voice, out, face=face, pose=pose, talker_dir=talker, checkpoint=checkpoint, method=method,
-                        seed=seed, steps=steps)
+                        seed=seed, steps=steps, scale=scale)
     except SclmdError as e:
         _fail(e)
     typer.echo(f"{voice} -> {used['out']}: {used['frames']} frames ({used['seconds']} s), face: {used['face']}, "

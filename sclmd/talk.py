@@ -85,7 +85,7 @@ def load_pose(path: Path, n_frames: int) -> np.ndarray:
 
 def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None = None,
          talker_dir: Path = DEFAULT_TALKER, checkpoint: Path = Path("models/ldm"), method: str = "dae",
-         seed: int = 0, steps: int | None = None, max_seconds: float = MAX_SECONDS) -> dict:
+         seed: int = 0, steps: int | None = None, max_seconds: float = MAX_SECONDS, scale: int = 4) -> dict:
     """Writes the video; returns what was used (face source, frames, seconds)."""
     import torch
 
@@ -98,6 +98,8 @@ def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None 
         raise SclmdError(f"-o {out}: the output is an mp4 video; give a name ending in .mp4")
     if method not in TalkingFace.METHODS:
         raise SclmdError(f"--method '{method}' is not one of: {', '.join(TalkingFace.METHODS)}")
+    if not 1 <= scale <= 16:
+        raise SclmdError(f"--scale must be 1 to 16, got {scale}")
     if steps is not None and steps < 2:
         raise SclmdError(f"--steps must be 2 or more, got {steps}")
     talker = TalkingFace.from_pretrained(talker_dir)
@@ -117,6 +119,12 @@ def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None 
         face_image, source = to_uint8(drawn)[0], f"SCLDM ({checkpoint}, seed {seed})"
     frames, _ = talker.speak(torch.from_numpy(wave), torch.from_numpy(np.ascontiguousarray(face_image)),
                              method=method, pose=given_pose, n_frames=n_frames, steps=steps)
-    write_mp4(out, to_uint8(frames), wave, talker.cfg.sample_rate, talker.cfg.fps)
+    video = to_uint8(frames)
+    if scale > 1:  # the model draws 64 px faces; a player shows them larger without blurring the pixels away
+        from PIL import Image
+
+        side = video.shape[1] * scale
+        video = np.stack([np.asarray(Image.fromarray(f).resize((side, side), Image.Resampling.LANCZOS)) for f in video])
+    write_mp4(out, video, wave, talker.cfg.sample_rate, talker.cfg.fps)
     return {"face": source, "frames": n_frames, "seconds": round(len(wave) / talker.cfg.sample_rate, 2),
             "pose": str(pose) if pose else "predicted from the voice", "out": str(out)}

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from sclmd.cli import EXIT_USER_ERROR
 from tests.conftest import TINY, copy_project, deep_merge, sclmd_cli, write_params
 
 TINY_TALKER = {
@@ -67,7 +68,7 @@ def test_talker_flow_trains_and_evaluates(talker_project):
                 if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
     assert {"synth_video", "train_talker", "evaluate_talker"} <= children
     again = sclmd_cli(project, "talker")  # nothing changed: DVC skips every stage
-    assert again.returncode == 0 and again.stdout.count("skipped") >= 3, again.stdout[-2000:]
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("didn't change, skipping") == 3, again.stderr[-2000:]
 
 
 def test_talk_from_a_voice_file_alone(talker_project, tmp_path):
@@ -81,18 +82,19 @@ def test_talk_from_a_voice_file_alone(talker_project, tmp_path):
     assert "face: SCLDM" in out.stdout
     info = video_info(tmp_path / "talk.mp4")
     assert info["frames"] == 150 and info["audio_rate"] == 16000  # the whole 6 s voice at 25 fps
+    assert info["width"] == info["height"] == 256  # 64 px frames shown 4x
     face = next((project / "data/raw/voxsynth/faces").rglob("*.png"))
     (tmp_path / "pose.csv").write_text("yaw,pitch,roll\n" + "10,0,0\n" * 150)
     out = sclmd_cli(project, "talk", str(voice), "--face", str(face), "--pose", str(tmp_path / "pose.csv"),
-                    "-o", str(tmp_path / "posed.mp4"))
+                    "-o", str(tmp_path / "posed.mp4"), "--scale", "1")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "pose.csv" in out.stdout
     assert read_frames(tmp_path / "posed.mp4").shape == (150, 64, 64, 3)
     bad = sclmd_cli(project, "talk", str(face), "-o", str(tmp_path / "bad.mp4"))  # an image given as the voice
-    assert bad.returncode == 1 and "not readable as audio" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == EXIT_USER_ERROR and "not readable as audio" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad.mp4").exists()
     missing = sclmd_cli(project, "talk", str(voice), "-o", str(tmp_path / "x.mp4"), "--talker", str(tmp_path / "none"))
-    assert missing.returncode == 1 and "Run `make talker`" in missing.stderr
+    assert missing.returncode == EXIT_USER_ERROR and "Run `make talker`" in missing.stderr
 
 
 def test_talker_refuses_to_run_before_the_pipeline(tmp_path):
@@ -100,5 +102,5 @@ def test_talker_refuses_to_run_before_the_pipeline(tmp_path):
 
     project = make_project(tmp_path / "empty", dvc=True)
     out = sclmd_cli(project, "talker")
-    assert out.returncode == 1 and "Run `make run` first" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == EXIT_USER_ERROR and "Run `make run` first" in out.stderr and "Traceback" not in out.stderr
     shutil.rmtree(project)
