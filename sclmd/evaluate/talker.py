@@ -87,7 +87,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def identity_drift(features: np.ndarray) -> float:
     """Mean cosine distance of a clip's frames' identity features [T, D] (unit) to its first frame's."""
-    return float(np.mean(1.0 - features[1:] @ features[0])) if len(features) > 1 else 0.0
+    return float(np.mean(np.clip(1.0 - features[1:] @ features[0], 0.0, None))) if len(features) > 1 else 0.0
 
 
 def between_speakers(clip_means: np.ndarray) -> float:

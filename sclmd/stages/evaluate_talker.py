@@ -137,11 +137,16 @@ def run(params: Params, root: Path) -> dict:
         drift = np.array([identity_drift(features[i]) for i in range(n_clips)])
         pose_r = np.array([[correlation(read[i, :, 1 + a], truth_pose[i, :, a]) for a in range(3)]
                            for i in range(n_clips)])
+        # How far the mouth moves, not only when: the read opening's spread over the true one's (1: as much
+        # as the phones ask), and the mean absolute error of the read opening (0.0-1.0 scale).
+        gain = np.array([read[i, :, 0].std() / max(truth_opening[i].std(), 1e-6) for i in range(n_clips)])
+        error = np.abs(read[..., 0] - truth_opening).mean(1)
         row = {"lipsync": round(float(sync.mean()), 4), "lipsync_ci": _ci(boot, sync),
+               "opening_gain": round(float(gain.mean()), 3), "opening_mae": round(float(error.mean()), 4),
+               "opening_mae_ci": _ci(boot, error),
                "identity_drift": round(float(drift.mean()), 4), "identity_drift_ci": _ci(boot, drift),
                "between_speakers": round(between_speakers(features.mean(1)), 4),
                "frechet": round(frechet_distance(features.reshape(-1, features.shape[-1]), real_features), 3),
-               "opening_std": round(float(read[..., 0].std(1).mean()), 4),
                "pose_read_r": {a: round(float(pose_r[:, k].mean()), 3) for k, a in enumerate(POSE_TRACKS)},
                "lipsync_per_clip": {s: round(float(v), 3) for s, v in zip(test.speakers, sync)}}
         table[key] = row
@@ -154,7 +159,11 @@ def run(params: Params, root: Path) -> dict:
                                   for k, a in enumerate(POSE_TRACKS)}}
     sync_dae = np.array([correlation(readings["dae_photo"][i, :, 0], truth_opening[i]) for i in range(n_clips)])
     sync_reg = np.array([correlation(readings["regression"][i, :, 0], truth_opening[i]) for i in range(n_clips)])
+    mae_dae = np.abs(readings["dae_photo"][..., 0] - truth_opening).mean(1)
+    mae_reg = np.abs(readings["regression"][..., 0] - truth_opening).mean(1)
     metrics = {"n_clips": n_clips, "frames_per_clip": n_frames, "methods": table, "pose": pose,
+               "dae_minus_regression_opening_mae": {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])
+                                                    for k, v in boot.paired_difference(mae_dae, mae_reg).items()},
                "dae_minus_regression_lipsync": {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])
                                                 for k, v in boot.paired_difference(sync_dae, sync_reg).items()}}
     write_json(root / METRICS, metrics)
@@ -180,23 +189,29 @@ def run(params: Params, root: Path) -> dict:
 def report(metrics: dict, names: dict[str, str]) -> str:
     t = metrics["methods"]
     lines = [f"# Talking face on {metrics['n_clips']} test speakers ({metrics['frames_per_clip']} frames each)", "",
-             "| | lip sync r [95% CI] | identity drift [95% CI] | between speakers | Fréchet vs real | "
-             "mouth opening std | pose read r (yaw/pitch/roll) |", "|---|---|---|---|---|---|---|"]
+             "| | lip sync r [95% CI] | opening gain | opening MAE [95% CI] | identity drift [95% CI] | between speakers "
+             "| Fréchet vs real | pose read r (yaw/pitch/roll) |", "|---|---|---|---|---|---|---|---|"]
     for key, row in t.items():
         pr = row["pose_read_r"]
         lines.append(f"| {names[key]} | {row['lipsync']:.3f} [{row['lipsync_ci'][0]:.3f}, {row['lipsync_ci'][1]:.3f}] | "
+                     f"{row['opening_gain']:.2f} | "
+                     f"{row['opening_mae']:.3f} [{row['opening_mae_ci'][0]:.3f}, {row['opening_mae_ci'][1]:.3f}] | "
                      f"{row['identity_drift']:.4f} [{row['identity_drift_ci'][0]:.4f}, {row['identity_drift_ci'][1]:.4f}] | "
-                     f"{row['between_speakers']:.4f} | {row['frechet']:.2f} | {row['opening_std']:.3f} | "
+                     f"{row['between_speakers']:.4f} | {row['frechet']:.2f} | "
                      f"{pr['yaw']:.2f} / {pr['pitch']:.2f} / {pr['roll']:.2f} |")
     pose = metrics["pose"]
     d = metrics["dae_minus_regression_lipsync"]
-    lines += ["", f"DAE-Talker (photo) minus regression, lip sync: {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}].",
+    m = metrics["dae_minus_regression_opening_mae"]
+    lines += ["", f"DAE-Talker (photo) minus regression, lip sync: {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]; "
+              f"opening MAE: {m['diff']:+.4f} [{m['ci'][0]:+.4f}, {m['ci'][1]:+.4f}] (negative: the DAE is closer).",
               "", "Pose head against the truth (degrees):", "",
               "| | yaw | pitch | roll |", "|---|---|---|---|"]
     for label, key in [("true std", "true_std_deg"), ("predicted std", "predicted_std_deg"),
                        ("predicted r", "predicted_r"), ("predicted MAE", "predicted_mae_deg")]:
         lines.append(f"| {label} | " + " | ".join(f"{pose[key][a]:.2f}" for a in POSE_TRACKS) + " |")
     lines += ["", "Lip sync: Pearson's r per clip between the mouth opening the probe reads off the frames and the "
-              "phones' true opening. Identity drift: cosine distance of judge identity features from the clip's first "
+              "phones' true opening. Opening gain: the read opening's spread over the true one's, per clip (1: the "
+              "mouth moves as much as the phones ask). Opening MAE: mean absolute error of the read opening (0-1). "
+              "Identity drift: cosine distance of judge identity features from the clip's first "
               "frame; 'between speakers': the same distance between different test speakers' mean features."]
     return "\n".join(lines) + "\n"
