@@ -138,7 +138,9 @@ def experiment_params(root: Path, overrides: dict[str, Any] | None, name: str) -
             succeeded = True
         finally:
             if succeeded:
-                saved = _dvc(root, "exp", "save", "--name", name, "--force")
+                # The pipeline's stages only: the talker's (`make talker`) may never have run here, and
+                # `dvc exp save` refuses a stage whose outputs do not exist.
+                saved = _dvc(root, "exp", "save", "--name", name, "--force", *STAGE_ORDER)
                 if saved.returncode != 0:
                     get_run_logger().warning("dvc exp save failed: %s", saved.stderr.strip()[-1000:])
                 else:

@@ -339,8 +339,12 @@ def talker(
     force: Annotated[bool, typer.Option(help="re-run the talker stages even where DVC finds them up to date")] = False,
 ) -> None:
     """The talking face after the pipeline (needs `make run` first): synth_video, train_talker, evaluate_talker."""
-    from flows.talker import sclmd_talker
+    from flows.talker import missing_upstream, sclmd_talker
 
+    missing = missing_upstream(project_root())
+    if missing:  # said here, before Prefect starts (a failing flow logs its traceback)
+        _fail(SclmdError("the talker builds on the pipeline's outputs, and these are missing: "
+                         + ", ".join(missing) + ". Run `make run` first."))
     try:
         sclmd_talker(force=force)
     except SclmdError as e:

@@ -38,11 +38,16 @@ def venv_tool(name: str) -> str:
 
 
 def stale_stages(root: Path) -> list[str]:
-    """Stages DVC finds out of date (none outside a DVC project: there is nothing to compare)."""
+    """The pipeline's stages DVC finds out of date (none outside a DVC project: nothing to compare).
+
+    The talker's stages are left out: they run after the pipeline (`make talker`), often never.
+    """
+    from sclmd.stages import STAGE_ORDER
+
     if not (root / ".dvc").is_dir():
         return []
-    out = subprocess.run([venv_tool("dvc"), "status", "--json"], cwd=root, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([venv_tool("dvc"), "status", "--json", *STAGE_ORDER], cwd=root, capture_output=True,
+                         text=True, timeout=300)
     if out.returncode != 0:
         raise SclmdError(f"{root}: `dvc status` failed: {out.stderr.strip()[-500:]}")
     return sorted(json.loads(out.stdout or "{}"))
