@@ -23,8 +23,12 @@ NEEDS = {"data/prepared/manifest.parquet": "prepare", "models/pretrain/model.saf
          "models/ldm/sclmd.json": "train_ldm", "models/judges/judges.json": "judges"}
 
 
-def missing_upstream(root: Path) -> list[str]:
-    return [f"{path} (stage {stage})" for path, stage in NEEDS.items() if not (root / path).exists()]
+def require_upstream(root: Path) -> None:
+    """SclmdError naming what `make run` has not made yet, if anything."""
+    missing = [f"{path} (stage {stage})" for path, stage in NEEDS.items() if not (root / path).exists()]
+    if missing:
+        raise SclmdError("the talker builds on the pipeline's outputs, and these are missing: "
+                         + ", ".join(missing) + ". Run `make run` first.")
 
 
 @flow(name="sclmd-talker", log_prints=True)
@@ -35,10 +39,7 @@ def sclmd_talker(force: bool = False, root: str | None = None) -> dict[str, str]
     from sclmd.tracking import pipeline_run
 
     root_path = Path(root).resolve() if root else project_root()
-    missing = missing_upstream(root_path)
-    if missing:
-        raise SclmdError("the talker builds on the pipeline's outputs, and these are missing: "
-                         + ", ".join(missing) + ". Run `make run` first.")
+    require_upstream(root_path)
     share_prefect_api()
     params = load_params(root_path / "params.yaml")
     status: dict[str, str] = {}

@@ -14,6 +14,7 @@ import typer
 
 from sclmd.env import project_root
 from sclmd.errors import SclmdError
+from sclmd.stages import ALL_STAGES
 
 app = typer.Typer(
     help="Speech-to-face generation (SCLDM) as a reproducible pipeline.",
@@ -30,7 +31,7 @@ def _fail(err: SclmdError) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
-STAGE_HELP = "synth | prepare | validate | pretrain | prior | train_ldm | judges | baselines | evaluate | user_study | synth_video | train_talker | evaluate_talker"
+STAGE_HELP = " | ".join(ALL_STAGES)
 
 
 @app.command()
@@ -339,13 +340,10 @@ def talker(
     force: Annotated[bool, typer.Option(help="re-run the talker stages even where DVC finds them up to date")] = False,
 ) -> None:
     """The talking face after the pipeline (needs `make run` first): synth_video, train_talker, evaluate_talker."""
-    from flows.talker import missing_upstream, sclmd_talker
+    from flows.talker import require_upstream, sclmd_talker
 
-    missing = missing_upstream(project_root())
-    if missing:  # said here, before Prefect starts (a failing flow logs its traceback)
-        _fail(SclmdError("the talker builds on the pipeline's outputs, and these are missing: "
-                         + ", ".join(missing) + ". Run `make run` first."))
     try:
+        require_upstream(project_root())  # checked before Prefect starts too: a failing flow logs its traceback
         sclmd_talker(force=force)
     except SclmdError as e:
         _fail(e)
