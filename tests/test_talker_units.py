@@ -100,14 +100,38 @@ def test_a_given_pose_replaces_the_predicted_one():
 
     torch.manual_seed(0)
     model = Speech2Latent(_small_config()).eval()
-    wave = 0.1 * torch.randn(1, 16000)
+    wave, face = 0.1 * torch.randn(1, 16000), torch.randn(1, 16)
     with torch.no_grad():
-        z, predicted = model(wave)
+        z, predicted = model(wave, face)
         pose = torch.full((1, 25, 3), 8.0)
-        z_given, predicted_again = model(wave, pose=pose)
+        z_given, predicted_again = model(wave, face, pose=pose)
+        z_other_face, _ = model(wave, torch.randn(1, 16))
     assert z.shape == (1, 25, 16) and predicted.shape == (1, 25, 3)
     assert torch.allclose(predicted, predicted_again)  # the pose head still says what it predicts
     assert not torch.allclose(z, z_given)  # but the latent follows the given pose
+    assert not torch.allclose(z, z_other_face)  # and the face it animates
+
+
+def test_motion_is_the_difference_of_two_frames_codes():
+    from sclmd.models.talker import DiffusionAutoencoder, TalkerBundle
+    from sclmd.train.talker import semantic_codes, set_code_statistics
+
+    torch.manual_seed(0)
+    dae = DiffusionAutoencoder(_small_config()).eval()
+    frames = torch.randn(3, 4, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(dae.motion(frames, frames), torch.zeros(3, 16))  # a frame has not moved from itself
+        z = dae.motion(frames[:1], frames[1:2])
+        assert torch.allclose(z, dae.encoder(frames[:1]) - dae.encoder(frames[1:2]))
+    bundle = TalkerBundle(_small_config())
+    # Clips whose codes are a constant per clip (identity) plus motion of spread 1 in every dimension.
+    codes = 10 * torch.randn(5, 1, 16) + torch.randn(5, 400, 16)
+    set_code_statistics(bundle, codes)
+    assert torch.allclose(bundle.motion_std, torch.full((16,), 2 ** 0.5), atol=0.1)  # identity does not count
+    assert bundle.code_std.min() > 3  # but it does in the codes the reference enters as
+    latents = torch.randn(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(semantic_codes(bundle, latents)[1, 2], bundle.dae.encoder(latents[1, 2:3])[0], atol=1e-5)
 
 
 def test_speech_features_are_per_video_frame():

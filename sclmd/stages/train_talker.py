@@ -19,8 +19,8 @@ from sclmd.io import write_json
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.models.talker import TalkerBundle
 from sclmd.train.checkpoints import CheckpointStore, run_key
-from sclmd.train.talker import (encode_frames, load_clips, motion_vectors, talker_config, train_dae,
-                                train_regressor, train_speech2latent)
+from sclmd.train.talker import (encode_frames, load_clips, semantic_codes, set_code_statistics, talker_config,
+                                train_dae, train_regressor, train_speech2latent)
 
 VIDEO_DIR = Path("data/talker/videos")
 PRETRAIN_DIR = Path("models/pretrain")
@@ -49,7 +49,7 @@ def _curves(dae, s2l, reg, png: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, (title, rows, labels) in zip(axes, [("diffusion autoencoder (v-loss, EMA of batches)", dae, ["loss"]),
-                                                ("speech2latent", s2l, ["latent MSE (z / std)", "pose MSE (deg / 10)"]),
+                                                ("speech2latent", s2l, ["motion MSE (z / motion_std)", "pose MSE (deg / 10)"]),
                                                 ("regression reference", reg, ["latent MSE"])]):
         if rows:
             arr = np.array(rows, dtype=float)
@@ -67,15 +67,15 @@ def _curves(dae, s2l, reg, png: Path) -> None:
 
 @torch.no_grad()
 def _reconstructions(bundle, face, clips, latents, png: Path, n: int = 6) -> float:
-    """Val frames: real | autoencoder | DAE (own z, code from inverting the reference) ; returns the DAE's
+    """Val frames: real | autoencoder | DAE (z of target vs reference, code from inverting the reference); returns the DAE's
     mean absolute pixel error against the autoencoder's reconstruction (what the DAE can reach)."""
     from sclmd.evaluate.plots import plot_face_grid
 
     rows = min(n, len(clips))
     t_target, t_ref = latents.shape[1] // 2, 0
     target, ref = latents[:rows, t_target], latents[:rows, t_ref]
-    z = bundle.dae.encoder(target)
-    code = bundle.dae.invert(ref, ref, bundle.dae.encoder(ref))
+    z = bundle.dae.motion(target, ref)
+    code = bundle.dae.invert(ref, ref, torch.zeros_like(z))
     dae = face.face_decoder(bundle.dae.decode(code, ref, z))
     auto = face.face_decoder(target)
     real = clips.frames[:rows, t_target].permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -108,14 +108,13 @@ def run(params: Params, root: Path) -> dict:
                             warmup=p.warmup_steps, ema_decay=p.ema_decay, seed=p.seed, store=store, resume=p.resume,
                             checkpoint_every=p.checkpoint_every, log=_log)
     dae_seconds = time.perf_counter() - t0
-    z = motion_vectors(bundle, train_latents)
-    bundle.z_mean.copy_(z.mean((0, 1)))
-    bundle.z_std.copy_(z.std((0, 1)) + 1e-4)
+    codes = semantic_codes(bundle, train_latents)
+    set_code_statistics(bundle, codes)
     val_pair = None
     if val is not None:
         val_latents = encode_frames(face.face_encoder, val.frames, desc="encode val frames")
-        val_pair = (val, motion_vectors(bundle, val_latents))
-    s2l = train_speech2latent(bundle, train, z, steps=p.speech2latent_steps, batch_size=p.speech2latent_batch_size,
+        val_pair = (val, semantic_codes(bundle, val_latents))
+    s2l = train_speech2latent(bundle, train, codes, steps=p.speech2latent_steps, batch_size=p.speech2latent_batch_size,
                               lr=p.speech2latent_lr, warmup=p.warmup_steps, seed=p.seed,
                               crop_seconds=p.speech2latent_crop_seconds, val=val_pair, log=_log)
     reg_history = train_regressor(bundle, train, train_latents, steps=p.regressor_steps,

@@ -3,7 +3,7 @@
 Video frames are first mapped to the frozen face autoencoder's latents (from `pretrain`),
 where the DAE works. The DAE's loop keeps an EMA copy (what is saved and used) and
 checkpoints that a re-run resumes; speech2latent and the regressor are short loops on
-top of the DAE's motion vectors.
+top of the DAE's semantic codes.
 """
 
 from __future__ import annotations
@@ -152,24 +152,35 @@ def train_dae(bundle: TalkerBundle, latents: torch.Tensor, *, steps: int, batch_
 
 
 @torch.no_grad()
-def motion_vectors(bundle: TalkerBundle, latents: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    """Face latents [N, T, C, h, w] -> the DAE's z [N, T, motion_dim]."""
+def semantic_codes(bundle: TalkerBundle, latents: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+    """Face latents [N, T, C, h, w] -> the DAE's semantic code of every frame [N, T, motion_dim]."""
     n, t = latents.shape[:2]
     flat = latents.reshape(n * t, *latents.shape[2:])
-    z = torch.cat([bundle.dae.encoder(flat[s:s + batch]) for s in range(0, len(flat), batch)])
-    return z.reshape(n, t, -1)
+    codes = torch.cat([bundle.dae.encoder(flat[s:s + batch]) for s in range(0, len(flat), batch)])
+    return codes.reshape(n, t, -1)
 
 
-def train_speech2latent(bundle: TalkerBundle, clips: Clips, z: torch.Tensor, *, steps: int, batch_size: int,
-                        lr: float, warmup: int, seed: int, crop_seconds: float, val: tuple[Clips, torch.Tensor] | None = None,
-                        log=None) -> dict:
-    """Speech -> (z normalised, pose): MSE on both; the latent head is taught with the true pose (teacher forcing)."""
+def set_code_statistics(bundle: TalkerBundle, codes: torch.Tensor) -> None:
+    """speech2latent's units, from the training clips' codes [N, T, motion_dim].
+
+    z between two frames drawn independently from one clip has twice the within-clip variance."""
+    bundle.code_mean.copy_(codes.mean((0, 1)))
+    bundle.code_std.copy_(codes.std((0, 1)) + 1e-4)
+    bundle.motion_std.copy_((2 * codes.var(1, unbiased=False).mean(0)).sqrt() + 1e-4)
+
+
+def train_speech2latent(bundle: TalkerBundle, clips: Clips, codes: torch.Tensor, *, steps: int, batch_size: int,
+                        lr: float, warmup: int, seed: int, crop_seconds: float,
+                        val: tuple[Clips, torch.Tensor] | None = None, log=None) -> dict:
+    """Speech + a reference frame's code -> (z normalised, pose): MSE on both.
+
+    z is each frame's code minus the code of a reference frame drawn from the same clip, as the
+    DAE was trained; the latent head is taught with the true pose (teacher forcing)."""
     model = bundle.speech2latent.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(seed * 104729 + 1)
-    z_norm = (z - bundle.z_mean) / bundle.z_std
     pose = clips.pose
-    n_frames = z.shape[1]
+    n_frames = codes.shape[1]
     samples_per_frame = clips.waves.shape[1] // n_frames
     crop = max(1, min(n_frames, int(round(crop_seconds * bundle.cfg.fps))))
     history = []
@@ -183,10 +194,12 @@ def train_speech2latent(bundle: TalkerBundle, clips: Clips, z: torch.Tensor, *, 
         start = int(torch.randint(0, n_frames - crop + 1, (1,), generator=generator))
         frames = slice(start, start + crop)
         waves = clips.waves[rows, start * samples_per_frame:(start + crop) * samples_per_frame]
+        reference = codes[rows, torch.randint(0, n_frames, (batch_size,), generator=generator)]
+        target = (codes[rows, frames] - reference[:, None]) / bundle.motion_std
         # Teacher forcing with a little noise, so the latent head tolerates an imperfect predicted pose.
         given = pose[rows, frames] + torch.randn(pose[rows, frames].shape, generator=generator)
-        z_pred, pose_pred = model(waves, crop, pose=given)
-        latent_loss = F.mse_loss(z_pred, z_norm[rows, frames])
+        z_pred, pose_pred = model(waves, (reference - bundle.code_mean) / bundle.code_std, crop, pose=given)
+        latent_loss = F.mse_loss(z_pred, target)
         pose_loss = F.mse_loss(pose_pred / POSE_SCALE, pose[rows, frames] / POSE_SCALE)
         loss = latent_loss + pose_loss
         optimizer.zero_grad(set_to_none=True)
@@ -200,13 +213,15 @@ def train_speech2latent(bundle: TalkerBundle, clips: Clips, z: torch.Tensor, *, 
                 log({"talker_s2l_latent_loss": latent_loss.item(), "talker_s2l_pose_loss": pose_loss.item()}, step + 1)
     model.eval()
     out = {"history": history}
-    if val is not None:
-        val_clips, val_z = val
+    if val is not None:  # each val clip spoken relative to its first frame
+        val_clips, val_codes = val
+        reference = val_codes[:, 0]
+        target = (val_codes - reference[:, None]) / bundle.motion_std
+        reference = (reference - bundle.code_mean) / bundle.code_std
         with torch.no_grad():
-            z_pred, pose_pred = model(val_clips.waves, val_z.shape[1])
-            z_posed, _ = model(val_clips.waves, val_z.shape[1], pose=val_clips.pose)
-        target = (val_z - bundle.z_mean) / bundle.z_std
-        out["val_latent_mse"] = float(F.mse_loss(z_pred, target))  # 1: no better than the mean
+            z_pred, pose_pred = model(val_clips.waves, reference, val_codes.shape[1])
+            z_posed, _ = model(val_clips.waves, reference, val_codes.shape[1], pose=val_clips.pose)
+        out["val_latent_mse"] = float(F.mse_loss(z_pred, target))  # ~1 would be no better than a still face
         out["val_latent_mse_true_pose"] = float(F.mse_loss(z_posed, target))
         out["val_pose_mae_deg"] = float((pose_pred - val_clips.pose).abs().mean())
     return out
