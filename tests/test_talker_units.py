@@ -194,3 +194,18 @@ def test_talk_input_errors_name_the_file_and_the_fix(tmp_path):
     assert load_pose(tmp_path / "pose.npy", 5).shape == (5, 3)
 
 
+
+
+def test_val_clips_are_optional_but_a_broken_val_clip_is_an_error(tmp_path):
+    from sclmd.errors import SclmdError
+    from sclmd.train.talker import has_clips, load_clips
+
+    assert not has_clips(tmp_path, "val")  # no manifest yet
+    (tmp_path / "manifest.csv").write_text("speaker_id,split,gender,age,video,tracks\n"
+                                           "vs0001,train,f,30,train/vs0001.mp4,train/vs0001.npz\n")
+    assert has_clips(tmp_path, "train") and not has_clips(tmp_path, "val")
+    with (tmp_path / "manifest.csv").open("a") as f:
+        f.write("vs0002,val,m,40,../../etc/passwd,val/vs0002.npz\n")
+    assert has_clips(tmp_path, "val")
+    with pytest.raises(SclmdError, match="row 3: path outside"):
+        load_clips(tmp_path, "val")

@@ -19,8 +19,8 @@ from sclmd.io import write_json
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.models.talker import TalkerBundle
 from sclmd.train.checkpoints import CheckpointStore, run_key
-from sclmd.train.talker import (encode_frames, load_clips, semantic_codes, set_code_statistics, talker_config,
-                                train_dae, train_regressor, train_speech2latent)
+from sclmd.train.talker import (encode_frames, has_clips, load_clips, semantic_codes, set_code_statistics,
+                                talker_config, train_dae, train_regressor, train_speech2latent)
 
 VIDEO_DIR = Path("data/talker/videos")
 PRETRAIN_DIR = Path("models/pretrain")
@@ -91,11 +91,8 @@ def run(params: Params, root: Path) -> dict:
     p = params.talker
     torch.manual_seed(p.seed)
     video_dir = root / VIDEO_DIR
-    train, val = load_clips(video_dir, "train"), None
-    try:
-        val = load_clips(video_dir, "val")
-    except Exception:  # noqa: BLE001 - val is optional (talker_video.val_speakers: 0)
-        val = None
+    train = load_clips(video_dir, "train")
+    val = load_clips(video_dir, "val") if has_clips(video_dir, "val") else None
     face = SpeechFaceModel.from_pretrained(root / PRETRAIN_DIR).eval().requires_grad_(False)
     train_latents = encode_frames(face.face_encoder, train.frames)
     fps = round(video_info(video_dir / "train" / f"{train.speakers[0]}.mp4")["fps"])

@@ -48,6 +48,15 @@ class Clips:
                      {k: v[:n] for k, v in self.tracks.items()})
 
 
+def has_clips(video_dir: Path, split: str) -> bool:
+    """Whether synth_video's manifest lists any clip of `split` (val is optional: talker_video.val_speakers 0)."""
+    manifest = Path(video_dir) / "manifest.csv"
+    if not manifest.exists():
+        return False
+    with manifest.open(newline="") as f:
+        return any(r.get("split") == split for r in csv.DictReader(f))
+
+
 def load_clips(video_dir: Path, split: str) -> Clips:
     """Every clip of `split` listed in `video_dir/manifest.csv` (synth_video's output)."""
     from sclmd.data.video import read_frames
@@ -57,11 +66,12 @@ def load_clips(video_dir: Path, split: str) -> Clips:
     if not manifest.exists():
         raise SclmdError(f"{manifest}: not found. Run `sclmd stage synth_video` (part of `make talker`) first.")
     with manifest.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == split]
-    if not rows:
+        numbered = [(n, r) for n, r in enumerate(csv.DictReader(f), start=2) if r["split"] == split]  # file lines
+    if not numbered:
         raise SclmdError(f"{manifest}: no {split} clips")
+    rows = [r for _, r in numbered]
     frames, waves, tracks = [], [], {}
-    for n, row in enumerate(rows, start=2):
+    for n, row in numbered:
         video, track_file = Path(video_dir) / row["video"], Path(video_dir) / row["tracks"]
         if not (is_inside(video, video_dir) and is_inside(track_file, video_dir)):
             raise SclmdError(f"{manifest}, row {n}: path outside {video_dir}; the manifest was edited by hand")
@@ -98,6 +108,15 @@ def _lr(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup) if warmup else 1.0
 
 
+def set_learning_rate(optimizer, lr: float, step: int, warmup: int, cosine_steps: int | None = None) -> None:
+    """Linear warm-up, then constant (the DAE, which EMA smooths) or cosine decay over `cosine_steps`."""
+    rate = lr * _lr(step, warmup)
+    if cosine_steps:
+        rate = rate * 0.5 * (1 + np.cos(np.pi * step / cosine_steps))
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+
+
 def train_dae(bundle: TalkerBundle, latents: torch.Tensor, *, steps: int, batch_size: int, lr: float,
               warmup: int, ema_decay: float, seed: int, store: CheckpointStore | None, resume: bool,
               checkpoint_every: int, log=None) -> list[tuple[int, float]]:
@@ -121,8 +140,7 @@ def train_dae(bundle: TalkerBundle, latents: torch.Tensor, *, steps: int, batch_
     bar = tqdm(range(start, steps), desc="talker dae", unit="step", initial=start, total=steps)
     running = None
     for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr * _lr(step, warmup)
+        set_learning_rate(optimizer, lr, step, warmup)
         clips = torch.randint(0, n_clips, (batch_size,), generator=generator)
         target = latents[clips, torch.randint(0, n_frames, (batch_size,), generator=generator)]
         reference = latents[clips, torch.randint(0, n_frames, (batch_size,), generator=generator)]
@@ -186,8 +204,7 @@ def train_speech2latent(bundle: TalkerBundle, clips: Clips, codes: torch.Tensor,
     history = []
     bar = tqdm(range(steps), desc="speech2latent", unit="step")
     for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr * _lr(step, warmup) * 0.5 * (1 + np.cos(np.pi * step / steps))
+        set_learning_rate(optimizer, lr, step, warmup, cosine_steps=steps)
         rows = torch.randint(0, len(clips), (batch_size,), generator=generator)
         # A random window of each clip: more distinct inputs than whole clips, and the model learns to
         # start and stop anywhere (a voice given to `sclmd talk` has its own length).
@@ -237,8 +254,7 @@ def train_regressor(bundle: TalkerBundle, clips: Clips, latents: torch.Tensor, *
     history = []
     bar = tqdm(range(steps), desc="regression reference", unit="step")
     for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr * _lr(step, warmup) * 0.5 * (1 + np.cos(np.pi * step / steps))
+        set_learning_rate(optimizer, lr, step, warmup, cosine_steps=steps)
         rows = torch.randint(0, len(clips), (batch_size,), generator=generator)
         h = model.context(clips.waves[rows], n_frames)  # [B, T, d]
         pick = torch.randint(0, n_frames, (batch_size, frames_per_clip), generator=generator)
