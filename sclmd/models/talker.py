@@ -321,9 +321,13 @@ class TalkerBundle(nn.Module):
         self.register_buffer("code_std", torch.ones(cfg.motion_dim))
         self.register_buffer("motion_std", torch.ones(cfg.motion_dim))
 
+    def normalised_code(self, codes: torch.Tensor) -> torch.Tensor:
+        """Semantic codes [..., motion_dim] in speech2latent's input units."""
+        return (codes - self.code_mean) / self.code_std
+
     def reference_code(self, reference: torch.Tensor) -> torch.Tensor:
         """Face latents [B, C, h, w] -> their normalised semantic codes, speech2latent's face input."""
-        return (self.dae.encoder(reference) - self.code_mean) / self.code_std
+        return self.normalised_code(self.dae.encoder(reference))
 
     def save_pretrained(self, directory: Path, face_autoencoder: Path, extra: dict | None = None) -> None:
         """The talker and a copy of the face autoencoder it works in (`pretrain/`): a copied folder talks."""

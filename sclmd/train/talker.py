@@ -104,13 +104,9 @@ def encode_frames(face_encoder, frames: torch.Tensor, batch: int = 512, desc: st
     return z.reshape(n, t, *z.shape[1:])
 
 
-def _lr(step: int, warmup: int) -> float:
-    return min(1.0, (step + 1) / warmup) if warmup else 1.0
-
-
 def set_learning_rate(optimizer, lr: float, step: int, warmup: int, cosine_steps: int | None = None) -> None:
     """Linear warm-up, then constant (the DAE, which EMA smooths) or cosine decay over `cosine_steps`."""
-    rate = lr * _lr(step, warmup)
+    rate = lr * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
     if cosine_steps:
         rate = rate * 0.5 * (1 + np.cos(np.pi * step / cosine_steps))
     for group in optimizer.param_groups:
@@ -215,7 +211,7 @@ def train_speech2latent(bundle: TalkerBundle, clips: Clips, codes: torch.Tensor,
         target = (codes[rows, frames] - reference[:, None]) / bundle.motion_std
         # Teacher forcing with a little noise, so the latent head tolerates an imperfect predicted pose.
         given = pose[rows, frames] + torch.randn(pose[rows, frames].shape, generator=generator)
-        z_pred, pose_pred = model(waves, (reference - bundle.code_mean) / bundle.code_std, crop, pose=given)
+        z_pred, pose_pred = model(waves, bundle.normalised_code(reference), crop, pose=given)
         latent_loss = F.mse_loss(z_pred, target)
         pose_loss = F.mse_loss(pose_pred / POSE_SCALE, pose[rows, frames] / POSE_SCALE)
         loss = latent_loss + pose_loss
@@ -234,7 +230,7 @@ def train_speech2latent(bundle: TalkerBundle, clips: Clips, codes: torch.Tensor,
         val_clips, val_codes = val
         reference = val_codes[:, 0]
         target = (val_codes - reference[:, None]) / bundle.motion_std
-        reference = (reference - bundle.code_mean) / bundle.code_std
+        reference = bundle.normalised_code(reference)
         with torch.no_grad():
             z_pred, pose_pred = model(val_clips.waves, reference, val_codes.shape[1])
             z_posed, _ = model(val_clips.waves, reference, val_codes.shape[1], pose=val_clips.pose)
