@@ -319,8 +319,11 @@ def talk(
     checkpoint: Annotated[Path, typer.Option(help="the SCLDM pipeline that draws the face when --face is not given")]
         = Path("models/ldm"),
     method: Annotated[str, typer.Option(help="dae (the talker) | regression (its reference) | still")] = "dae",
-    seed: Annotated[int, typer.Option(help="SCLDM's seed for the face")] = 0,
+    seed: Annotated[int, typer.Option(help="the seed of SCLDM's face and of the talker's shared noise")] = 0,
     steps: Annotated[Optional[int], typer.Option(help="DDIM steps (default: the talker's)")] = None,
+    code: Annotated[str, typer.Option(
+        help="the stochastic code all frames share: noise (Gaussian from --seed; the mouth moves more freely) | "
+             "inversion (DDIM inversion of the face; reproduces it exactly while silent)")] = "noise",
     scale: Annotated[int, typer.Option(help="enlarge the 64 px frames this many times in the video")] = 4,
 ) -> None:
     """Animate a face with a voice (DAE-Talker): VOICE -> OUT.mp4."""
@@ -328,7 +331,7 @@ def talk(
 
     try:
         used = run_talk(voice, out, face=face, pose=pose, talker_dir=talker, checkpoint=checkpoint, method=method,
-                        seed=seed, steps=steps, scale=scale)
+                        seed=seed, steps=steps, scale=scale, code=code)
     except SclmdError as e:
         _fail(e)
     typer.echo(f"{voice} -> {used['out']}: {used['frames']} frames ({used['seconds']} s), face: {used['face']}, "

@@ -85,19 +85,22 @@ def load_pose(path: Path, n_frames: int) -> np.ndarray:
 
 def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None = None,
          talker_dir: Path = DEFAULT_TALKER, checkpoint: Path = Path("models/ldm"), method: str = "dae",
-         seed: int = 0, steps: int | None = None, max_seconds: float = MAX_SECONDS, scale: int = 4) -> dict:
+         seed: int = 0, steps: int | None = None, max_seconds: float = MAX_SECONDS, scale: int = 4,
+         code: str = "noise") -> dict:
     """Writes the video; returns what was used (face source, frames, seconds)."""
     import torch
 
     from sclmd.data.video import write_mp4
     from sclmd.evaluate.talker import to_uint8
-    from sclmd.models.talker import TalkingFace, frames_for
+    from sclmd.models.talker import STOCHASTIC_CODES, TalkingFace, frames_for
 
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise SclmdError(f"-o {out}: the output is an mp4 video; give a name ending in .mp4")
     if method not in TalkingFace.METHODS:
         raise SclmdError(f"--method '{method}' is not one of: {', '.join(TalkingFace.METHODS)}")
+    if code not in STOCHASTIC_CODES:
+        raise SclmdError(f"--code '{code}' is not one of: {', '.join(STOCHASTIC_CODES)}")
     if not 1 <= scale <= 16:
         raise SclmdError(f"--scale must be 1 to 16, got {scale}")
     if steps is not None and steps < 2:
@@ -118,7 +121,7 @@ def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None 
             drawn = pipeline(pipeline.speech_embedding(torch.from_numpy(np.resize(wave, need))[None]), seed=seed)
         face_image, source = to_uint8(drawn)[0], f"SCLDM ({checkpoint}, seed {seed})"
     frames, _ = talker.speak(torch.from_numpy(wave), torch.from_numpy(np.ascontiguousarray(face_image)),
-                             method=method, pose=given_pose, n_frames=n_frames, steps=steps)
+                             method=method, pose=given_pose, n_frames=n_frames, steps=steps, code=code, seed=seed)
     video = to_uint8(frames)
     if scale > 1:  # the model draws 64 px faces; a player shows them larger without blurring the pixels away
         from PIL import Image

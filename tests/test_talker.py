@@ -47,9 +47,12 @@ def test_talker_flow_trains_and_evaluates(talker_project):
     assert {"opening", "rounding", "blink", "yaw", "pitch", "roll", "phone"} <= set(tracks.files)
     assert len(tracks["opening"]) == 30
     metrics = json.loads((project / "reports/talker/metrics.json").read_text())
-    assert set(metrics["methods"]) == {"real", "real_autoencoder", "dae_photo", "dae_scldm", "regression", "still"}
+    assert set(metrics["methods"]) == {"real", "real_autoencoder", "dae_photo", "dae_photo_inversion", "dae_scldm",
+                                       "regression", "still"}
     assert metrics["methods"]["still"]["lipsync"] == 0.0
     assert metrics["methods"]["still"]["identity_drift"] == pytest.approx(0.0, abs=1e-5)
+    assert metrics["methods"]["still"]["distance_to_face"] == pytest.approx(0.0, abs=1e-5)  # it is the face given
+    assert set(metrics["noise_minus_inverted_code_lipsync"]) == {"diff", "ci"}
     for row in metrics["methods"].values():
         assert -1.0 <= row["lipsync"] <= 1.0 and row["between_speakers"] >= 0
     sample = video_info(project / "reports/talker/sample.mp4")

@@ -95,6 +95,30 @@ def test_ddim_inversion_finds_the_code_that_decodes_back():
     assert (other - latent).abs().mean() > 0.5 * latent.abs().mean()
 
 
+def test_every_frame_starts_from_one_shared_stochastic_code():
+    from sclmd.errors import SclmdError
+    from sclmd.models.talker import TalkerBundle, animate, stochastic_code
+
+    torch.manual_seed(0)
+    bundle = TalkerBundle(_small_config()).eval()
+    reference = torch.randn(1, 4, 16, 16)
+    noise = stochastic_code(bundle, reference, "noise", seed=3)
+    assert torch.equal(noise, stochastic_code(bundle, reference, "noise", seed=3))  # a seed gives one code
+    assert not torch.equal(noise, stochastic_code(bundle, reference, "noise", seed=4))
+    assert abs(float(noise.std()) - 1) < 0.15  # Gaussian, not the reference
+    inverted = stochastic_code(bundle, reference, "inversion", steps=25)
+    back = bundle.dae.decode(inverted, reference, torch.zeros(1, 16), steps=25)
+    assert (back - reference).abs().mean() < 0.15 * reference.abs().mean()  # decodes back to the face while still
+    with pytest.raises(SclmdError, match="not one of: noise, inversion"):
+        stochastic_code(bundle, reference, "random")
+    # With the motion silenced, frames from one shared code are one frame: the clip cannot flicker.
+    bundle.speech2latent.latent_head[-1].weight.data.zero_()
+    bundle.speech2latent.latent_head[-1].bias.data.zero_()
+    for code in ("noise", "inversion"):
+        latents, _ = animate(bundle, 0.1 * torch.randn(8000), reference[0], 12, steps=4, code=code, seed=1)
+        assert latents.shape == (12, 4, 16, 16) and torch.allclose(latents, latents[:1].expand_as(latents), atol=1e-5)
+
+
 def test_a_given_pose_replaces_the_predicted_one():
     from sclmd.models.talker import Speech2Latent
 

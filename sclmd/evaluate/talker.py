@@ -90,6 +90,12 @@ def identity_drift(features: np.ndarray) -> float:
     return float(np.mean(np.clip(1.0 - features[1:] @ features[0], 0.0, None))) if len(features) > 1 else 0.0
 
 
+def distance_to_face(features: np.ndarray, face: np.ndarray) -> float:
+    """Mean cosine distance of a clip's frames' identity features [T, D] (unit) to the animated face's [D] (unit):
+    whether the clip shows the person it was given, where `identity_drift` only asks whether it stays one person."""
+    return float(np.mean(np.clip(1.0 - features @ face, 0.0, None)))
+
+
 def between_speakers(clip_means: np.ndarray) -> float:
     """Mean cosine distance between the mean identity features of different clips' speakers."""
     unit = clip_means / np.linalg.norm(clip_means, axis=1, keepdims=True)

@@ -3,7 +3,10 @@
 Reads `data` and `evaluate_talker`. For each test speaker's clip, the voice drives:
 
 - `DAE-Talker (photo)`: the talker animating the speaker's VoxSynth portrait (a face image
-  it never saw: a test speaker, and not a video frame);
+  it never saw: a test speaker, and not a video frame), every frame decoded from one shared
+  Gaussian code;
+- `DAE-Talker (photo, inverted code)`: the same, from the portrait's DDIM inversion instead
+  (the ablation of that choice);
 - `DAE-Talker (SCLDM face)`: the talker animating the face SCLDM drew from the same voice
   (what `sclmd talk VOICE` does with no --face);
 - `regression`: the regression reference (speech + reference -> latent in one pass, no diffusion);
@@ -14,7 +17,8 @@ autoencoder every generated frame passes through) are the ceilings.
 
 Lip sync: per clip, Pearson's r between the mouth opening the probe reads and the true
 opening of the phones; identity drift: judge identity features' cosine distance from a
-clip's first frame, beside the same distance between different test speakers; realism:
+clip's first frame, beside the same distance between different test speakers, and from the
+face it was given (the portrait or SCLDM's face through the autoencoder); realism:
 Fréchet distance of judge features against the real test frames; pose: the pose head's
 and the generated frames' pose against the truth. Writes `reports/talker/` (metrics,
 report, a side-by-side sample video with the voice, a frame strip, bars).
@@ -33,8 +37,8 @@ from sclmd.data.video import write_mp4
 from sclmd.evaluate.bootstrap import ClusterBootstrap
 from sclmd.evaluate.judges import Judges
 from sclmd.evaluate.metrics import frechet_distance
-from sclmd.evaluate.talker import (between_speakers, correlation, frame_strip, identity_drift, metric_bars,
-                                   probe_read, probe_targets, side_by_side, to_uint8, train_probe)
+from sclmd.evaluate.talker import (between_speakers, correlation, distance_to_face, frame_strip, identity_drift,
+                                   metric_bars, probe_read, probe_targets, side_by_side, to_uint8, train_probe)
 from sclmd.io import write_json, write_text
 from sclmd.models.talker import TalkingFace
 from sclmd.train.talker import POSE_TRACKS, encode_frames, load_clips, to_unit
@@ -52,8 +56,8 @@ STRIP = REPORT_DIR / "frame_strip.png"
 BARS = REPORT_DIR / "metrics.png"
 PARAM_SECTIONS = ("data", "evaluate_talker")
 ARTIFACTS = (METRICS, REPORT, SAMPLE_VIDEO, STRIP, BARS)
-METHODS = {"dae_photo": "DAE-Talker (photo)", "dae_scldm": "DAE-Talker (SCLDM face)", "regression": "regression",
-           "still": "still face"}
+METHODS = {"dae_photo": "DAE-Talker (photo)", "dae_photo_inversion": "DAE-Talker (photo, inverted code)",
+           "dae_scldm": "DAE-Talker (SCLDM face)", "regression": "regression", "still": "still face"}
 CEILINGS = {"real": "real frames", "real_autoencoder": "real via autoencoder"}
 
 
@@ -107,6 +111,7 @@ def run(params: Params, root: Path) -> dict:
     scldm_faces = _scldm_faces(root, test.waves, p.seed)
     outputs: dict[str, list[np.ndarray]] = {k: [] for k in (*CEILINGS, *METHODS)}
     predicted_pose = []
+    given = {"photo": [], "scldm": []}  # the face each clip animates, as the autoencoder shows it (uint8 [H, W, 3])
     for i in range(n_clips):
         wave, photo = test.waves[i], _portrait(root, test.speakers[i])
         outputs["real"].append(test.frames[i].numpy())
@@ -116,15 +121,19 @@ def run(params: Params, root: Path) -> dict:
         frames_dae, pose = talker.speak(wave, photo, n_frames=n_frames)
         outputs["dae_photo"].append(to_uint8(frames_dae))
         predicted_pose.append(pose.numpy())
+        outputs["dae_photo_inversion"].append(to_uint8(talker.speak(wave, photo, n_frames=n_frames, code="inversion")[0]))
         outputs["dae_scldm"].append(to_uint8(talker.speak(wave, scldm_faces[i], n_frames=n_frames)[0]))
         outputs["regression"].append(to_uint8(talker.speak(wave, photo, method="regression", n_frames=n_frames)[0]))
         outputs["still"].append(to_uint8(talker.speak(wave, photo, method="still", n_frames=n_frames)[0]))
+        given["photo"].append(outputs["still"][-1][0])
+        given["scldm"].append(to_uint8(talker.speak(wave, scldm_faces[i], method="still", n_frames=1)[0])[0])
         print(f"evaluate_talker: clip {i + 1}/{n_clips} ({test.speakers[i]}) generated", flush=True)
 
     truth_opening = test.tracks["opening"].numpy()
     truth_pose = test.pose.numpy()
     boot = ClusterBootstrap(test.speakers, p.bootstrap_resamples, p.seed)
     real_features = judges(to_unit(torch.from_numpy(np.concatenate(outputs["real"])))).features
+    given_features = {k: judges(to_unit(torch.from_numpy(np.stack(v)))).features for k, v in given.items()}
     table: dict[str, dict] = {}
     readings: dict[str, np.ndarray] = {}
     for key, clips in outputs.items():
@@ -135,6 +144,8 @@ def run(params: Params, root: Path) -> dict:
         features = judges(images).features.reshape(n_clips, n_frames, -1)
         sync = np.array([correlation(read[i, :, 0], truth_opening[i]) for i in range(n_clips)])
         drift = np.array([identity_drift(features[i]) for i in range(n_clips)])
+        face = given_features["scldm" if key == "dae_scldm" else "photo"]
+        to_face = np.array([distance_to_face(features[i], face[i]) for i in range(n_clips)])
         pose_r = np.array([[correlation(read[i, :, 1 + a], truth_pose[i, :, a]) for a in range(3)]
                            for i in range(n_clips)])
         # How far the mouth moves, not only when: the read opening's spread over the true one's (1: as much
@@ -146,6 +157,7 @@ def run(params: Params, root: Path) -> dict:
                "opening_mae_ci": _ci(boot, error),
                "identity_drift": round(float(drift.mean()), 4), "identity_drift_ci": _ci(boot, drift),
                "between_speakers": round(between_speakers(features.mean(1)), 4),
+               "distance_to_face": round(float(to_face.mean()), 4), "distance_to_face_ci": _ci(boot, to_face),
                "frechet": round(frechet_distance(features.reshape(-1, features.shape[-1]), real_features), 3),
                "pose_read_r": {a: round(float(pose_r[:, k].mean()), 3) for k, a in enumerate(POSE_TRACKS)},
                "lipsync_per_clip": {s: round(float(v), 3) for s, v in zip(test.speakers, sync)}}
@@ -157,15 +169,18 @@ def run(params: Params, root: Path) -> dict:
                                                     for i in range(n_clips)])), 3) for k, a in enumerate(POSE_TRACKS)},
             "predicted_mae_deg": {a: round(float(np.abs(predicted[..., k] - truth_pose[..., k]).mean()), 3)
                                   for k, a in enumerate(POSE_TRACKS)}}
-    sync_dae = np.array([correlation(readings["dae_photo"][i, :, 0], truth_opening[i]) for i in range(n_clips)])
-    sync_reg = np.array([correlation(readings["regression"][i, :, 0], truth_opening[i]) for i in range(n_clips)])
-    mae_dae = np.abs(readings["dae_photo"][..., 0] - truth_opening).mean(1)
-    mae_reg = np.abs(readings["regression"][..., 0] - truth_opening).mean(1)
+    sync = {k: np.array([correlation(readings[k][i, :, 0], truth_opening[i]) for i in range(n_clips)])
+            for k in ("dae_photo", "dae_photo_inversion", "regression")}
+    mae = {k: np.abs(readings[k][..., 0] - truth_opening).mean(1) for k in ("dae_photo", "regression")}
+
+    def paired(a: np.ndarray, b: np.ndarray) -> dict:  # mean of a - b over clips, with its cluster-bootstrap interval
+        return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])
+                for k, v in boot.paired_difference(a, b).items()}
+
     metrics = {"n_clips": n_clips, "frames_per_clip": n_frames, "methods": table, "pose": pose,
-               "dae_minus_regression_opening_mae": {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])
-                                                    for k, v in boot.paired_difference(mae_dae, mae_reg).items()},
-               "dae_minus_regression_lipsync": {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])
-                                                for k, v in boot.paired_difference(sync_dae, sync_reg).items()}}
+               "dae_minus_regression_opening_mae": paired(mae["dae_photo"], mae["regression"]),
+               "dae_minus_regression_lipsync": paired(sync["dae_photo"], sync["regression"]),
+               "noise_minus_inverted_code_lipsync": paired(sync["dae_photo"], sync["dae_photo_inversion"])}
     write_json(root / METRICS, metrics)
 
     # Pictures: a side-by-side video of the first test clip with its voice, and a frame strip.
@@ -190,20 +205,25 @@ def report(metrics: dict, names: dict[str, str]) -> str:
     t = metrics["methods"]
     lines = [f"# Talking face on {metrics['n_clips']} test speakers ({metrics['frames_per_clip']} frames each)", "",
              "| | lip sync r [95% CI] | opening gain | opening MAE [95% CI] | identity drift [95% CI] | between speakers "
-             "| Fréchet vs real | pose read r (yaw/pitch/roll) |", "|---|---|---|---|---|---|---|---|"]
+             "| distance to the face [95% CI] | Fréchet vs real | pose read r (yaw/pitch/roll) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, row in t.items():
         pr = row["pose_read_r"]
         lines.append(f"| {names[key]} | {row['lipsync']:.3f} [{row['lipsync_ci'][0]:.3f}, {row['lipsync_ci'][1]:.3f}] | "
                      f"{row['opening_gain']:.2f} | "
                      f"{row['opening_mae']:.3f} [{row['opening_mae_ci'][0]:.3f}, {row['opening_mae_ci'][1]:.3f}] | "
                      f"{row['identity_drift']:.4f} [{row['identity_drift_ci'][0]:.4f}, {row['identity_drift_ci'][1]:.4f}] | "
-                     f"{row['between_speakers']:.4f} | {row['frechet']:.2f} | "
+                     f"{row['between_speakers']:.4f} | "
+                     f"{row['distance_to_face']:.4f} [{row['distance_to_face_ci'][0]:.4f}, {row['distance_to_face_ci'][1]:.4f}] | "
+                     f"{row['frechet']:.2f} | "
                      f"{pr['yaw']:.2f} / {pr['pitch']:.2f} / {pr['roll']:.2f} |")
     pose = metrics["pose"]
     d = metrics["dae_minus_regression_lipsync"]
     m = metrics["dae_minus_regression_opening_mae"]
+    c = metrics["noise_minus_inverted_code_lipsync"]
     lines += ["", f"DAE-Talker (photo) minus regression, lip sync: {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]; "
               f"opening MAE: {m['diff']:+.4f} [{m['ci'][0]:+.4f}, {m['ci'][1]:+.4f}] (negative: the DAE is closer).",
+              "", f"Shared Gaussian code minus inverted code, lip sync: {c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}].",
               "", "Pose head against the truth (degrees):", "",
               "| | yaw | pitch | roll |", "|---|---|---|---|"]
     for label, key in [("true std", "true_std_deg"), ("predicted std", "predicted_std_deg"),
@@ -213,5 +233,7 @@ def report(metrics: dict, names: dict[str, str]) -> str:
               "phones' true opening. Opening gain: the read opening's spread over the true one's, per clip (1: the "
               "mouth moves as much as the phones ask). Opening MAE: mean absolute error of the read opening (0-1). "
               "Identity drift: cosine distance of judge identity features from the clip's first "
-              "frame; 'between speakers': the same distance between different test speakers' mean features."]
+              "frame; 'between speakers': the same distance between different test speakers' mean features; "
+              "'distance to the face': the same distance from the face the clip was given (the portrait, or SCLDM's "
+              "face for that row), as the autoencoder shows it."]
     return "\n".join(lines) + "\n"
