@@ -216,7 +216,11 @@ def test_talk_input_errors_name_the_file_and_the_fix(tmp_path):
         load_pose(tmp_path / "pose.npy", 5)
     np.save(tmp_path / "pose.npy", np.ones((6, 3)))
     assert load_pose(tmp_path / "pose.npy", 5).shape == (5, 3)
+    from sclmd.talk import talk
 
+    with pytest.raises(SclmdError, match="--code 'random' is not one of: noise, inversion"):  # before any model loads
+        talk(tmp_path / "silent.wav", tmp_path / "out.mp4", code="random", talker_dir=tmp_path / "none")
+    assert not (tmp_path / "out.mp4").exists()
 
 
 
