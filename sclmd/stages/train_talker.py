@@ -66,24 +66,27 @@ def _curves(dae, s2l, reg, png: Path) -> None:
 
 
 @torch.no_grad()
-def _reconstructions(bundle, face, clips, latents, png: Path, n: int = 6) -> float:
-    """Val frames: real | autoencoder | DAE (z of target vs reference, code from inverting the reference); returns the DAE's
-    mean absolute pixel error against the autoencoder's reconstruction (what the DAE can reach)."""
+def _reconstructions(bundle, face, clips, latents, png: Path, n: int = 6) -> dict[str, float]:
+    """Val frames: reference | target | autoencoder | DAE given z(target vs reference), decoded from the reference's
+    inverted code and from the shared Gaussian code `sclmd talk` uses; returns each DAE column's mean absolute
+    pixel error against the autoencoder's reconstruction (what the DAE can reach)."""
     from sclmd.evaluate.plots import plot_face_grid
+    from sclmd.models.talker import stochastic_code
 
     rows = min(n, len(clips))
     t_target, t_ref = latents.shape[1] // 2, 0
     target, ref = latents[:rows, t_target], latents[:rows, t_ref]
     z = bundle.dae.motion(target, ref)
-    code = bundle.dae.invert(ref, ref, torch.zeros_like(z))
-    dae = face.face_decoder(bundle.dae.decode(code, ref, z))
+    decoded = {code: face.face_decoder(bundle.dae.decode(torch.cat([stochastic_code(bundle, r[None], code) for r in ref]),
+                                                         ref, z))
+               for code in ("inversion", "noise")}
     auto = face.face_decoder(target)
     real = clips.frames[:rows, t_target].permute(0, 3, 1, 2).float() / 127.5 - 1
     reference = clips.frames[:rows, t_ref].permute(0, 3, 1, 2).float() / 127.5 - 1
-    grid = torch.stack([reference, real, auto, dae], dim=1).clamp(-1, 1)
-    plot_face_grid(grid, clips.speakers[:rows], ["reference frame", "target frame", "autoencoder", "DAE: ref + z(target)"],
-                   png)
-    return float((dae - auto).abs().mean())
+    grid = torch.stack([reference, real, auto, decoded["inversion"], decoded["noise"]], dim=1).clamp(-1, 1)
+    plot_face_grid(grid, clips.speakers[:rows], ["reference frame", "target frame", "autoencoder",
+                                                 "DAE, inverted code", "DAE, Gaussian code"], png)
+    return {code: float((x - auto).abs().mean()) for code, x in decoded.items()}
 
 
 def run(params: Params, root: Path) -> dict:
@@ -125,7 +128,9 @@ def run(params: Params, root: Path) -> dict:
                "regressor_final_loss": round(reg_history[-1][1], 5) if reg_history else None}
     if val is not None:
         shown = encode_frames(face.face_encoder, val.frames[:6])
-        metrics["val_dae_vs_autoencoder_l1"] = round(_reconstructions(bundle, face, val, shown, root / RECONSTRUCTIONS), 4)
+        errors = _reconstructions(bundle, face, val, shown, root / RECONSTRUCTIONS)
+        metrics["val_dae_vs_autoencoder_l1"] = round(errors["inversion"], 4)
+        metrics["val_dae_gaussian_code_vs_autoencoder_l1"] = round(errors["noise"], 4)
         metrics["val_speech2latent_mse"] = round(s2l["val_latent_mse"], 4)
         metrics["val_speech2latent_mse_true_pose"] = round(s2l["val_latent_mse_true_pose"], 4)
         metrics["val_pose_mae_deg"] = round(s2l["val_pose_mae_deg"], 3)
