@@ -366,13 +366,14 @@ STOCHASTIC_CODES = ("noise", "inversion")
 
 def stochastic_code(bundle: TalkerBundle, reference: torch.Tensor, code: str = "noise", seed: int = 0,
                     steps: int | None = None) -> torch.Tensor:
-    """The x_T [1, C, h, w] every frame of a clip starts from: Gaussian noise from `seed` ("noise"), or the
-    DDIM inversion of `reference` [1, C, h, w] under zero motion ("inversion")."""
+    """The x_T [B, C, h, w] every frame of a clip starts from, for face latents `reference` [B, C, h, w]: one
+    Gaussian noise from `seed` for every face ("noise"), or each face's DDIM inversion under zero motion
+    ("inversion")."""
     if code == "noise":
         generator = torch.Generator().manual_seed(seed)
-        return torch.randn(reference.shape, generator=generator).to(reference)
+        return torch.randn((1, *reference.shape[1:]), generator=generator).to(reference).expand_as(reference)
     if code == "inversion":
-        return bundle.dae.invert(reference, reference, reference.new_zeros(1, bundle.cfg.motion_dim), steps)
+        return bundle.dae.invert(reference, reference, reference.new_zeros(len(reference), bundle.cfg.motion_dim), steps)
     raise SclmdError(f"stochastic code '{code}' is not one of: {', '.join(STOCHASTIC_CODES)}")
 
 

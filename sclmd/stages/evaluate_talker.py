@@ -136,6 +136,8 @@ def run(params: Params, root: Path) -> dict:
     given_features = {k: judges(to_unit(torch.from_numpy(np.stack(v)))).features for k, v in given.items()}
     table: dict[str, dict] = {}
     readings: dict[str, np.ndarray] = {}
+    sync_of: dict[str, np.ndarray] = {}  # per-clip lip sync and opening error of each row, for the paired differences
+    error_of: dict[str, np.ndarray] = {}
     for key, clips in outputs.items():
         flat = np.concatenate(clips)
         images = to_unit(torch.from_numpy(flat))
@@ -152,6 +154,7 @@ def run(params: Params, root: Path) -> dict:
         # as the phones ask), and the mean absolute error of the read opening (0.0-1.0 scale).
         gain = np.array([read[i, :, 0].std() / max(truth_opening[i].std(), 1e-6) for i in range(n_clips)])
         error = np.abs(read[..., 0] - truth_opening).mean(1)
+        sync_of[key], error_of[key] = sync, error
         row = {"lipsync": round(float(sync.mean()), 4), "lipsync_ci": _ci(boot, sync),
                "opening_gain": round(float(gain.mean()), 3), "opening_mae": round(float(error.mean()), 4),
                "opening_mae_ci": _ci(boot, error),
@@ -169,18 +172,15 @@ def run(params: Params, root: Path) -> dict:
                                                     for i in range(n_clips)])), 3) for k, a in enumerate(POSE_TRACKS)},
             "predicted_mae_deg": {a: round(float(np.abs(predicted[..., k] - truth_pose[..., k]).mean()), 3)
                                   for k, a in enumerate(POSE_TRACKS)}}
-    sync = {k: np.array([correlation(readings[k][i, :, 0], truth_opening[i]) for i in range(n_clips)])
-            for k in ("dae_photo", "dae_photo_inversion", "regression")}
-    mae = {k: np.abs(readings[k][..., 0] - truth_opening).mean(1) for k in ("dae_photo", "regression")}
 
     def paired(a: np.ndarray, b: np.ndarray) -> dict:  # mean of a - b over clips, with its cluster-bootstrap interval
         return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])
                 for k, v in boot.paired_difference(a, b).items()}
 
     metrics = {"n_clips": n_clips, "frames_per_clip": n_frames, "methods": table, "pose": pose,
-               "dae_minus_regression_opening_mae": paired(mae["dae_photo"], mae["regression"]),
-               "dae_minus_regression_lipsync": paired(sync["dae_photo"], sync["regression"]),
-               "noise_minus_inverted_code_lipsync": paired(sync["dae_photo"], sync["dae_photo_inversion"])}
+               "dae_minus_regression_opening_mae": paired(error_of["dae_photo"], error_of["regression"]),
+               "dae_minus_regression_lipsync": paired(sync_of["dae_photo"], sync_of["regression"]),
+               "noise_minus_inverted_code_lipsync": paired(sync_of["dae_photo"], sync_of["dae_photo_inversion"])}
     write_json(root / METRICS, metrics)
 
     # Pictures: a side-by-side video of the first test clip with its voice, and a frame strip.

@@ -77,8 +77,7 @@ def _reconstructions(bundle, face, clips, latents, png: Path, n: int = 6) -> dic
     t_target, t_ref = latents.shape[1] // 2, 0
     target, ref = latents[:rows, t_target], latents[:rows, t_ref]
     z = bundle.dae.motion(target, ref)
-    decoded = {code: face.face_decoder(bundle.dae.decode(torch.cat([stochastic_code(bundle, r[None], code) for r in ref]),
-                                                         ref, z))
+    decoded = {code: face.face_decoder(bundle.dae.decode(stochastic_code(bundle, ref, code), ref, z))
                for code in ("inversion", "noise")}
     auto = face.face_decoder(target)
     real = clips.frames[:rows, t_target].permute(0, 3, 1, 2).float() / 127.5 - 1
