@@ -24,9 +24,14 @@ TELEMETRY_OFF = {
 # Dask logs every worker start and stop at INFO; a pipeline run should show progress, not that.
 QUIET = {"DASK_LOGGING__DISTRIBUTED": "warning"}
 
+# Prefect gives its temporary (ephemeral) API server 20 s to come up. The first start after an
+# install also compiles bytecode and migrates a new database, which took longer than that on a
+# fresh 2-core machine, and `make run` died before its first stage; later starts take ~10 s.
+PATIENT = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+
 
 def apply_defaults() -> None:
-    for key, value in {**TELEMETRY_OFF, **QUIET}.items():
+    for key, value in {**TELEMETRY_OFF, **QUIET, **PATIENT}.items():
         os.environ.setdefault(key, value)
 
 
