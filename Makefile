@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run talker test browser ui bench ablations infra-up infra-down lock clean
+.PHONY: install run talker talker-ablations test browser ui bench ablations infra-up infra-down lock clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ run: $(STAMP)  ## the whole pipeline through Prefect + DVC, logged to MLflow
 
 talker: $(STAMP)  ## the talking face after `make run` (flow sclmd-talker: synth_video, train_talker, evaluate_talker) -> reports/talker/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd talker
+
+talker-ablations: $(STAMP)  ## the talker's ablations on the val speakers (after `make talker`) -> reports/talker_ablations/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd talker-ablations
 
 test: $(STAMP) browser  ## the test suite
 	@# two xdist workers: much of a test is process start-up, imports and servers coming up, which the

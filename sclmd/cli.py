@@ -307,6 +307,23 @@ def ablations(
         _fail(e)
 
 
+@app.command("talker-ablations")
+def talker_ablations(
+    only: Annotated[Optional[list[str]], typer.Option(
+        "--only", help="measure only these rows (repeatable); the retrained ones (talker_seed1, motion_dim32, "
+                       "motion_dim32_seed1, dae_steps600) run only when named")] = None,
+) -> None:
+    """The talker's ablations on the val speakers (needs `make talker` first); writes reports/talker_ablations/."""
+    from flows.talker_ablations import check_inputs, sclmd_talker_ablations
+    from sclmd.env import project_root
+
+    try:
+        check_inputs(project_root(), only)  # before Prefect starts: a wrong name is a one-line error
+        sclmd_talker_ablations(only=only)
+    except SclmdError as e:
+        _fail(e)
+
+
 @app.command()
 def talk(
     voice: Annotated[Path, typer.Argument(help="a voice recording (any common audio or video format; up to 60 s used)")],

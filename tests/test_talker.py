@@ -8,12 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 
 from sclmd.cli import EXIT_USER_ERROR
 from tests.conftest import TINY, copy_project, deep_merge, sclmd_cli, write_params
 
 TINY_TALKER = {
-    "talker_video": {"seconds": 1.2, "train_speakers": 4, "val_speakers": 1, "test_speakers": 2, "workers": 2},
+    "talker_video": {"seconds": 1.2, "train_speakers": 4, "val_speakers": 2, "test_speakers": 2, "workers": 2},
     "talker": {"unet_channels": [16, 32], "conformer_layers": 1, "ddim_steps": 2, "dae_steps": 4, "dae_batch_size": 4,
                "speech2latent_steps": 3, "speech2latent_batch_size": 2, "regressor_steps": 3,
                "regressor_batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
@@ -98,6 +99,44 @@ def test_talk_from_a_voice_file_alone(talker_project, tmp_path):
     assert not (tmp_path / "bad.mp4").exists()
     missing = sclmd_cli(project, "talk", str(voice), "-o", str(tmp_path / "x.mp4"), "--talker", str(tmp_path / "none"))
     assert missing.returncode == EXIT_USER_ERROR and "Run `make talker`" in missing.stderr
+
+
+def test_talker_ablations_measure_the_val_speakers_and_retrain_variants(talker_project):
+    project, result = talker_project
+    assert result.returncode == 0
+    rows = ["dae", "dae_noise_seed1", "regression", "autoencoder", "oracle", "talker_seed1"]
+    out = sclmd_cli(project, "talker-ablations", *[a for r in rows for a in ("--only", r)])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    metrics = json.loads((project / "reports/talker_ablations/metrics.json").read_text())
+    with (project / "data/talker/videos/manifest.csv").open() as f:
+        split_of = {r["speaker_id"]: r["split"] for r in csv.DictReader(f)}
+    assert metrics["split"] == "val" and len(metrics["speakers"]) == 2
+    assert {split_of[s] for s in metrics["speakers"]} == {"val"}  # never a test speaker: these rows choose
+    assert set(metrics["rows"]) == {*rows, "talker_seed1:regression"}
+    for row in metrics["rows"].values():
+        assert list(row["per_clip"]) == metrics["speakers"]
+        assert all(-1.0 <= v <= 1.0 for v in row["per_clip"].values())
+        assert row["lipsync"] == pytest.approx(np.mean(list(row["per_clip"].values())), abs=1e-3)
+    assert metrics["paired"]["dae - regression"]["of"] == 2
+    # the retrained variant is its own model, trained with its override by the train_talker stage
+    variant = project / "talker_ablations/talker_seed1"
+    assert yaml.safe_load((variant / "params.yaml").read_text())["talker"]["seed"] == 1
+    assert (variant / "models/talker/model.safetensors").exists()
+    assert metrics["models"]["talker_seed1"] != metrics["models"]["shipped"]
+    assert metrics["train_seconds"]["talker_seed1"] > 0
+    assert "| talker_seed1:regression |" in (project / "reports/talker_ablations/report.md").read_text()
+    assert (project / "reports/talker_ablations/lipsync.png").stat().st_size > 5000
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              "tags.`sclmd.stage` = 'talker_ablations'")
+    assert runs and "dae.lipsync" in runs[0].data.metrics
+    logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "reports/talker_ablations")}
+    assert "reports/talker_ablations/lipsync.png" in logged
+    bad = sclmd_cli(project, "talker-ablations", "--only", "nope")
+    assert bad.returncode == EXIT_USER_ERROR and "unknown talker ablation(s) nope" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_talker_refuses_to_run_before_the_pipeline(tmp_path):

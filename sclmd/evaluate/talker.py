@@ -69,6 +69,23 @@ def train_probe(images: torch.Tensor, targets: torch.Tensor, *, steps: int, batc
     return probe.eval()
 
 
+def fit_probe(talker, video_dir: Path, *, steps: int, batch_size: int, lr: float, max_blur: float, seed: int,
+              n_frames: int = 6000) -> MotionProbe:
+    """The probe every talking-face measurement reads with: about `n_frames` real frames of the training
+    speakers' clips and the face autoencoder's reconstructions of the same frames, with their true tracks."""
+    from sclmd.train.talker import encode_frames, load_clips, to_unit
+
+    train = load_clips(video_dir, "train")
+    every = max(1, (len(train) * train.frames.shape[1]) // n_frames)  # ~6,000 frames are plenty for 4 numbers
+    frames = train.frames.flatten(0, 1)[::every]
+    targets = probe_targets({k: v.flatten(0, 1)[::every] for k, v in train.tracks.items()})
+    real = to_unit(frames)
+    with torch.no_grad():
+        recon = talker.decode_latents(encode_frames(talker.face.face_encoder, frames[None])[0])
+    return train_probe(torch.cat([real, recon]), torch.cat([targets, targets]), steps=steps, batch_size=batch_size,
+                       lr=lr, max_blur=max_blur, seed=seed)
+
+
 @torch.no_grad()
 def probe_read(probe: MotionProbe, images: torch.Tensor, batch: int = 500) -> np.ndarray:
     """[N, 4]: opening, then yaw, pitch, roll in degrees."""

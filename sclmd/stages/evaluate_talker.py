@@ -37,8 +37,8 @@ from sclmd.data.video import write_mp4
 from sclmd.evaluate.bootstrap import ClusterBootstrap
 from sclmd.evaluate.judges import Judges
 from sclmd.evaluate.metrics import frechet_distance
-from sclmd.evaluate.talker import (between_speakers, correlation, distance_to_face, frame_strip, identity_drift,
-                                   metric_bars, probe_read, probe_targets, side_by_side, to_uint8, train_probe)
+from sclmd.evaluate.talker import (between_speakers, correlation, distance_to_face, fit_probe, frame_strip,
+                                   identity_drift, metric_bars, probe_read, side_by_side, to_uint8)
 from sclmd.io import write_json, write_text
 from sclmd.models.talker import TalkingFace
 from sclmd.train.talker import POSE_TRACKS, encode_frames, load_clips, to_unit
@@ -61,7 +61,8 @@ METHODS = {"dae_photo": "DAE-Talker (photo)", "dae_photo_inversion": "DAE-Talker
 CEILINGS = {"real": "real frames", "real_autoencoder": "real via autoencoder"}
 
 
-def _portrait(root: Path, speaker: str) -> torch.Tensor:
+def portrait(root: Path, speaker: str) -> torch.Tensor:
+    """uint8 [H, W, 3]: the speaker's VoxSynth portrait, the still face a clip animates."""
     from PIL import Image
 
     with Image.open(root / FACES_DIR / speaker / "00.png") as image:
@@ -92,17 +93,8 @@ def run(params: Params, root: Path) -> dict:
     talker = TalkingFace.from_pretrained(root / TALKER_DIR)
     judges = Judges.from_pretrained(root / JUDGES_DIR)
 
-    # The probe: real training frames and their autoencoder reconstructions, with the true tracks.
-    train = load_clips(video_dir, "train")
-    every = max(1, (len(train) * train.frames.shape[1]) // 6000)  # ~6,000 frames are plenty for 4 numbers
-    frames = train.frames.flatten(0, 1)[::every]
-    targets = probe_targets({k: v.flatten(0, 1)[::every] for k, v in train.tracks.items()})
-    real = to_unit(frames)
-    with torch.no_grad():
-        recon = talker.decode_latents(encode_frames(talker.face.face_encoder, frames[None])[0])
-    probe = train_probe(torch.cat([real, recon]), torch.cat([targets, targets]), steps=p.probe_steps,
-                        batch_size=p.probe_batch_size, lr=p.probe_lr, max_blur=p.probe_max_blur, seed=p.seed)
-    del train, frames, real, recon
+    probe = fit_probe(talker, video_dir, steps=p.probe_steps, batch_size=p.probe_batch_size, lr=p.probe_lr,
+                      max_blur=p.probe_max_blur, seed=p.seed)
 
     test = load_clips(video_dir, "test")
     if p.max_speakers:
@@ -113,7 +105,7 @@ def run(params: Params, root: Path) -> dict:
     predicted_pose = []
     given = {"photo": [], "scldm": []}  # the face each clip animates, as the autoencoder shows it (uint8 [H, W, 3])
     for i in range(n_clips):
-        wave, photo = test.waves[i], _portrait(root, test.speakers[i])
+        wave, photo = test.waves[i], portrait(root, test.speakers[i])
         outputs["real"].append(test.frames[i].numpy())
         with torch.no_grad():
             recon = talker.decode_latents(encode_frames(talker.face.face_encoder, test.frames[i][None], desc=None)[0])
