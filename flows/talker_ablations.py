@@ -17,7 +17,7 @@ Three kinds of row:
   each also gives its own retrained regression (`<name>:regression`) and its training time.
 
 The retrained ones cost a `train_talker` each (8-18 min on 2 cores), so they run only when named
-with `--only`. Writes `reports/talker_ablations/` (metrics.json with every clip's value,
+(`--retrain NAME`, added to the rows; or `--only NAME`). Writes `reports/talker_ablations/` (metrics.json with every clip's value,
 report.md, lipsync.png), logged to MLflow as the run `talker_ablations`.
 """
 
@@ -46,6 +46,10 @@ DECODINGS = {
     "dae_ddim20": {"steps": 20},
     "dae_zero_pose": {"pose": "zero"},
 }
+# The shared code is one random draw: this row is each clip's lip sync averaged over noise seeds 0-7,
+# what the method gives in expectation rather than on the default seed (its per-seed means are kept too).
+SEED_MEAN = "dae_mean_over_8_noise_seeds"
+NOISE_SEEDS = 8
 REFERENCES = ("regression", "autoencoder", "oracle")
 RETRAINED = {
     "talker_seed1": {"talker": {"seed": 1}},
@@ -53,7 +57,7 @@ RETRAINED = {
     "motion_dim32_seed1": {"talker": {"motion_dim": 32, "seed": 1}},
     "dae_steps600": {"talker": {"dae_steps": 600}},  # half the DAE's training: the time it saves, the sync it costs
 }
-DEFAULT_ROWS = (*DECODINGS, *REFERENCES)
+DEFAULT_ROWS = (*DECODINGS, SEED_MEAN, *REFERENCES)
 SHARED = ("data/talker/videos", "models/pretrain")  # what a retrained variant reads, never its own
 WORK_DIR = Path("talker_ablations")
 REPORT_DIR = Path("reports/talker_ablations")
@@ -61,24 +65,23 @@ TALKER_DIR = Path("models/talker")
 SPLIT = "val"
 
 
-def resolve_rows(only: list[str] | None) -> list[str]:
-    """The rows to measure: the default decodings and references, or the named ones (checked)."""
-    if not only:
-        return list(DEFAULT_ROWS)
+def resolve_rows(only: list[str] | None, retrain: list[str] | None = None) -> list[str]:
+    """The rows to measure (checked): the named ones (`only`) or the default decodings and references,
+    then the retrained variants named in `retrain`."""
     known = (*DEFAULT_ROWS, *RETRAINED)
-    unknown = [n for n in only if n not in known]
+    unknown = [n for n in only or [] if n not in known] + [n for n in retrain or [] if n not in RETRAINED]
     if unknown:
         raise SclmdError(f"unknown talker ablation(s) {', '.join(unknown)}. Rows: {', '.join(DEFAULT_ROWS)}; "
                          f"retrained (each costs a train_talker run): {', '.join(RETRAINED)}")
-    return list(dict.fromkeys(only))
+    return list(dict.fromkeys([*(only or DEFAULT_ROWS), *(retrain or [])]))
 
 
-def check_inputs(root: Path, only: list[str] | None) -> list[str]:
+def check_inputs(root: Path, only: list[str] | None, retrain: list[str] | None = None) -> list[str]:
     """The rows to measure, once the talker and its val clips are there; else a SclmdError saying what to run."""
     from sclmd.stages.evaluate_talker import VIDEO_DIR
     from sclmd.train.talker import has_clips
 
-    rows = resolve_rows(only)
+    rows = resolve_rows(only, retrain)
     if not (root / TALKER_DIR / "model.safetensors").exists():
         raise SclmdError(f"{root / TALKER_DIR}: no trained talker. Run `make talker` first.")
     if not has_clips(root / VIDEO_DIR, SPLIT):
@@ -146,24 +149,27 @@ def lipsync_rows(talker, probe, clips, portraits, rows: list[str], prefix: str =
                     kwargs = dict(DECODINGS[row])
                     if kwargs.pop("pose", None) == "zero":
                         kwargs["pose"] = torch.zeros(n_frames, 3)
-                    frames = talker.speak(wave, photo, n_frames=n_frames, **kwargs)[0]
+                    draws = [talker.speak(wave, photo, n_frames=n_frames, **kwargs)[0]]
+                elif row == SEED_MEAN:
+                    draws = [talker.speak(wave, photo, n_frames=n_frames, seed=seed)[0] for seed in range(NOISE_SEEDS)]
                 elif row == "regression":
-                    frames = talker.speak(wave, photo, method="regression", n_frames=n_frames)[0]
+                    draws = [talker.speak(wave, photo, method="regression", n_frames=n_frames)[0]]
                 else:  # the clip's own frames: through the autoencoder, or their true z on frame 0 (the oracle)
                     if latents is None:
                         latents = encode_frames(talker.face.face_encoder, clips.frames[i][None], desc=None)[0]
                     if row == "autoencoder":
-                        frames = talker.decode_latents(latents)
+                        draws = [talker.decode_latents(latents)]
                     else:
                         reference = latents[:1].expand(n_frames, -1, -1, -1)
                         z = bundle.dae.motion(latents, reference)
                         x_t = stochastic_code(bundle, latents[:1]).expand(n_frames, -1, -1, -1)
-                        frames = talker.decode_latents(bundle.dae.decode(x_t, reference, z))
-            read = probe_read(probe, frames)[:, 0]
+                        draws = [talker.decode_latents(bundle.dae.decode(x_t, reference, z))]
+            reads = [probe_read(probe, frames)[:, 0] for frames in draws]
             cell = out[f"{prefix}{row}"]
-            cell["lipsync"].append(correlation(read, truth))
-            cell["gain"].append(float(read.std() / max(truth.std(), 1e-6)))
-            cell["error"].append(float(np.abs(read - truth).mean()))
+            cell.setdefault("per_draw", []).append([correlation(read, truth) for read in reads])
+            cell["lipsync"].append(float(np.mean(cell["per_draw"][-1])))
+            cell["gain"].append(float(np.mean([read.std() / max(truth.std(), 1e-6) for read in reads])))
+            cell["error"].append(float(np.mean([np.abs(read - truth).mean() for read in reads])))
     return out
 
 
@@ -172,7 +178,9 @@ def _summary(values: dict[str, list[float]], boot) -> dict:
     return {"lipsync": round(float(sync.mean()), 4), "lipsync_ci": [round(v, 4) for v in boot.mean_ci(sync)],
             "lipsync_median": round(float(np.median(sync)), 4), "lipsync_worst": round(float(sync.min()), 4),
             "opening_gain": round(float(np.mean(values["gain"])), 3),
-            "opening_mae": round(float(np.mean(values["error"])), 4)}
+            "opening_mae": round(float(np.mean(values["error"])), 4),
+            **({"lipsync_per_draw": np.round(np.mean(values["per_draw"], 0), 4).tolist()}
+               if len(values["per_draw"][0]) > 1 else {})}
 
 
 def _fingerprint(directory: Path) -> str:
@@ -180,8 +188,22 @@ def _fingerprint(directory: Path) -> str:
     return hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()[:12]
 
 
+def _machine() -> str:
+    """The CPU these rows were measured on: models and their numbers differ between machines' kernels."""
+    import torch
+
+    cpu, bf16 = "unknown CPU", False
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        text = info.read_text()
+        cpu = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), cpu)
+        bf16 = "avx512_bf16" in text
+    return f"{cpu}, {os.cpu_count()} cores{', native bf16' if bf16 else ''}, torch {torch.__version__}"
+
+
 @flow(name="sclmd-talker-ablations", log_prints=True)
-def sclmd_talker_ablations(only: list[str] | None = None, root: str | None = None) -> dict:
+def sclmd_talker_ablations(only: list[str] | None = None, retrain: list[str] | None = None,
+                           root: str | None = None) -> dict:
     """The talker's ablations on the val speakers; writes reports/talker_ablations/."""
     import torch
 
@@ -195,7 +217,7 @@ def sclmd_talker_ablations(only: list[str] | None = None, root: str | None = Non
     from sclmd.train.talker import load_clips
 
     root_path = Path(root).resolve() if root else project_root()
-    rows = check_inputs(root_path, only)
+    rows = check_inputs(root_path, only, retrain)
     os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri(root_path))
     params = load_params(root_path / "params.yaml")
     p = params.evaluate_talker
@@ -231,7 +253,7 @@ def sclmd_talker_ablations(only: list[str] | None = None, root: str | None = Non
             ahead = int(np.sum(np.asarray(v["lipsync"]) > np.asarray(per_clip[against]["lipsync"])))
             paired[f"{r} - {against}"] = {"diff": round(d["diff"], 4), "ci": [round(x, 4) for x in d["ci"]],
                                           "ahead_on": ahead, "of": len(clips)}
-    summary = {"split": SPLIT, "speakers": list(clips.speakers), "frames_per_clip": int(clips.frames.shape[1]),
+    summary = {"split": SPLIT, "machine": _machine(), "speakers": list(clips.speakers), "frames_per_clip": int(clips.frames.shape[1]),
                "probe": {k: getattr(p, k) for k in ("probe_steps", "probe_batch_size", "probe_lr", "probe_max_blur", "seed")},
                "models": models, "train_seconds": train_seconds,
                "overrides": {n: RETRAINED[n] for n in train_seconds}, "rows": table, "paired": paired}
@@ -255,6 +277,10 @@ def report(summary: dict) -> str:
         lines.append(f"| {name} | {row['lipsync']:.3f} [{row['lipsync_ci'][0]:.3f}, {row['lipsync_ci'][1]:.3f}] | "
                      f"{row['lipsync_median']:.3f} | {row['lipsync_worst']:.2f} | {row['opening_gain']:.2f} | "
                      f"{row['opening_mae']:.3f} |")
+    for name, row in summary["rows"].items():
+        if "lipsync_per_draw" in row:
+            lines += ["", f"`{name}`, lip sync r of each noise seed (mean over clips): "
+                      + ", ".join(f"seed {k}: {v:.3f}" for k, v in enumerate(row["lipsync_per_draw"])) + "."]
     lines += ["", "Paired differences of lip sync r (mean over clips, 95% cluster-bootstrap interval; "
               "'ahead on': clips where the row is higher):", "", "| | difference [95% CI] | ahead on |", "|---|---|---|"]
     for name, d in summary["paired"].items():
@@ -262,9 +288,10 @@ def report(summary: dict) -> str:
     if summary["train_seconds"]:
         lines += ["", "Retrained variants (params overrides; train_talker's time on this machine):", ""]
         lines += [f"- `{n}`: {json.dumps(summary['overrides'][n])}, {s:.0f} s" for n, s in summary["train_seconds"].items()]
-    lines += ["", "Models (sha256 of model.safetensors, first 12 digits): "
+    lines += ["", f"Machine: {summary['machine']}. Models (sha256 of model.safetensors, first 12 digits): "
               + ", ".join(f"{k} {v}" for k, v in summary["models"].items()) + ".", "",
-              "Rows: `dae` is the shipped talker as `sclmd talk` runs it (shared Gaussian code, seed 0); `autoencoder` "
+              "Rows: `dae` is the shipped talker as `sclmd talk` runs it (shared Gaussian code, seed 0); "
+              f"`{SEED_MEAN}` averages each clip's r over the codes of seeds 0-{NOISE_SEEDS - 1}; `autoencoder` "
               "is the clip's own frames through the face autoencoder; `oracle` is the clip's own z against its frame 0, "
               "decoded on frame 0 from the same code; `<variant>:regression` is a retrained variant's own regression."]
     return "\n".join(lines) + "\n"

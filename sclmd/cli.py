@@ -310,16 +310,19 @@ def ablations(
 @app.command("talker-ablations")
 def talker_ablations(
     only: Annotated[Optional[list[str]], typer.Option(
-        "--only", help="measure only these rows (repeatable); the retrained ones (talker_seed1, motion_dim32, "
-                       "motion_dim32_seed1, dae_steps600) run only when named")] = None,
+        "--only", help="measure only these rows (repeatable; default: the shipped talker's decodings and the "
+                       "references)")] = None,
+    retrain: Annotated[Optional[list[str]], typer.Option(
+        "--retrain", help="also train and measure these variants (repeatable): talker_seed1, motion_dim32, "
+                          "motion_dim32_seed1, dae_steps600; each costs a train_talker run")] = None,
 ) -> None:
     """The talker's ablations on the val speakers (needs `make talker` first); writes reports/talker_ablations/."""
     from flows.talker_ablations import check_inputs, sclmd_talker_ablations
     from sclmd.env import project_root
 
     try:
-        check_inputs(project_root(), only)  # before Prefect starts: a wrong name is a one-line error
-        sclmd_talker_ablations(only=only)
+        check_inputs(project_root(), only, retrain)  # before Prefect starts: a wrong name is a one-line error
+        sclmd_talker_ablations(only=only, retrain=retrain)
     except SclmdError as e:
         _fail(e)
 

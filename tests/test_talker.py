@@ -104,8 +104,9 @@ def test_talk_from_a_voice_file_alone(talker_project, tmp_path):
 def test_talker_ablations_measure_the_val_speakers_and_retrain_variants(talker_project):
     project, result = talker_project
     assert result.returncode == 0
-    rows = ["dae", "dae_noise_seed1", "regression", "autoencoder", "oracle", "talker_seed1"]
-    out = sclmd_cli(project, "talker-ablations", *[a for r in rows for a in ("--only", r)])
+    rows = ["dae", "dae_noise_seed1", "dae_mean_over_8_noise_seeds", "regression", "autoencoder", "oracle",
+            "talker_seed1"]
+    out = sclmd_cli(project, "talker-ablations", *[a for r in rows[:-1] for a in ("--only", r)], "--retrain", rows[-1])
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     metrics = json.loads((project / "reports/talker_ablations/metrics.json").read_text())
     with (project / "data/talker/videos/manifest.csv").open() as f:
@@ -117,6 +118,10 @@ def test_talker_ablations_measure_the_val_speakers_and_retrain_variants(talker_p
         assert list(row["per_clip"]) == metrics["speakers"]
         assert all(-1.0 <= v <= 1.0 for v in row["per_clip"].values())
         assert row["lipsync"] == pytest.approx(np.mean(list(row["per_clip"].values())), abs=1e-3)
+    over_seeds = metrics["rows"]["dae_mean_over_8_noise_seeds"]
+    assert len(over_seeds["lipsync_per_draw"]) == 8  # seeds 0-7, of which seeds 0 and 1 are rows of their own
+    assert over_seeds["lipsync_per_draw"][0] == pytest.approx(metrics["rows"]["dae"]["lipsync"], abs=1e-3)
+    assert over_seeds["lipsync_per_draw"][1] == pytest.approx(metrics["rows"]["dae_noise_seed1"]["lipsync"], abs=1e-3)
     assert metrics["paired"]["dae - regression"]["of"] == 2
     # the retrained variant is its own model, trained with its override by the train_talker stage
     variant = project / "talker_ablations/talker_seed1"
@@ -134,8 +139,8 @@ def test_talker_ablations_measure_the_val_speakers_and_retrain_variants(talker_p
     assert runs and "dae.lipsync" in runs[0].data.metrics
     logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "reports/talker_ablations")}
     assert "reports/talker_ablations/lipsync.png" in logged
-    bad = sclmd_cli(project, "talker-ablations", "--only", "nope")
-    assert bad.returncode == EXIT_USER_ERROR and "unknown talker ablation(s) nope" in bad.stderr
+    bad = sclmd_cli(project, "talker-ablations", "--only", "nope", "--retrain", "dae")  # dae is not retrained
+    assert bad.returncode == EXIT_USER_ERROR and "unknown talker ablation(s) nope, dae" in bad.stderr
     assert "Traceback" not in bad.stderr
 
 
