@@ -80,10 +80,11 @@ def variants(project_weight: float, sweep: tuple[float, ...] = SWEEP) -> dict[st
     return out
 
 
-def _merge(base: dict, override: dict) -> dict:
+def merge_params(base: dict, override: dict) -> dict:
+    """`base` with `override`'s keys set, section by section (nested dicts merged, not replaced)."""
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge_params(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -102,7 +103,7 @@ def run_variant(name: str, overrides: dict, root: str, done: dict[str, str]) -> 
     if not overrides:  # the project's own params: its outputs already are this variant
         metrics = json.loads((root_path / "reports/eval/metrics.json").read_text())
         return {"dir": str(root_path), "params": base, "metrics": metrics["methods"]["scldm"]}
-    params = _merge(_merge(base, VARIANT_DEFAULTS), overrides)
+    params = merge_params(merge_params(base, VARIANT_DEFAULTS), overrides)
     if params.get("ldm", {}).get("guidance", "auto") == "auto":
         # Variants skip the guidance check: they sample at the scale the project's model chose on val.
         chosen = json.loads((root_path / "reports/ldm/metrics.json").read_text())["guidance"]

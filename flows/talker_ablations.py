@@ -90,18 +90,12 @@ def check_inputs(root: Path, only: list[str] | None, retrain: list[str] | None =
     return rows
 
 
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def train_variant(name: str, root: Path) -> tuple[Path, float]:
     """Train variant `name` with the train_talker stage in talker_ablations/<name>/ -> (its talker folder, seconds).
 
     The folder is kept: a re-run resumes from its checkpoints (the stage's own resume), and its
     params.yaml shows what the variant was."""
+    from flows.ablations import merge_params
     from sclmd.config import load_params
     from sclmd.stages import run_stage
     from sclmd.tracking import VARIANT_ENV
@@ -110,7 +104,7 @@ def train_variant(name: str, root: Path) -> tuple[Path, float]:
     work = root / WORK_DIR / name
     (work / "models").mkdir(parents=True, exist_ok=True)
     (work / "data/talker").mkdir(parents=True, exist_ok=True)
-    (work / "params.yaml").write_text(yaml.safe_dump(_merge(base, RETRAINED[name]), sort_keys=False))
+    (work / "params.yaml").write_text(yaml.safe_dump(merge_params(base, RETRAINED[name]), sort_keys=False))
     load_params(work / "params.yaml")  # a bad override fails here, with the key named
     for rel in SHARED:
         if not (work / rel).is_symlink():
