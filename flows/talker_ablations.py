@@ -93,8 +93,8 @@ def check_inputs(root: Path, only: list[str] | None, retrain: list[str] | None =
 def train_variant(name: str, root: Path) -> tuple[Path, float]:
     """Train variant `name` with the train_talker stage in talker_ablations/<name>/ -> (its talker folder, seconds).
 
-    The folder is kept: a re-run resumes from its checkpoints (the stage's own resume), and its
-    params.yaml shows what the variant was."""
+    The folder is kept: an interrupted run resumes from its checkpoints (the stage's own resume), and
+    its params.yaml shows what the variant was. A finished variant is trained again on the next run."""
     from flows.ablations import merge_params
     from sclmd.config import load_params
     from sclmd.stages import run_stage
