@@ -132,20 +132,27 @@ def lipsync_rows(talker, probe, clips, portraits, rows: list[str], prefix: str =
     from sclmd.train.talker import encode_frames
 
     n_frames = clips.frames.shape[1]
-    out = {f"{prefix}{r}": {"lipsync": [], "gain": [], "error": []} for r in rows}
+    out = {f"{prefix}{r}": {"lipsync": [], "gain": [], "error": [], "per_draw": []} for r in rows}
     bundle = talker.bundle
     for i in tqdm(range(len(clips)), desc=f"{prefix or 'shipped '}rows on {SPLIT} clips", unit="clip"):
         wave, photo, truth = clips.waves[i], portraits[i], clips.tracks["opening"][i].numpy()
         latents = None
+        decoded = {}  # this clip's DAE frames by their speak() arguments: the seed rows and the seed mean share them
+
+        def dae(**kwargs):
+            key = tuple(sorted({"seed": 0, **kwargs}.items()))
+            if key not in decoded:
+                if kwargs.get("pose") == "zero":
+                    kwargs["pose"] = torch.zeros(n_frames, 3)
+                decoded[key] = talker.speak(wave, photo, n_frames=n_frames, **kwargs)[0]
+            return decoded[key]
+
         for row in rows:
             with torch.no_grad():
                 if row in DECODINGS:
-                    kwargs = dict(DECODINGS[row])
-                    if kwargs.pop("pose", None) == "zero":
-                        kwargs["pose"] = torch.zeros(n_frames, 3)
-                    draws = [talker.speak(wave, photo, n_frames=n_frames, **kwargs)[0]]
+                    draws = [dae(**DECODINGS[row])]
                 elif row == SEED_MEAN:
-                    draws = [talker.speak(wave, photo, n_frames=n_frames, seed=seed)[0] for seed in range(NOISE_SEEDS)]
+                    draws = [dae(seed=seed) for seed in range(NOISE_SEEDS)]
                 elif row == "regression":
                     draws = [talker.speak(wave, photo, method="regression", n_frames=n_frames)[0]]
                 else:  # the clip's own frames: through the autoencoder, or their true z on frame 0 (the oracle)
@@ -160,7 +167,7 @@ def lipsync_rows(talker, probe, clips, portraits, rows: list[str], prefix: str =
                         draws = [talker.decode_latents(bundle.dae.decode(x_t, reference, z))]
             reads = [probe_read(probe, frames)[:, 0] for frames in draws]
             cell = out[f"{prefix}{row}"]
-            cell.setdefault("per_draw", []).append([correlation(read, truth) for read in reads])
+            cell["per_draw"].append([correlation(read, truth) for read in reads])
             cell["lipsync"].append(float(np.mean(cell["per_draw"][-1])))
             cell["gain"].append(float(np.mean([read.std() / max(truth.std(), 1e-6) for read in reads])))
             cell["error"].append(float(np.mean([np.abs(read - truth).mean() for read in reads])))
