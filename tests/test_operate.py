@@ -250,25 +250,40 @@ def _post(port: int, body) -> tuple[int, dict]:
         return e.code, json.loads(e.read() or b"{}")
 
 
+def _serve_champion(ops, attempts: int = 3) -> tuple[subprocess.Popen, int]:
+    """`mlflow models serve` of @champion on a free port, once it answers /ping: (the server, its port).
+
+    The port is free when chosen, but the server binds it only after loading the model, seconds
+    later; a server started meanwhile by the other test worker can take it. Then this one exits
+    with "address already in use", and it is started again on another port."""
+    log_path = ops.root / ".infra" / "logs" / "serve.log"
+    for attempt in range(attempts):
+        port = free_port()
+        with open(log_path, "wb") as log:
+            server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/sclmd@champion",
+                                       "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+                                      cwd=ops.root, env=clean_env(ops.env), stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        deadline = time.monotonic() + 180
+        while server.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                return server, port
+            except OSError:
+                if time.monotonic() > deadline:
+                    os.killpg(server.pid, signal.SIGTERM)
+                    raise AssertionError("mlflow models serve did not start: " + log_path.read_text()[-3000:])
+                time.sleep(0.5)
+        text = log_path.read_text()
+        if "address already in use" not in text or attempt == attempts - 1:
+            raise AssertionError(text[-3000:])
+
+
 def test_mlflow_models_serve_answers_audio_with_a_face_and_bad_requests_with_4xx(ops):
     from PIL import Image
 
-    port = free_port()
-    log = open(ops.root / ".infra" / "logs" / "serve.log", "wb")
-    server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/sclmd@champion",
-                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-                              cwd=ops.root, env=clean_env(ops.env), stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server, port = _serve_champion(ops)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (ops.root / ".infra/logs/serve.log").read_text()[-3000:]
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mlflow models serve did not start"
-                time.sleep(0.5)
         audio = base64.b64encode(_wav(ops).read_bytes()).decode()
         code, answer = _post(port, {"dataframe_split": {"columns": ["audio"], "data": [[audio]]},
                                     "params": {"samples": 2, "seed": 1}})
@@ -290,7 +305,6 @@ def test_mlflow_models_serve_answers_audio_with_a_face_and_bad_requests_with_4xx
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-        log.close()
 
 
 def test_register_by_hand_finds_the_workspace_model_already_registered(ops):
