@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run talker talker-ablations test browser ui bench ablations infra-up infra-down lock clean
+.PHONY: install run release talker talker-ablations test browser ui bench ablations infra-up infra-down lock clean
 
 install: $(STAMP)
 
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 run: $(STAMP)  ## the whole pipeline through Prefect + DVC, logged to MLflow
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd pipeline
+
+release: $(STAMP)  ## the shipped models, trained long in release/ (release.yaml; hours on 2 cores, resumable) -> weights/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd release
 
 talker: $(STAMP)  ## the talking face after `make run` (flow sclmd-talker: synth_video, train_talker, evaluate_talker) -> reports/talker/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd talker

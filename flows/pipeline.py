@@ -69,21 +69,13 @@ def _pump(src, dst, tail: bytearray) -> None:
         del tail[:-TAIL_BYTES]
 
 
-def _no_retry_on_user_error(task, task_run, state) -> bool:
-    exc = state.result(raise_on_failure=False)
-    return not (isinstance(exc, StageFailed) and exc.user_error)
-
-
-@task(retries=1, retry_delay_seconds=3, retry_condition_fn=_no_retry_on_user_error,
-      task_run_name="dvc-repro-{name}")
-def dvc_stage(name: str, root: str, force: bool) -> str:
-    """Run one stage through DVC; returns 'ran' or 'skipped'."""
-    cmd = ["dvc", "repro", "--single-item", name] + (["--force"] if force else [])
-    env = dict(os.environ)
+def stream_process(cmd: list[str], cwd: str | Path, env: dict | None = None) -> tuple[int, str, str]:
+    """Run `cmd` (this venv's tools first on PATH) with its output passed through live;
+    (exit code, the tail of stdout + stderr, the tail of stderr)."""
+    env = dict(env or os.environ)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # `sclmd` and `dvc` of this venv
-    get_run_logger().info("running %s", " ".join(cmd))
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out_tail, err_tail = bytearray(), bytearray()
     pumps = [
         threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer, out_tail), daemon=True),
@@ -94,9 +86,24 @@ def dvc_stage(name: str, root: str, force: bool) -> str:
     code = proc.wait()
     for p in pumps:
         p.join()
-    text = out_tail.decode(errors="replace") + "\n" + err_tail.decode(errors="replace")
+    err = err_tail.decode(errors="replace")
+    return code, out_tail.decode(errors="replace") + "\n" + err, err
+
+
+def _no_retry_on_user_error(task, task_run, state) -> bool:
+    exc = state.result(raise_on_failure=False)
+    return not (isinstance(exc, StageFailed) and exc.user_error)
+
+
+@task(retries=1, retry_delay_seconds=3, retry_condition_fn=_no_retry_on_user_error,
+      task_run_name="dvc-repro-{name}")
+def dvc_stage(name: str, root: str, force: bool) -> str:
+    """Run one stage through DVC; returns 'ran' or 'skipped'."""
+    cmd = ["dvc", "repro", "--single-item", name] + (["--force"] if force else [])
+    get_run_logger().info("running %s", " ".join(cmd))
+    code, text, err = stream_process(cmd, root)
     if code != 0:
-        raise StageFailed(name, code, text, USER_ERROR_MARK in err_tail.decode(errors="replace"))
+        raise StageFailed(name, code, text, USER_ERROR_MARK in err)
     return "skipped" if "didn't change, skipping" in text else "ran"
 
 

@@ -191,15 +191,9 @@ def _fingerprint(directory: Path) -> str:
 
 def _machine() -> str:
     """The CPU these rows were measured on: models and their numbers differ between machines' kernels."""
-    import torch
+    from sclmd.machine import line
 
-    cpu, bf16 = "unknown CPU", False
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        text = info.read_text()
-        cpu = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), cpu)
-        bf16 = "avx512_bf16" in text
-    return f"{cpu}, {os.cpu_count()} cores{', native bf16' if bf16 else ''}, torch {torch.__version__}"
+    return line()
 
 
 @flow(name="sclmd-talker-ablations", log_prints=True)

@@ -372,6 +372,27 @@ def talker(
         _fail(e)
 
 
+@app.command()
+def release(
+    part: Annotated[str, typer.Option(help="first-stage (the face autoencoder, hours) | scldm (the release model on it) | all")] = "all",
+    overrides: Annotated[Path, typer.Option(help="the long-training overrides of params.yaml")] = Path("release.yaml"),
+    workspace: Annotated[Path, typer.Option(help="where the release runs (make run's outputs stay untouched)")] = Path("release"),
+    ship: Annotated[bool, typer.Option(help="copy what was trained into weights/ with its model card")] = True,
+) -> None:
+    """Train the shipped models long, with the pipeline's own stages (resumes after a kill); ship them to weights/."""
+    from flows.release import PARTS, sclmd_release
+
+    try:
+        if part not in PARTS:
+            raise SclmdError(f"--part {part}: expected one of {', '.join(PARTS)}")
+        from sclmd.release import release_params
+
+        release_params(project_root(), overrides)  # a bad overrides file is refused before Prefect starts
+        sclmd_release(part=part, overrides=str(overrides), workspace=str(workspace), ship=ship)
+    except SclmdError as e:
+        _fail(e)
+
+
 infra_app = typer.Typer(help="Local Prefect server + worker and MLflow server, on 127.0.0.1, state in .infra/.",
                          no_args_is_help=True)
 app.add_typer(infra_app, name="infra")

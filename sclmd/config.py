@@ -157,12 +157,64 @@ class PretrainParams(Section):
     lpips_net: Literal["alex", "vgg"] = "alex"
     lpips_missing: Literal["fail", "substitute"] = "substitute"  # what to do without backbone weights
     vgg_face_weights: str | None = None  # a local converted VGG-Face state dict, to start the face encoder from
+    # The shipped first stage (`sclmd release`) to start the face encoder's latent blocks and the decoder
+    # from (a folder: weights/face-autoencoder); null: from scratch (then autoencoder_steps matter).
+    face_init: str | None = None
+    # With face_init: the first stage stays as shipped (its latent space and decoder are what the hours
+    # trained; the joint phase trains the speech encoder and the face embedding). false: fine-tunes it
+    # at lr_face with the reconstruction loss (a new data set: turn autoencoder_steps on too).
+    freeze_first_stage: bool = True
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: see sclmd/train/precision.py
     checkpoint_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     resume: bool = True  # continue from the latest checkpoint of the same params
     log_every: int = Field(10, ge=1)
     eval_batch_size: int = Field(64, ge=1)
+
+
+class FirstStageParams(Section):
+    """The face autoencoder trained once and long (`sclmd release`), shipped in weights/face-autoencoder/.
+
+    It trains on faces rendered for this stage alone (VoxSynth's renderer, identities of their
+    own: no speaker of any pipeline split), so one first stage serves every run's splits.
+    """
+
+    seed: int = Field(0, ge=0)
+    data_seed: int = Field(1, ge=0)  # the rendered identities' seed (the pipeline's synth.seed is 0)
+    train_speakers: int = Field(8000, ge=8)
+    faces_per_speaker: int = Field(4, ge=1)
+    val_speakers: int = Field(200, ge=4)  # held-out identities: curves and the choice of checkpoint
+    test_speakers: int = Field(200, ge=4)  # held-out identities: the model card's numbers
+    size: Literal["small", "paper"] = "small"
+    embed_dim: int = Field(128, ge=8)  # the encoder's embedding branch (trained later, by pretrain)
+    latent_channels: int = Field(4, ge=1)
+    latent_downsample: Literal[2, 4, 8] = 4
+    decoder_width: float = Field(1.0, gt=0)
+    latent_norm: bool = True
+    latent_noise: float = Field(0.1, ge=0)  # the decoder draws z + latent_noise * eps (see pretrain)
+    batch_size: int = Field(32, ge=2)
+    max_steps: int = Field(2000, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    lr_final: float = Field(0.1, gt=0, le=1)  # cosine decay to lr x this at max_steps
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    mae_weight: float = Field(1.0, ge=0)
+    perceptual_weight: float = Field(0.5, ge=0)
+    gradient_weight: float = Field(1.0, ge=0)
+    perceptual: Literal["lpips", "dssim"] = "lpips"
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    lpips_missing: Literal["fail", "substitute"] = "substitute"
+    adversarial_weight: float = Field(0.5, ge=0)  # SD's adaptive-weighted patch discriminator; 0: off
+    adversarial_start: int = Field(500, ge=0)  # late start: the reconstruction settles first (SD's recipe)
+    adversarial_lr: float = Field(2e-4, gt=0)
+    discriminator_width: int = Field(32, ge=4)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    evaluate_every: int = Field(500, ge=1)  # val MAE, DSSIM, C2ST and a grid, logged to MLflow
+    evaluate_faces: int = Field(400, ge=8)  # val faces per evaluation (the C2ST's sample)
+    checkpoint_every: int = Field(250, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    resume: bool = True
+    log_every: int = Field(25, ge=1)
 
 
 class PriorParams(Section):
@@ -411,6 +463,7 @@ class Params(Section):
     synth: SynthParams = SynthParams()
     prepare: PrepareParams = PrepareParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    first_stage: FirstStageParams = FirstStageParams()
     pretrain: PretrainParams = PretrainParams()
     prior: PriorParams = PriorParams()
     ldm: LDMParams = LDMParams()

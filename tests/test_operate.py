@@ -103,7 +103,8 @@ def test_infra_up_starts_servers_worker_and_deployments(ops):
     for name in ("prefect-server", "mlflow-server", "prefect-worker"):
         assert f"{name}" in status and "running" in status.split(name)[1].splitlines()[0]
     deployments = ops.run(str(BIN / "prefect"), "deployment", "ls").stdout
-    for name in ("sclmd-pipeline/local", "sclmd-pipeline/gpu", "sclmd-promote/local", "sclmd-talker/local"):
+    for name in ("sclmd-pipeline/local", "sclmd-pipeline/gpu", "sclmd-promote/local", "sclmd-talker/local",
+                 "sclmd-release/local", "sclmd-release/gpu"):
         assert name.split("/")[1] in deployments and name.split("/")[0] in deployments
     again = ops.sclmd("infra", "up", "--prefect-port", str(ops.ports[0]), "--mlflow-port", str(ops.ports[1]))
     assert "already running" in again.stdout

@@ -181,7 +181,7 @@ def test_prefect_yaml_declares_the_deployments():
     from sclmd.infra import deployment_names
 
     assert deployment_names(REPO) == ["sclmd-pipeline/local", "sclmd-pipeline/gpu", "sclmd-promote/local",
-                                      "sclmd-talker/local"]
+                                      "sclmd-talker/local", "sclmd-release/local", "sclmd-release/gpu"]
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     gpu = next(d for d in config["deployments"] if d["work_pool"]["name"] == "gpu")
     assert gpu["work_pool"]["job_variables"]["env"]["SCLMD_DEVICE"] == "cuda"

@@ -49,12 +49,13 @@ class SpeechFaceModel(nn.Module):
         return scale * F.normalize(speech_emb, dim=-1) @ F.normalize(face_emb, dim=-1).T
 
     def forward(self, wave: torch.Tensor | None, image: torch.Tensor, shared_grad: float = 1.0,
-                latent_noise: float = 0.0) -> dict[str, torch.Tensor]:
+                latent_noise: float = 0.0, reconstruct: bool = True) -> dict[str, torch.Tensor]:
         """One pre-training pass; through forward() so that DDP syncs every parameter's gradient.
 
         `wave=None` is the autoencoder phase: only z and the reconstruction.  `shared_grad`: see
         `FaceEncoder.forward`.  `latent_noise`: in training, the decoder draws z plus Gaussian
-        noise of this standard deviation (relative to z's own spread).
+        noise of this standard deviation (relative to z's own spread).  `reconstruct=False` skips
+        the decoder (a frozen first stage has nothing to learn from the reconstruction).
         """
         def decode(z: torch.Tensor) -> torch.Tensor:
             if self.training and latent_noise > 0:
@@ -66,13 +67,18 @@ class SpeechFaceModel(nn.Module):
             return {"z": z, "recon": decode(z)}
         speech_emb = self.speech_encoder(wave)
         z, face_emb = self.face_encoder(image, shared_grad)
-        return {
-            "speech_emb": speech_emb,
-            "face_emb": face_emb,
-            "z": z,
-            "recon": decode(z),
-            "logits": self.contrastive_logits(speech_emb, face_emb),
-        }
+        out = {"speech_emb": speech_emb, "face_emb": face_emb, "z": z,
+               "logits": self.contrastive_logits(speech_emb, face_emb)}
+        if reconstruct:
+            out["recon"] = decode(z)
+        return out
+
+    def first_stage_modules(self) -> list[nn.Module]:
+        """What the first stage trained: the face encoder's latent blocks (to z) and the decoder."""
+        enc = self.face_encoder
+        blocks = [getattr(enc, prefix + name[4:]) for name in enc.conv_names
+                  if int(name[4:].split("_")[0]) <= enc.config.latent_blocks for prefix in ("conv", "norm")]
+        return [*blocks, enc.to_latent, enc.latent_norm, self.face_decoder]
 
     def save_pretrained(self, directory: Path, extra: dict | None = None) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}

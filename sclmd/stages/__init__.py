@@ -18,7 +18,9 @@ STAGE_ORDER = ("synth", "prepare", "validate", "pretrain", "prior", "train_ldm",
                "user_study")
 # The talking face (`make talker`, flow sclmd-talker): after the pipeline, outside its budget.
 TALKER_STAGES = ("synth_video", "train_talker", "evaluate_talker")
-ALL_STAGES = STAGE_ORDER + TALKER_STAGES
+# The release flow's own (`sclmd release`): trained once and long, shipped in weights/.
+RELEASE_STAGES = ("first_stage",)
+ALL_STAGES = STAGE_ORDER + TALKER_STAGES + RELEASE_STAGES
 
 
 def stage_module(name: str) -> ModuleType:

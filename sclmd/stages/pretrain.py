@@ -105,7 +105,7 @@ def run(params: Params, root: Path) -> dict:
     mlflow.set_tags({f"sclmd.{k}": str(v) for k, v in perceptual.describe().items()})
 
     voices = shipped_real_voices(params, root)
-    control_model = build_model(cfg, params.data)
+    control_model = build_model(cfg, params.data, root)
     control, _ = score(control_model, root / PREPARED, perceptual, cfg.eval_batch_size, real_voices=voices)
 
     def log(values: dict, step: int) -> None:

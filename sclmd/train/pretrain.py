@@ -48,6 +48,13 @@ from sclmd.errors import SclmdError
 from sclmd.models.face_autoencoder import PatchDiscriminator
 from sclmd.models.perceptual import make_perceptual
 from sclmd.models.speech_face import SpeechFaceModel
+from sclmd.train.autoencoder import (  # noqa: F401  (re-exported: pretrain's public names since before the split)
+    adaptive_adversarial_scale,
+    autoencoder_rows,
+    hinge_discriminator_loss,
+    image_gradient_l1,
+    learning_rate_factor,
+)
 from sclmd.train.checkpoints import CheckpointStore
 from sclmd.train.distributed import (
     agree_on_weights,
@@ -140,52 +147,12 @@ def face_learning_rate(params: PretrainParams) -> float:
     1e-3) learns to match per-speaker noise instead, which does not transfer to new
     speakers (measured on the val split; see README, Pre-training).
     """
-    return params.lr_face if params.vgg_face_weights else params.lr_face_from_scratch
+    return params.lr_face if params.vgg_face_weights or params.face_init else params.lr_face_from_scratch
 
 
-def image_gradient_l1(recon: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
-    """Mean |d recon - d face| of the luminance (channel mean) over horizontal and vertical
-    neighbour differences.  Per RGB channel, the same term took the hue out of the latent
-    (brown skin drawn green; val MAE 0.058 against 0.033 without it): on luminance it keeps
-    the edges of eyes and mouth and leaves colour to the pixel loss."""
-    recon, face = recon.mean(dim=1, keepdim=True), face.mean(dim=1, keepdim=True)
-    dy = (recon[..., 1:, :] - recon[..., :-1, :]) - (face[..., 1:, :] - face[..., :-1, :])
-    dx = (recon[..., 1:] - recon[..., :-1]) - (face[..., 1:] - face[..., :-1])
-    return dy.abs().mean() + dx.abs().mean()
 
 
-def autoencoder_rows(step: int, n_faces: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(face rows, horizontal-flip flags) of an autoencoder-phase step: a pure function of (seed, step)."""
-    rng = np.random.default_rng([seed, step, 2])
-    return rng.integers(0, n_faces, batch_size), rng.random(batch_size) < 0.5
 
-
-def adaptive_adversarial_scale(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor,
-                               max_scale: float = 1e4) -> torch.Tensor:
-    """Stable Diffusion's adaptive weight, ||d rec / dW|| / (||d adv / dW|| + 1e-4) at the decoder's
-    last layer W (detached): the adversarial term's pull on the decoder matches the reconstruction's."""
-    g_rec = torch.autograd.grad(reconstruction, last_layer, retain_graph=True)[0]
-    g_adv = torch.autograd.grad(adversarial, last_layer, retain_graph=True)[0]
-    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, max_scale).detach()
-
-
-def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    return torch.relu(1 - real_logits.float()).mean() + torch.relu(1 + fake_logits.float()).mean()
-
-
-def learning_rate_factor(step: int, warmup: int, total: int = 0, schedule: str = "constant") -> float:
-    """Linear warm-up over `warmup` steps, then constant or a cosine decay to 0 at `total` steps;
-    0 before step 0 (a phase that has not started)."""
-    if step < 0:
-        return 0.0
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant" or total <= warmup:
-        return 1.0
-    if schedule == "cosine":
-        progress = min(1.0, (step - warmup) / (total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown learning-rate schedule '{schedule}' (constant | cosine)")
 
 
 @dataclass
@@ -233,7 +200,9 @@ def gathered_contrastive_loss(speech_emb: torch.Tensor, face_emb: torch.Tensor,
             + F.cross_entropy(logits_of(face_emb, all_speech), targets)) / 2
 
 
-def build_model(params: PretrainParams, data: DataParams) -> SpeechFaceModel:
+def build_model(params: PretrainParams, data: DataParams, root: Path | None = None) -> SpeechFaceModel:
+    """The model at its starting point: random, VGG-Face convolutions, or the shipped first stage
+    (`face_init`, a path relative to `root`, else to the checkout)."""
     torch.manual_seed(params.seed)
     model = SpeechFaceModel.from_params(params.size, params.embed_dim, params.latent_channels, data.image_size,
                                         params.speech_magnitude_channel, params.speech_pitch_features,
@@ -241,7 +210,50 @@ def build_model(params: PretrainParams, data: DataParams) -> SpeechFaceModel:
                                         decoder_width=params.decoder_width, latent_norm=params.latent_norm)
     if params.vgg_face_weights:
         model.face_encoder.load_vgg_face(Path(params.vgg_face_weights))
+    if params.face_init:
+        load_first_stage(model, params, root or Path.cwd())
     return model
+
+
+# FaceConfig fields a first stage fixes -> the pretrain params that set them
+FIRST_STAGE_FIELDS = {"width": "size", "latent_channels": "latent_channels", "image_size": "data.image_size",
+                      "batch_norm": None, "latent_blocks": "latent_downsample", "decoder_width": "decoder_width",
+                      "latent_norm": "latent_norm"}
+
+
+def load_first_stage(model: SpeechFaceModel, params: PretrainParams, root: Path) -> Path:
+    """Start the face encoder's latent blocks and the decoder from the first-stage folder `face_init`."""
+    from sclmd.models.shipped import load_face_autoencoder, resolve
+
+    if params.vgg_face_weights:
+        raise SclmdError("pretrain: face_init and vgg_face_weights both start the face encoder; set one of them "
+                         "to null in params.yaml.")
+    folder = resolve(params.face_init, root)
+    face, encoder_state, decoder_state = load_face_autoencoder(folder)
+    ours = model.face_encoder.config
+    differ = [f"{FIRST_STAGE_FIELDS[k] or k}: the first stage has {getattr(face, k)!r}, params give {getattr(ours, k)!r}"
+              for k in FIRST_STAGE_FIELDS if getattr(face, k) != getattr(ours, k)]
+    if differ:
+        raise SclmdError(f"{folder}: this first stage does not fit pretrain's face autoencoder ({'; '.join(differ)}). "
+                         "Set those pretrain params to the first stage's values, or pretrain.face_init: null to "
+                         "train from scratch.")
+    latent_path = {k: v for k, v in encoder_state.items()
+                   if k.split(".")[0] in {"to_latent", "latent_norm"}
+                   or (k[:4] in ("conv", "norm") and int(k[4:].split("_")[0]) <= ours.latent_blocks)}
+    if "to_latent.weight" not in latent_path:
+        raise SclmdError(f"{folder}: the face encoder's latent weights are missing from model.safetensors. "
+                         "Train the first stage again (`sclmd release --part first-stage`).")
+    model.face_encoder.load_state_dict(latent_path, strict=False)  # the embedding branch: pretrain's own
+    model.face_decoder.load_state_dict(decoder_state)
+    return folder
+
+
+def unwrapped_first_stage(model) -> list[nn.Module]:
+    return (model.module if hasattr(model, "module") else model).first_stage_modules()
+
+
+def freezes_first_stage(params: PretrainParams) -> bool:
+    return bool(params.face_init) and params.freeze_first_stage
 
 
 def train(
@@ -272,7 +284,16 @@ def train(
     model.face_decoder.to(memory_format=torch.channels_last)
     crop = int(round(params.speech_crop_seconds * data.sample_rate))
     speech_params = list(model.speech_encoder.parameters()) + [model.logit_scale]
-    face_params = list(model.face_encoder.parameters()) + list(model.face_decoder.parameters())
+    frozen = freezes_first_stage(params)
+    if frozen:
+        if params.autoencoder_steps or params.adversarial_weight:
+            raise SclmdError("pretrain: the first stage is frozen (face_init set, freeze_first_stage: true), so there "
+                             "is no autoencoder to train: set pretrain.autoencoder_steps and adversarial_weight to 0, "
+                             "or freeze_first_stage: false to fine-tune it.")
+        for module in unwrapped_first_stage(model):
+            module.requires_grad_(False)
+    face_params = [p for p in list(model.face_encoder.parameters()) + list(model.face_decoder.parameters())
+                   if p.requires_grad]
     lr_face = face_learning_rate(params)
     optimizer = torch.optim.AdamW(
         [{"params": face_params, "lr": lr_face}, {"params": speech_params, "lr": params.lr_speech}],
@@ -318,6 +339,9 @@ def train(
     wait = compute = 0.0
     started = time.perf_counter()
     model.train()
+    if frozen:  # frozen batch norms keep the first stage's statistics
+        for module in unwrapped_first_stage(unwrapped):
+            module.eval()
     bar = tqdm(range(start, total), desc="pretrain", unit="step", initial=start,
                total=total, disable=not accelerator.is_local_main_process)
     for step in bar:
@@ -347,9 +371,12 @@ def train(
             group["lr"] = base * factor
         adversarial = discriminator is not None and step >= params.adversarial_start
         with accelerator.autocast():
-            out = model(wave, face, params.contrastive_latent_grad, params.latent_noise)
-            parts = reconstruction_losses(out["recon"], face)
-            loss = reconstruction = reconstruction_total(parts)
+            out = model(wave, face, params.contrastive_latent_grad, params.latent_noise, reconstruct=not frozen)
+            if frozen:
+                parts, loss = {}, torch.zeros((), device=device)
+            else:
+                parts = reconstruction_losses(out["recon"], face)
+                loss = reconstruction = reconstruction_total(parts)
             if adversarial:
                 unwrapped_discriminator.requires_grad_(False)
                 parts["loss_adversarial"] = -discriminator(out["recon"]).float().mean()

@@ -1,0 +1,210 @@
+"""The release flow (`sclmd release`): the first stage trained in its own workspace, killed and resumed,
+shipped with checksums and a model card; `pretrain.face_init` starting from it; clear errors for a
+missing, altered or misfitting weights folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sclmd.errors import SclmdError
+from tests.conftest import REPO, deep_merge, make_project, sclmd_cli
+
+TINY_RELEASE = {"first_stage": {
+    "train_speakers": 16, "faces_per_speaker": 2, "val_speakers": 4, "test_speakers": 4, "batch_size": 4,
+    "max_steps": 20, "warmup_steps": 2, "evaluate_every": 10, "evaluate_faces": 8, "checkpoint_every": 5,
+    "log_every": 5, "adversarial_start": 5, "perceptual": "dssim", "decoder_width": 1.0}}
+
+
+def release_project(root: Path, overrides: dict | None = None) -> Path:
+    make_project(root)
+    (root / "release.yaml").write_text(yaml.safe_dump(deep_merge(TINY_RELEASE, overrides or {})))
+    return root
+
+
+def release(root: Path, *args: str, wait: bool = True):
+    cmd = [sys.executable, "-m", "sclmd", "release", "--part", "first-stage", *args]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    if not wait:  # its own process group: the kill reaches the stage's process too
+        return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    return out.returncode, out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    """A tiny project after one uninterrupted `sclmd release --part first-stage`."""
+    root = release_project(tmp_path_factory.mktemp("release") / "straight")
+    code, out = release(root)
+    assert code == 0, out[-4000:]
+    return root
+
+
+def test_release_ships_the_first_stage_with_checksums_and_a_model_card(released):
+    from sclmd.models.shipped import load_face_autoencoder
+    from sclmd.train.checkpoints import file_sha256
+
+    shipped = released / "weights/face-autoencoder"
+    assert sorted(p.name for p in shipped.iterdir()) == ["README.md", "checksums.json", "config.json", "curves.png",
+                                                         "model.safetensors", "reconstructions.png"]
+    sums = json.loads((shipped / "checksums.json").read_text())
+    assert sums == {name: file_sha256(shipped / name) for name in sums}
+    card = (shipped / "README.md").read_text()
+    config = json.loads((shipped / "config.json").read_text())
+    metrics = config["metrics"]
+    for needle in ("sclmd release --part first-stage", metrics["data_sha256"]["train"], sums["model.safetensors"],
+                   f"{metrics['test']['c2st']:.3f}", "cores", "## Reproduce"):
+        assert needle in card
+    assert metrics["steps"] == 20 and metrics["chosen_step"] in (10, 20)  # chosen among the evaluations
+    assert 0.0 <= metrics["test"]["c2st"] <= 1.0 and len(metrics["test"]["c2st_ci"]) == 2
+    face, encoder, decoder = load_face_autoencoder(shipped)
+    assert face.decoder_width == 1.0 and "to_latent.weight" in encoder and decoder
+    # the val curve, one point per evaluation, kept for the hours-against-quality plot
+    history = json.loads((released / "release/reports/first_stage/history.json").read_text())
+    assert [step for step, _ in history["val_c2st"]] == [10, 20]
+    assert history["seconds"][-1][1] > 0
+
+
+def test_release_logs_its_curves_to_mlflow_and_skips_a_finished_stage(released):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{released / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sclmd").experiment_id])
+    names = {r.info.run_name: r for r in runs}
+    assert {"release", "first_stage"} <= set(names)
+    curve = client.get_metric_history(names["first_stage"].info.run_id, "first_stage/val_c2st")
+    assert [m.step for m in curve] == [10, 20]
+    artifacts = [a.path for a in client.list_artifacts(names["first_stage"].info.run_id, "first_stage/progress")]
+    assert len(artifacts) == 2  # a val grid per evaluation
+
+    code, out = release(released)
+    assert code == 0, out[-3000:]
+    assert "first_stage=skipped" in out
+
+
+@pytest.mark.slow
+def test_killed_release_resumes_to_the_same_weights(released, tmp_path):
+    killed = release_project(tmp_path / "killed")
+    proc = release(killed, wait=False)
+    first = killed / "release/checkpoints/first_stage/step-0000005"
+    deadline = time.time() + 300
+    while not first.exists():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "weights").exists()
+
+    code, out = release(killed)
+    assert code == 0, out[-3000:]
+    assert "resuming from" in out
+    for rel in ("release/models/first_stage/model.safetensors", "weights/face-autoencoder/model.safetensors"):
+        assert (killed / rel).read_bytes() == (released / rel).read_bytes(), rel
+
+
+def test_bad_overrides_are_refused_before_anything_runs(tmp_path):
+    root = release_project(tmp_path / "bad", {"first_stage": {"max_step": 3}})
+    code, out = release(root)
+    assert code == 2 and "release.yaml" in out and "max_step" in out and "Traceback" not in out
+    assert not (root / "release").exists()
+    (root / "release.yaml").unlink()
+    code, out = release(root)
+    assert code == 2 and "release.yaml" in out and "missing" in out
+
+
+def pretrain_params(face_init: str | None, **extra):
+    from sclmd.config import PretrainParams
+
+    return PretrainParams(face_init=face_init, size="small", decoder_width=1.0, autoencoder_steps=0, **extra)
+
+
+def test_face_init_starts_the_latent_blocks_and_decoder_from_the_first_stage(released):
+    from sclmd.config import DataParams
+    from sclmd.models.shipped import load_face_autoencoder
+    from sclmd.train.pretrain import build_model
+
+    _, encoder, decoder = load_face_autoencoder(released / "weights/face-autoencoder")
+    model = build_model(pretrain_params("weights/face-autoencoder"), DataParams(), released)
+    assert torch.equal(model.face_encoder.to_latent.weight, encoder["to_latent.weight"])
+    assert torch.equal(model.face_encoder.conv1_1.weight, encoder["conv1_1.weight"])
+    assert all(torch.equal(v, decoder[k]) for k, v in model.face_decoder.state_dict().items())
+    # the embedding branch is pre-training's own (the first stage never trained it)
+    scratch = build_model(pretrain_params(None), DataParams(), released)
+    assert torch.equal(model.face_encoder.conv5_3.weight, scratch.face_encoder.conv5_3.weight)
+    assert not torch.equal(model.face_decoder.last_layer, scratch.face_decoder.last_layer)
+
+
+def test_a_missing_altered_or_misfitting_first_stage_is_refused_clearly(released, tmp_path):
+    import shutil
+
+    from sclmd.config import DataParams
+    from sclmd.train.pretrain import build_model
+
+    with pytest.raises(SclmdError, match=r"not found.*git checkout -- .*sclmd release"):
+        build_model(pretrain_params("nowhere/face-autoencoder"), DataParams(), tmp_path)
+    copy = tmp_path / "weights/face-autoencoder"
+    shutil.copytree(released / "weights/face-autoencoder", copy)
+    with pytest.raises(SclmdError, match="decoder_width: the first stage has 1.0, params give 3.0"):
+        build_model(pretrain_params(str(copy)).model_copy(update={"decoder_width": 3.0}), DataParams(), tmp_path)
+    with open(copy / "model.safetensors", "r+b") as f:  # one flipped byte deep in the weights
+        f.seek(-9, 2)
+        byte = f.read(1)
+        f.seek(-9, 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(SclmdError, match="does not match its sha256"):
+        build_model(pretrain_params(str(copy)), DataParams(), tmp_path)
+    (copy / "model.safetensors").unlink()
+    with pytest.raises(SclmdError, match="model.safetensors, checksums.json missing|model.safetensors missing"):
+        build_model(pretrain_params(str(copy)), DataParams(), tmp_path)
+
+
+def test_pretrain_keeps_a_frozen_first_stage_as_shipped(released, tiny_project, tmp_path):
+    """The joint phase trains the speech encoder and the face embedding; z and the decoder stay shipped."""
+    import shutil
+
+    from sclmd.config import DataParams
+    from sclmd.models.shipped import load_face_autoencoder
+    from sclmd.train.checkpoints import CheckpointStore
+    from sclmd.train.pretrain import build_model, train
+
+    params = pretrain_params(str(released / "weights/face-autoencoder"), batch_size=4, max_steps=3,
+                             checkpoint_every=10, log_every=1, perceptual="dssim")
+    shutil.copytree(tiny_project / "data/prepared", tmp_path / "prepared")
+    start = build_model(params, DataParams(), tmp_path)
+    result = train(params, DataParams(), tmp_path / "prepared", CheckpointStore(tmp_path / "ck", "k"))
+    _, encoder, decoder = load_face_autoencoder(released / "weights/face-autoencoder")
+    trained = result.model
+    assert all(torch.equal(v, decoder[k]) for k, v in trained.face_decoder.state_dict().items())
+    for key in ("to_latent.weight", "conv1_1.weight", "norm2_2.running_mean", "latent_norm.running_var"):
+        assert torch.equal(trained.face_encoder.state_dict()[key], encoder[key]), key
+    assert not torch.equal(trained.face_encoder.conv5_3.weight, start.face_encoder.conv5_3.weight)
+    assert "loss_mae" not in result.history and "loss_contrastive" in result.history
+
+    with pytest.raises(SclmdError, match="autoencoder_steps"):
+        train(params.model_copy(update={"autoencoder_steps": 2}), DataParams(), tmp_path / "prepared",
+              CheckpointStore(tmp_path / "ck2", "k"))
+
+
+def test_release_yaml_is_valid_and_keeps_make_runs_first_stage_consistent():
+    from sclmd.release import release_params
+
+    merged = release_params(REPO)
+    assert merged["first_stage"]["max_steps"] >= 10_000  # the release trains long: hours, not minutes
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    if params["pretrain"].get("face_init"):  # make run's start must fit the shipped first stage
+        shipped = json.loads((REPO / params["pretrain"]["face_init"] / "config.json").read_text())["face_config"]
+        assert shipped["decoder_width"] == params["pretrain"]["decoder_width"]
+        assert shipped["latent_channels"] == params["pretrain"]["latent_channels"]
