@@ -14,6 +14,7 @@ import typer
 
 from sclmd.env import project_root
 from sclmd.errors import SclmdError
+from sclmd.model_choice import ModelChoice, choose_model
 from sclmd.stages import ALL_STAGES
 
 app = typer.Typer(
@@ -32,6 +33,8 @@ def _fail(err: SclmdError) -> None:
 
 
 STAGE_HELP = " | ".join(ALL_STAGES)
+JUDGES_HELP = ("the judges folder (default: those shipped with the release model when it is the one used, else "
+               "the run's models/judges from `sclmd stage judges`)")
 
 
 @app.command()
@@ -103,7 +106,7 @@ def pipeline(
 def generate(
     audio: Annotated[list[Path], typer.Argument(help="audio files or folders of them (any common format and length)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the PNGs (named after the inputs)")],
-    checkpoint: Annotated[Path, typer.Option(help="a trained pipeline folder")] = Path("models/ldm"),
+    checkpoint: Annotated[Optional[Path], typer.Option(help=CHECKPOINT_HELP)] = None,
     model: Annotated[Optional[str], typer.Option(
         help="a registered model instead of --checkpoint, e.g. models:/sclmd@champion (from MLFLOW_TRACKING_URI)")] = None,
     samples: Annotated[int, typer.Option(help="faces per input; K > 1 also writes a grid PNG")] = 1,
@@ -127,11 +130,14 @@ def generate(
     from sclmd.generate import generate_files
 
     try:
+        choice = choose_model(project_root(), checkpoint, model)
+        typer.echo(f"model: {choice.says}")
         with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:
-            if model:
+            checkpoint = choice.checkpoint
+            if choice.model_uri:
                 from sclmd.registry.versions import download_pipeline
 
-                checkpoint = download_pipeline(model, project_root(), Path(tmp))
+                checkpoint = download_pipeline(choice.model_uri, project_root(), Path(tmp))
             outcomes = generate_files(audio, out, checkpoint, samples=samples, seed=seed, steps=steps,
                                       sampler=sampler, guidance=guidance, prior_weight=prior_weight, device=device,
                                       method=method, baselines=baselines)
@@ -148,27 +154,38 @@ def generate(
         raise typer.Exit(1)
 
 
-def _load_pipeline(checkpoint: Path, model: str | None):
-    """(SpeechToFacePipeline, what it is) from a registered model URI, else from a pipeline folder."""
+CHECKPOINT_HELP = ("a trained pipeline folder (default: the registry's champion, else the shipped release model "
+                   "weights/scldm-voxsynth, else models/ldm)")
+
+
+def _load_pipeline(choice: ModelChoice):
+    """(SpeechToFacePipeline, what it is) of a chosen model (a registered model URI or a pipeline folder)."""
     import tempfile
 
     from sclmd.models.pipeline import SpeechToFacePipeline
 
-    if not model:
-        return SpeechToFacePipeline.from_pretrained(checkpoint), str(checkpoint)
+    typer.echo(f"model: {choice.says}")
+    if not choice.model_uri:
+        return SpeechToFacePipeline.from_pretrained(choice.checkpoint), str(choice.checkpoint)
     from sclmd.registry.versions import download_pipeline
 
     with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:  # the weights are loaded into memory
-        return SpeechToFacePipeline.from_pretrained(download_pipeline(model, project_root(), Path(tmp))), model
+        local = download_pipeline(choice.model_uri, project_root(), Path(tmp))
+        return SpeechToFacePipeline.from_pretrained(local), choice.model_uri
+
+
+def _judges(given: Optional[Path], choice: ModelChoice) -> Path:
+    """--judges, else those shipped with the chosen release model, else the workspace's models/judges."""
+    return given or choice.judges or Path("models/judges")
 
 
 @app.command("check-voices")
 def check_voices(
     directory: Annotated[Path, typer.Argument(help="a folder with voices and labels.csv (file, gender f/m, optional age)")],
-    checkpoint: Annotated[Path, typer.Option(help="a trained pipeline folder")] = Path("models/ldm"),
+    checkpoint: Annotated[Optional[Path], typer.Option(help=CHECKPOINT_HELP)] = None,
     model: Annotated[Optional[str], typer.Option(
         help="a registered model instead of --checkpoint, e.g. models:/sclmd@champion (from MLFLOW_TRACKING_URI)")] = None,
-    judges: Annotated[Path, typer.Option(help="the judges folder (the run's: `sclmd stage judges`)")] = Path("models/judges"),
+    judges: Annotated[Optional[Path], typer.Option(help=JUDGES_HELP)] = None,
     samples: Annotated[int, typer.Option(help="faces drawn per voice")] = 8,
     seed: Annotated[int, typer.Option(help="the same seed gives the same faces")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON here")] = None,
@@ -181,8 +198,10 @@ def check_voices(
 
     try:
         read_labels(directory)  # a mistake in the folder is reported before minutes of model loading
-        pipeline, _ = _load_pipeline(checkpoint, model)
-        result, faces, voices = run_check(directory, pipeline, Judges.from_pretrained(judges), samples, seed)
+        choice = choose_model(project_root(), checkpoint, model)
+        pipeline, _ = _load_pipeline(choice)
+        result, faces, voices = run_check(directory, pipeline, Judges.from_pretrained(_judges(judges, choice)), samples,
+                                          seed)
         if grid and len(voices.voices):
             from sclmd.evaluate.plots import plot_face_grid
 
@@ -231,29 +250,11 @@ def judge(
         raise typer.Exit(1)
 
 
-def _default_demo_model(root: Path) -> str | None:
-    """models:/NAME@champion when the project's registry has a champion, else None (then models/ldm)."""
-    from sclmd.config import load_params
-    from sclmd.registry.versions import CHAMPION, client
-    from sclmd.tracking import tracking_uri
-
-    uri = tracking_uri(root)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        return None  # no runs yet: do not create an empty store just to look
-    try:
-        name = load_params(root / "params.yaml").registry.model_name
-        client(root).get_model_version_by_alias(name, CHAMPION)
-    except Exception:  # no params, no registry, no champion: the workspace's model it is
-        return None
-    return f"models:/{name}@{CHAMPION}"
-
-
 @app.command()
 def demo(
-    checkpoint: Annotated[Optional[Path], typer.Option(help="a trained pipeline folder (default: the registry's "
-                                                            "champion if there is one, else models/ldm)")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help=CHECKPOINT_HELP)] = None,
     model: Annotated[Optional[str], typer.Option(help="a registered model, e.g. models:/sclmd@champion")] = None,
-    judges: Annotated[Path, typer.Option(help="the judges folder (the run's: `sclmd stage judges`)")] = Path("models/judges"),
+    judges: Annotated[Optional[Path], typer.Option(help=JUDGES_HELP)] = None,
     samples: Annotated[int, typer.Option(help="faces drawn per voice")] = 4,
     seed: Annotated[int, typer.Option(help="the same seed gives the same faces")] = 0,
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
@@ -265,12 +266,10 @@ def demo(
 
     if not 1 <= samples <= 16:
         _fail(SclmdError(f"--samples must be 1 to 16, got {samples}"))
-    root = project_root()
-    if model is None and checkpoint is None:
-        model = _default_demo_model(root)
     try:
-        pipeline, source = _load_pipeline(checkpoint or Path("models/ldm"), model)
-        loaded = DemoModel(pipeline, Judges.from_pretrained(judges), samples, source, seed)
+        choice = choose_model(project_root(), checkpoint, model)
+        pipeline, source = _load_pipeline(choice)
+        loaded = DemoModel(pipeline, Judges.from_pretrained(_judges(judges, choice)), samples, source, seed)
     except SclmdError as e:
         _fail(e)
     typer.echo(f"sclmd demo: {source}, {samples} faces per voice, on http://{host}:{port} (Ctrl-C stops it)")
@@ -336,8 +335,9 @@ def talk(
         help="head pose per 25 fps frame: CSV with columns yaw,pitch,roll (degrees) or .npy [frames, 3] "
              "(default: predicted from the voice)")] = None,
     talker: Annotated[Path, typer.Option(help="a trained talker folder (`make talker`)")] = Path("models/talker"),
-    checkpoint: Annotated[Path, typer.Option(help="the SCLDM pipeline that draws the face when --face is not given")]
-        = Path("models/ldm"),
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        help="the SCLDM pipeline that draws the face when --face is not given (default: the registry's champion, "
+             "else the shipped release model, else models/ldm)")] = None,
     method: Annotated[str, typer.Option(help="dae (the talker) | regression (its reference) | still")] = "dae",
     seed: Annotated[int, typer.Option(help="the seed of SCLDM's face and of the talker's shared noise")] = 0,
     steps: Annotated[Optional[int], typer.Option(help="DDIM steps (default: the talker's)")] = None,

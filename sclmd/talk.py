@@ -84,10 +84,11 @@ def load_pose(path: Path, n_frames: int) -> np.ndarray:
 
 
 def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None = None,
-         talker_dir: Path = DEFAULT_TALKER, checkpoint: Path = Path("models/ldm"), method: str = "dae",
+         talker_dir: Path = DEFAULT_TALKER, checkpoint: Path | None = None, method: str = "dae",
          seed: int = 0, steps: int | None = None, max_seconds: float = MAX_SECONDS, scale: int = 4,
          code: str = "noise") -> dict:
-    """Writes the video; returns what was used (face source, frames, seconds)."""
+    """Writes the video; returns what was used (face source, frames, seconds). `checkpoint`: the SCLDM that
+    draws the face when none is given (None: `sclmd.model_choice`'s default)."""
     import torch
 
     from sclmd.data.video import write_mp4
@@ -113,9 +114,21 @@ def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None 
     if face is not None:
         face_image, source = load_face(face, size), str(face)
     else:
+        import tempfile
+
+        from sclmd.env import project_root
+        from sclmd.model_choice import choose_model
         from sclmd.models.pipeline import SpeechToFacePipeline
 
-        pipeline = SpeechToFacePipeline.from_pretrained(checkpoint)
+        choice = choose_model(project_root(), checkpoint)  # None: the champion, else the shipped release model
+        with tempfile.TemporaryDirectory(prefix="sclmd-model-") as tmp:
+            folder = choice.checkpoint
+            if choice.model_uri:
+                from sclmd.registry.versions import download_pipeline
+
+                folder = download_pipeline(choice.model_uri, project_root(), Path(tmp))
+            pipeline = SpeechToFacePipeline.from_pretrained(folder)
+        checkpoint = choice.says
         need = int(round(pipeline.data["sample_rate"] * pipeline.data["clip_seconds"]))
         with torch.no_grad():
             drawn = pipeline(pipeline.speech_embedding(torch.from_numpy(np.resize(wave, need))[None]), seed=seed)

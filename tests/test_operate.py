@@ -137,14 +137,15 @@ def test_first_promotion_makes_the_first_champion(ops):
 
 
 def test_check_voices_and_the_demo_use_the_champion(ops, tmp_path, monkeypatch):
-    from sclmd.cli import _default_demo_model
+    from sclmd.model_choice import choose_model
 
-    out = ops.sclmd("check-voices", "real_voices", "--model", "models:/sclmd@champion", "--samples", "1",
+    out = ops.sclmd("check-voices", "real_voices", "--samples", "1",  # no --model: the champion, and it says so
                     "--json", str(tmp_path / "voices.json"))
     assert "gender_agreement" in out.stdout
+    assert "model: models:/sclmd@champion (the registry's champion)" in out.stdout
     assert json.loads((tmp_path / "voices.json").read_text())["n_voices"] == 9
     monkeypatch.setenv("MLFLOW_TRACKING_URI", ops.env["MLFLOW_TRACKING_URI"])
-    assert _default_demo_model(ops.root) == "models:/sclmd@champion"
+    assert choose_model(ops.root).model_uri == "models:/sclmd@champion"
 
 
 def test_deployment_with_set_params_is_a_dvc_experiment_and_a_new_version(ops):

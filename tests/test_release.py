@@ -208,3 +208,29 @@ def test_release_yaml_is_valid_and_keeps_make_runs_first_stage_consistent():
         shipped = json.loads((REPO / params["pretrain"]["face_init"] / "config.json").read_text())["face_config"]
         assert shipped["decoder_width"] == params["pretrain"]["decoder_width"]
         assert shipped["latent_channels"] == params["pretrain"]["latent_channels"]
+
+
+def test_commands_choose_the_champion_else_the_shipped_release_model_else_the_workspace(tmp_path):
+    """The order `generate`, `check-voices`, `demo` and `talk` share (the champion case: tests/test_operate.py)."""
+    from sclmd.model_choice import choose_model
+    from sclmd.models.shipped import write_checksums
+
+    root = make_project(tmp_path / "p")
+    release = tmp_path / "weights/scldm-voxsynth"
+    with pytest.raises(SclmdError, match="no model to use.*git checkout -- weights/scldm-voxsynth.*make run"):
+        choose_model(root, release=release)
+    (root / "models/ldm").mkdir(parents=True)
+    (root / "models/ldm/sclmd.json").write_text("{}")
+    assert choose_model(root, release=release).checkpoint == root / "models/ldm"
+    (release / "judges").mkdir(parents=True)
+    (release / "sclmd.json").write_text("{}")
+    (release / "judges/judges.json").write_text("{}")
+    write_checksums(release)
+    chosen = choose_model(root, release=release)
+    assert chosen.checkpoint == release and "shipped release model" in chosen.says
+    assert chosen.judges == release / "judges"
+    assert choose_model(root, Path("mine"), release=release).checkpoint == Path("mine")
+    assert choose_model(root, model="models:/x@y", release=release).model_uri == "models:/x@y"
+    (release / "judges/judges.json").write_text('{"altered": 1}')
+    with pytest.raises(SclmdError, match="judges/judges.json: does not match its sha256"):
+        choose_model(root, release=release)

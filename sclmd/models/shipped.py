@@ -42,18 +42,22 @@ def verify_folder(folder: Path, required: tuple[str, ...], what: str) -> None:
     for name in required:
         if name not in expected:
             raise SclmdError(f"{folder / CHECKSUMS}: lists no checksum for {name}. {restore_hint(folder)}.")
-        if file_sha256(folder / name) != expected[name]:
+    for name, digest in expected.items():  # every file it lists, subfolders included
+        if not (folder / name).is_file():
+            raise SclmdError(f"{folder}: {what} is incomplete: {name} missing. {restore_hint(folder)}.")
+        if file_sha256(folder / name) != digest:
             raise SclmdError(f"{folder / name}: does not match its sha256 in {CHECKSUMS} (truncated, modified or a "
                              f"Git LFS pointer). It was not loaded. {restore_hint(folder)}.")
 
 
 def write_checksums(folder: Path) -> dict[str, str]:
-    """checksums.json for every file in `folder` but itself and the model card (which lists them)."""
+    """checksums.json for every file under `folder` but itself and the model card (which lists them)."""
     from sclmd.io import write_json
     from sclmd.train.checkpoints import file_sha256
 
-    sums = {p.name: file_sha256(p) for p in sorted(Path(folder).iterdir())
-            if p.is_file() and p.name not in (CHECKSUMS, CARD)}
+    folder = Path(folder)
+    sums = {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.relative_to(folder).as_posix() not in (CHECKSUMS, CARD)}
     write_json(Path(folder) / CHECKSUMS, sums)
     return sums
 
