@@ -121,7 +121,7 @@ class PretrainParams(Section):
     # it learns to draw a face from a neighbourhood of each latent, as a KL-regularised VAE's
     # decoder does from its posterior samples, and so stays sane on the diffusion model's latents.
     latent_noise: float = Field(0.1, ge=0)
-    autoencoder_steps: int = Field(500, ge=0)  # face-only autoencoder phase before the joint steps
+    autoencoder_steps: int = Field(500, ge=0)  # face-only autoencoder phase before the joint steps (not with a frozen face_init)
     autoencoder_batch_size: int = Field(32, ge=1)
     gradient_weight: float = Field(1.0, ge=0)  # L1 between image gradients: keeps edges (eyes, mouth, glasses)
     # Stable Diffusion's autoencoder recipe: a patch discriminator (hinge loss) whose term is scaled

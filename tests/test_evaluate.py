@@ -319,7 +319,7 @@ def test_ablations_flow_runs_every_variant_and_writes_the_reports(evaluated_proj
 
     root = evaluated_project
     summary = sclmd_ablations(root=str(root))
-    assert set(summary["variants"]) == {"base", "cp", "pn", "full", "pw0.001", "pw0.1", "pw1"}
+    assert set(summary["variants"]) == {"base", "cp", "pn", "full", "scratch", "pw0.001", "pw0.1", "pw1"}
     assert [row["prior_weight"] for row in summary["sweep"]] == [0.0, 0.001, 0.01, 0.1, 1.0]
     assert [row["variant"] for row in summary["sweep"]] == ["cp", "pw0.001", "full", "pw0.1", "pw1"]
     # "full" is the project's own evaluated model, not retrained
@@ -334,6 +334,8 @@ def test_ablations_flow_runs_every_variant_and_writes_the_reports(evaluated_proj
 
     assert yaml.safe_load((work / "pn/params.yaml").read_text())["pretrain"]["contrastive_weight"] == 0.0
     assert yaml.safe_load((work / "pw0.1/params.yaml").read_text())["ldm"]["prior_weight"] == 0.1
+    assert yaml.safe_load((work / "scratch/params.yaml").read_text())["pretrain"]["face_init"] is None
+    assert set(summary["first_stage"]) == {"full", "scratch"}
     # variants skip the guidance check and sample at the scale the project's model chose on val
     chosen = json.loads((root / "reports/ldm/metrics.json").read_text())["guidance"]
     assert yaml.safe_load((work / "pn/params.yaml").read_text())["ldm"]["guidance"] == chosen
@@ -341,6 +343,7 @@ def test_ablations_flow_runs_every_variant_and_writes_the_reports(evaluated_proj
     assert sorted(p.name for p in out.iterdir()) == ["ablations.png", "metrics.json", "report.md", "sweep.png"]
     report = (out / "report.md").read_text()
     assert "| +CP |" in report and "| 0.1 |" in report and "contrastive_weight: 0" in report
+    assert "## The shipped first stage" in report and "face_init: null" in report
     import mlflow
 
     client = mlflow.MlflowClient()

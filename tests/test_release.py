@@ -193,9 +193,11 @@ def test_pretrain_keeps_a_frozen_first_stage_as_shipped(released, tiny_project, 
     assert not torch.equal(trained.face_encoder.conv5_3.weight, start.face_encoder.conv5_3.weight)
     assert "loss_mae" not in result.history and "loss_contrastive" in result.history
 
-    with pytest.raises(SclmdError, match="autoencoder_steps"):
-        train(params.model_copy(update={"autoencoder_steps": 2}), DataParams(), tmp_path / "prepared",
-              CheckpointStore(tmp_path / "ck2", "k"))
+    # the autoencoder phase is for training one from scratch: a frozen first stage skips it
+    again = train(params.model_copy(update={"autoencoder_steps": 2, "adversarial_weight": 0.5}), DataParams(),
+                  tmp_path / "prepared", CheckpointStore(tmp_path / "ck2", "k"))
+    assert again.steps == 3 and "loss_adversarial" not in again.history
+    assert all(torch.equal(v, decoder[k]) for k, v in again.model.face_decoder.state_dict().items())
 
 
 def test_release_yaml_is_valid_and_keeps_make_runs_first_stage_consistent():

@@ -285,11 +285,7 @@ def train(
     crop = int(round(params.speech_crop_seconds * data.sample_rate))
     speech_params = list(model.speech_encoder.parameters()) + [model.logit_scale]
     frozen = freezes_first_stage(params)
-    if frozen:
-        if params.autoencoder_steps or params.adversarial_weight:
-            raise SclmdError("pretrain: the first stage is frozen (face_init set, freeze_first_stage: true), so there "
-                             "is no autoencoder to train: set pretrain.autoencoder_steps and adversarial_weight to 0, "
-                             "or freeze_first_stage: false to fine-tune it.")
+    if frozen:  # nothing of the autoencoder trains: its phase and its adversarial term do not apply
         for module in unwrapped_first_stage(model):
             module.requires_grad_(False)
     face_params = [p for p in list(model.face_encoder.parameters()) + list(model.face_decoder.parameters())
@@ -332,7 +328,7 @@ def train(
         return (params.mae_weight * parts["loss_mae"] + params.perceptual_weight * parts[f"loss_{perceptual.name}"]
                 + params.gradient_weight * parts["loss_gradient"])
 
-    ae_steps = params.autoencoder_steps
+    ae_steps = 0 if frozen else params.autoencoder_steps
     total = ae_steps + params.max_steps
     n_faces = len(dataset)
     seen = 0
@@ -369,7 +365,7 @@ def train(
                    learning_rate_factor(step - ae_steps, params.warmup_steps)]
         for group, base, factor in zip(optimizer.param_groups[:2], base_lrs, factors):  # the discriminator's stays
             group["lr"] = base * factor
-        adversarial = discriminator is not None and step >= params.adversarial_start
+        adversarial = discriminator is not None and step >= params.adversarial_start and not frozen
         with accelerator.autocast():
             out = model(wave, face, params.contrastive_latent_grad, params.latent_noise, reconstruct=not frozen)
             if frozen:
