@@ -228,13 +228,21 @@ def deployment_names(root: Path) -> list[str]:
     import yaml
 
     config = yaml.safe_load((Path(root) / "prefect.yaml").read_text()) or {}
-    names = []
-    for d in config.get("deployments", []):
-        flow_name = d.get("flow_name") or {"flows/pipeline.py": "sclmd-pipeline", "flows/promote.py": "sclmd-promote",
-                                           "flows/talker.py": "sclmd-talker"}.get(
-            str(d.get("entrypoint", "")).split(":")[0], "?")
-        names.append(f"{flow_name}/{d.get('name')}")
-    return names
+    return [f"{d.get('flow_name') or _flow_name(Path(root), str(d.get('entrypoint', '')))}/{d.get('name')}"
+            for d in config.get("deployments", [])]
+
+
+def _flow_name(root: Path, entrypoint: str) -> str:
+    """The name in `@flow(name=...)` above the entrypoint's function (Prefect names deployments by it)."""
+    import re
+
+    path, _, function = entrypoint.partition(":")
+    try:
+        source = (root / path).read_text()
+    except OSError:
+        return "?"
+    match = re.search(r'@flow\(\s*name\s*=\s*"([^"]+)"[^)]*\)\s*\ndef\s+' + re.escape(function) + r"\b", source)
+    return match.group(1) if match else "?"
 
 
 def stop(services: dict[str, Service], grace_s: float = 20.0, echo=print) -> list[str]:
