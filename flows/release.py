@@ -5,7 +5,10 @@ params.yaml + release.yaml's overrides), so `make run`'s outputs are never touch
 
 - part `first-stage`: stage `first_stage` (the face autoencoder, hours), then shipped to
   `weights/face-autoencoder/` with its model card;
-- part `scldm`: the pipeline's stages in the workspace, pre-training started from that first stage.
+- part `scldm`: the pipeline's stages in the workspace, pre-training started from the shipped first
+  stage, the baselines again with `baseline_seeds` - 1 more seeds (`release/seeds/`), then
+  `reports/release/` (the paper's tables, the baselines over seeds, paired verdicts per seed) and
+  the model shipped to `weights/scldm-voxsynth/` with its judges and model card.
 
 Each stage runs as `sclmd stage NAME` in the workspace, in a process of its own; its checkpoints
 make a killed release resume where it stopped, and a stage that finished under the same params
@@ -29,6 +32,7 @@ from sclmd.orchestration import share_prefect_api
 PARTS = ("first-stage", "scldm", "all")
 SCLDM_STAGES = ("synth", "prepare", "validate", "pretrain", "prior", "train_ldm", "judges", "baselines", "evaluate")
 DONE = Path(".done")
+RELEASE_REPORTS = Path("reports/release")
 
 
 def stamp(work: Path, stage: str) -> str:
@@ -70,10 +74,16 @@ def release_stage(stage: str, work: str) -> str:
 
 @flow(name="sclmd-release", log_prints=True)
 def sclmd_release(part: str = "all", overrides: str = "release.yaml", workspace: str = "release",
-                  ship: bool = True, root: str | None = None) -> dict[str, str]:
+                  ship: bool = True, baseline_seeds: int = 3, root: str | None = None) -> dict[str, str]:
     """Train the shipped models (see the module's docstring); returns each stage's status."""
     from sclmd.config import SECTIONS, load_params, section_dict
-    from sclmd.release import prepare_workspace, ship_first_stage
+    from sclmd.release import (
+        prepare_workspace,
+        seed_workspace,
+        ship_first_stage,
+        ship_scldm,
+        write_release_report,
+    )
     from sclmd.tracking import pipeline_run, tracking_uri
 
     if part not in PARTS:
@@ -94,8 +104,25 @@ def sclmd_release(part: str = "all", overrides: str = "release.yaml", workspace:
                 target = ship_first_stage(work, root_path, overrides=Path(overrides))
                 print(f"release: shipped the first stage to {target}")
         if part in ("scldm", "all"):
+            import time
+
+            started = time.perf_counter()
             for stage in SCLDM_STAGES:
                 status[stage] = release_stage(stage, str(work))
+            # the baselines again with other seeds, each in a folder sharing everything else (then evaluated)
+            base_seed = params.baselines.seed
+            seed_dirs = {}
+            for seed in range(base_seed + 1, base_seed + baseline_seeds):
+                folder = seed_workspace(work, seed)
+                for stage in ("baselines", "evaluate"):
+                    status[f"{stage}@seed{seed}"] = release_stage(stage, str(folder))
+                seed_dirs[seed] = folder
+            summary = write_release_report(work, root_path / RELEASE_REPORTS, seed_dirs)
+            mlflow.log_artifacts(str(root_path / RELEASE_REPORTS), artifact_path="reports/release")
+            print(f"release: wrote {RELEASE_REPORTS}/")
+            if ship:
+                hours = (time.perf_counter() - started) / 3600
+                print(f"release: shipped the release model to {ship_scldm(work, root_path, summary, hours)}")
         print(f"release done (MLflow run {run.info.run_id}): " + ", ".join(f"{k}={v}" for k, v in status.items()))
     return status
 

@@ -182,3 +182,195 @@ def ship_first_stage(work: Path, root: Path, target: Path | None = None, overrid
         machine = config["metrics"].get("machine") or describe()
         write_text(tmp / CARD, first_stage_card(config, sums, machine, git_commit(root), str(overrides)))
     return target
+
+
+# --- the release SCLDM: baselines over seeds, and reports/release/ -------------------------------------------
+
+BASELINES = ("speech2face", "ar_spm", "wav2pix", "wen")
+SEED_DIR = Path("seeds")  # release/seeds/baselines<seed>/: the baselines retrained with another seed
+# What a baseline-seed folder shares with the release workspace (symlinks): everything but the baselines.
+SHARED_WITH_SEEDS = ("data/prepared", "data/encoded", "models/pretrain", "models/prior", "models/ldm",
+                     "models/judges", "real_voices")
+SEED_KEYS = ("cos", "best_of_k_cos", "l1", "l2", "gender_acc", "age_acc", "two_sample_acc", "frechet")
+
+
+def seed_workspace(work: Path, seed: int) -> Path:
+    """release/seeds/baselines<seed>/: the workspace's params with baselines.seed = seed, the rest linked."""
+    import os
+
+    from sclmd.io import write_text
+
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params = merge_params(params, {"baselines": {"seed": seed}})
+    folder = work / SEED_DIR / f"baselines{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(params, sort_keys=False)
+    if not (folder / "params.yaml").is_file() or (folder / "params.yaml").read_text() != text:
+        write_text(folder / "params.yaml", text)
+    for rel in SHARED_WITH_SEEDS:
+        link, source = folder / rel, (work / rel).resolve()
+        if link.is_symlink() and link.resolve() == source:
+            continue
+        if link.is_symlink():
+            link.unlink()
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(source, link)
+    return folder
+
+
+def _verdict(row: dict) -> str:
+    low, high = row["ci"]
+    if high < 0:
+        return "ahead"
+    if low > 0:
+        return "behind"
+    return "level"
+
+
+def seed_summary(evaluations: dict[int, dict]) -> dict:
+    """The baselines over their seeds (mean, spread, each seed) and SCLDM's paired verdicts against each seed."""
+    import numpy as np
+
+    out: dict = {"seeds": sorted(evaluations), "baselines": {}, "verdicts": {}}
+    for name in BASELINES:
+        runs = {s: m["methods"][name] for s, m in evaluations.items() if name in m["methods"]}
+        if not runs:
+            continue
+        out["baselines"][name] = {
+            key: {"mean": float(np.mean([r[key] for r in runs.values()])),
+                  "std": float(np.std([r[key] for r in runs.values()], ddof=1)) if len(runs) > 1 else 0.0,
+                  "per_seed": {str(s): float(r[key]) for s, r in runs.items()}}
+            for key in SEED_KEYS if all(key in r for r in runs.values())}
+        out["verdicts"][name] = {
+            key: {str(s): {"diff": m["comparisons"][name][key]["diff"], "ci": m["comparisons"][name][key]["ci"],
+                           "verdict": _verdict(m["comparisons"][name][key])}
+                  for s, m in evaluations.items() if name in m.get("comparisons", {})}
+            for key in ("best_of_k_cos", "cos")}
+        out["verdicts"][name]["ahead_with_every_seed"] = all(
+            v["verdict"] == "ahead" for key in ("best_of_k_cos", "cos") for v in out["verdicts"][name][key].values())
+    return out
+
+
+def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) -> dict:
+    """reports/release/: metrics.json, report.md (the paper's Tables 2-3 layout, the baselines over seeds,
+    the paired verdicts per seed, the targets), the comparison and real-voice grids, the first stage's card numbers."""
+    import json
+    import shutil
+
+    from sclmd.evaluate.report import BEYOND, paper_layout, table
+    from sclmd.io import atomic_dir, write_json
+    from sclmd.stages.evaluate import METHOD_NAMES, PAPER_TABLE_2, PAPER_TABLE_3
+
+    main = json.loads((work / "reports/eval/metrics.json").read_text())
+    evaluations = {int(yaml.safe_load((d / "params.yaml").read_text())["baselines"]["seed"]):
+                   json.loads((d / "reports/eval/metrics.json").read_text()) for d in seed_dirs.values()}
+    evaluations[int(yaml.safe_load((work / "params.yaml").read_text())["baselines"]["seed"])] = main
+    seeds = seed_summary(evaluations)
+    first_stage = work / "reports/first_stage/metrics.json"
+    summary = {
+        "scldm": main["methods"]["scldm"],
+        "references": main["references"],
+        "judges": main["judges"],
+        "targets": main.get("targets", {}),
+        "baseline_seeds": seeds,
+        "real_voices": main.get("real_voices"),
+        "first_stage": json.loads(first_stage.read_text()) if first_stage.is_file() else None,
+    }
+    names = {**METHOD_NAMES}
+    lines = ["# The release model (sclmd release): SCLDM on the shipped first stage", "",
+             f"Test split, {main['n_clips']} clips of {main['n_speakers']} speakers; judged by the run's judges. "
+             "95% intervals with speakers resampled. The baselines are the seed-"
+             f"{min(evaluations)} run in the tables; every seed's numbers follow.", "",
+             *paper_layout(main["methods"], names, {"2": PAPER_TABLE_2, "3": PAPER_TABLE_3}), "",
+             "## Beyond the paper", "", table({**main["methods"], **main["references"]}, names, BEYOND), "",
+             "## The baselines over their seeds", "",
+             "| baseline | " + " | ".join(SEED_KEYS) + " |", "|---|" + "---|" * len(SEED_KEYS)]
+    for name, stats in seeds["baselines"].items():
+        lines.append(f"| {names[name]} | " + " | ".join(
+            f"{stats[k]['mean']:.3f} ± {stats[k]['std']:.3f}" if k in stats else "" for k in SEED_KEYS) + " |")
+    lines += ["", "SCLDM's paired difference to each seed (negative = SCLDM closer; **ahead** = interval below 0):", "",
+              "| baseline | seed | best-of-K cos | cos |", "|---|---|---|---|"]
+    for name, verdicts in seeds["verdicts"].items():
+        for seed in sorted(verdicts["cos"], key=int):
+            cells = [f"{v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}] {v['verdict']}"
+                     for v in (verdicts["best_of_k_cos"][seed], verdicts["cos"][seed])]
+            lines.append(f"| {names[name]} | {seed} | {cells[0]} | {cells[1]} |")
+    lines += ["", "![comparison](comparison.png)", "", "![real voices](real_voices.png)", ""]
+    with atomic_dir(out_dir) as tmp:
+        for name, source in (("comparison.png", "comparison.png"), ("real_voices.png", "real_voices.png"),
+                             ("methods.png", "methods.png")):
+            path = work / "reports/eval/plots" / source
+            if path.is_file():
+                shutil.copy2(path, tmp / name)
+        write_json(tmp / "metrics.json", summary)
+        (tmp / "report.md").write_text("\n".join(lines))
+    return summary
+
+
+SCLDM_COMMAND = "sclmd release --part scldm"
+
+
+def scldm_card(summary: dict, params: dict, sums: dict[str, str], machine: dict, commit: str, hours: float) -> str:
+    """The model card (README.md) of weights/scldm-voxsynth, from reports/release/metrics.json."""
+    from sclmd.machine import line
+
+    s, refs, seeds = summary["scldm"], summary["references"], summary["baseline_seeds"]
+
+    def ci(row: dict, key: str) -> str:
+        interval = row.get(f"{key}_ci")
+        return f"{row[key]:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+    rows = [("two-sample accuracy (C2ST; 0.5 = real)", ci(s, "two_sample_acc"), ci(refs["real"], "two_sample_acc")),
+            ("gender accuracy (judges)", ci(s, "gender_acc"), ci(refs["real"], "gender_acc")),
+            ("age within 10 years", ci(s, "age_acc"), ci(refs["real"], "age_acc")),
+            ("R@1 among the test speakers", ci(s, "retrieval_r1"), ci(refs["real"], "retrieval_r1")),
+            ("cos distance (first sample)", ci(s, "cos"), ""), ("best-of-K cos distance", ci(s, "best_of_k_cos"), "")]
+    voices = summary.get("real_voices") or {}
+    return "\n".join([
+        "# scldm-voxsynth: the release SCLDM", "",
+        "The speech-conditioned latent diffusion model trained long by `sclmd release` on VoxSynth, on the "
+        "shipped first stage (`weights/face-autoencoder`). `sclmd generate`, `demo`, `check-voices` and `talk` "
+        "use it when the registry has no champion; `sclmd promote` gates a first challenger against it. The "
+        "folder is a pipeline folder (`SpeechToFacePipeline.from_pretrained`) with the judges it was measured by.",
+        "", "## Data", "",
+        f"VoxSynth as `make run` generates it (synth seed {params['synth']['seed']}, {params['synth']['n_speakers']} "
+        "speakers, split by speaker 80/10/10).", "",
+        "## Training", "",
+        f"- pre-training {params['pretrain']['max_steps']} joint steps from the first stage; LDM "
+        f"{params['ldm']['max_steps']:,} steps at batch {params['ldm']['batch_size']}",
+        f"- wall time: {hours:.2f} h of the release's stages on {line(machine)}",
+        f"- git commit: `{commit}`", "",
+        "## Metrics (test split, 95% intervals, speakers resampled)", "",
+        "| | SCLDM | real faces (judges' ceiling) |", "|---|---|---|",
+        *[f"| {name} | {a} | {b} |" for name, a, b in rows], "",
+        f"Real voices (`sclmd check-voices real_voices`): gender agreement "
+        f"{voices.get('gender_agreement', float('nan')):.2f}." if voices else "",
+        "", "Baselines over seeds " + ", ".join(map(str, seeds["seeds"])) + ": SCLDM ahead of every seed of every "
+        "baseline on best-of-K and single-sample cos: "
+        + ("yes" if all(v.get("ahead_with_every_seed") for v in seeds["verdicts"].values()) else "no")
+        + " (reports/release/report.md).", "",
+        "## Files", "", "| file | sha256 |", "|---|---|", *[f"| {n} | `{d}` |" for n, d in sums.items()], "",
+        "## Reproduce", "", "```bash", f"git checkout {commit.removesuffix('-dirty')}",
+        f"{SCLDM_COMMAND}     # overrides: release.yaml; resumes after a kill", "```", ""])
+
+
+def ship_scldm(work: Path, root: Path, summary: dict, hours: float, target: Path | None = None) -> Path:
+    """models/ldm (+ its judges) of the workspace -> weights/scldm-voxsynth/ with checksums and its card."""
+    import shutil
+
+    from sclmd.io import atomic_dir, write_text
+    from sclmd.machine import describe
+    from sclmd.models.shipped import CARD, RELEASE_SCLDM, write_checksums
+    from sclmd.tracking import git_commit
+
+    source = work / "models/ldm"
+    if not (source / "sclmd.json").is_file():
+        raise SclmdError(f"{source}: no trained release model to ship. Run `{SCLDM_COMMAND}` first.")
+    target = target or root / RELEASE_SCLDM
+    with atomic_dir(target) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True, symlinks=False)
+        shutil.copytree(work / "models/judges", tmp / "judges")
+        sums = write_checksums(tmp)
+        params = yaml.safe_load((work / "params.yaml").read_text())
+        write_text(tmp / CARD, scldm_card(summary, params, sums, describe(), git_commit(root), hours))
+    return target
