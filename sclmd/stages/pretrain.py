@@ -28,8 +28,9 @@ PARAM_SECTIONS = ("data", "pretrain")
 ARTIFACTS = (METRICS, PLOTS)
 
 # The code a pre-trained model depends on (as dvc.yaml lists it).
-CODE = ("models/attention.py", "models/face_autoencoder.py", "models/perceptual.py", "models/speech_encoder.py",
-        "models/speech_face.py", "train/checkpoints.py", "train/distributed.py", "train/pretrain.py", "train/voice_augment.py")
+CODE = ("models/attention.py", "models/face_autoencoder.py", "models/perceptual.py", "models/shipped.py",
+        "models/speech_encoder.py", "models/speech_face.py", "train/autoencoder.py", "train/checkpoints.py",
+        "train/distributed.py", "train/pretrain.py", "train/voice_augment.py")
 # What the trained encoders must beat the control on (higher is better unless listed in LOWER).
 HEADLINE = ("recall@1", "recall@5", "recall@10", "gender_accuracy", "age_mae")
 LOWER_IS_BETTER = {"age_mae", "recon_mae", "recon_dssim", "recon_lpips-alex", "recon_lpips-vgg"}
