@@ -41,8 +41,12 @@ def run_key(params: Params, root: Path) -> str:
     from sclmd.train.checkpoints import run_key as key
 
     package = Path(__file__).resolve().parents[1]  # the code that is running
-    return key({s: section_dict(params, s) for s in PARAM_SECTIONS},
-               [package / rel for rel in CODE] + [root / PREPARED / "manifest.parquet"])
+    files = [package / rel for rel in CODE] + [root / PREPARED / "manifest.parquet"]
+    if params.pretrain.face_init:  # another first stage is another run
+        from sclmd.models.shipped import resolve
+
+        files.append(resolve(params.pretrain.face_init, root) / "model.safetensors")
+    return key({s: section_dict(params, s) for s in PARAM_SECTIONS}, files)
 
 
 def checkpoint_store(params: Params, root: Path):
