@@ -71,7 +71,8 @@ def _fmt_ci(value: float, ci: list[float]) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def first_stage_card(config: dict, sums: dict[str, str], machine: dict, commit: str, overrides: str) -> str:
+def first_stage_card(config: dict, sums: dict[str, str], machine: dict, commit: str, overrides: str,
+                     curve: dict[str, list[float]] | None = None) -> str:
     """The model card (README.md) of weights/face-autoencoder, from what the stage recorded."""
     from sclmd.machine import line
 
@@ -135,6 +136,15 @@ def first_stage_card(config: dict, sums: dict[str, str], machine: dict, commit: 
         "",
         "![reconstructions](reconstructions.png)",
         "",
+        "## Quality against hours (val, every evaluation)",
+        "",
+        "| step | training hours | C2ST | MAE | DSSIM |",
+        "|---|---|---|---|---|",
+        *[f"| {st:,} | {h:.2f} | {c:.3f} | {a:.4f} | {d:.4f} |" for st, h, c, a, d in
+          zip(*[curve[k] for k in ("step", "hours", "c2st", "mae", "dssim")])] if curve else [],
+        "",
+        "![quality against hours](quality_vs_hours.png)",
+        "",
         "![curves](curves.png)",
         "",
         "## Files",
@@ -154,6 +164,35 @@ def first_stage_card(config: dict, sums: dict[str, str], machine: dict, commit: 
         "(`prefect deployment run sclmd-release/gpu`).",
         "",
     ])
+
+
+def quality_against_hours(history: dict) -> dict[str, list[float]]:
+    """The val evaluations against cumulative training hours: {hours, c2st, mae, dssim} (one entry each)."""
+    seconds = dict((int(step), value) for step, value in history.get("seconds", []))
+    steps = [int(step) for step, _ in history.get("val_c2st", [])]
+    known = sorted(seconds)
+    out: dict[str, list[float]] = {"step": [], "hours": [], "c2st": [], "mae": [], "dssim": []}
+    for i, step in enumerate(steps):
+        at = max((k for k in known if k <= step), default=None)
+        if at is None:
+            continue
+        out["step"].append(step)
+        out["hours"].append(seconds[at] / 3600)
+        for key in ("c2st", "mae", "dssim"):
+            out[key].append(history[f"val_{key}"][i][1])
+    return out
+
+
+def plot_quality_against_hours(history: dict, path: Path) -> Path | None:
+    from sclmd.evaluate.plots import plot_sweep
+
+    curve = quality_against_hours(history)
+    if not curve["hours"]:
+        return None
+    return plot_sweep(curve["hours"], {"val C2ST (0.5 = real)": curve["c2st"], "val MAE": curve["mae"],
+                                       "val DSSIM": curve["dssim"]}, path,
+                      "first stage: val quality against training hours", "training hours",
+                      references={"val C2ST (0.5 = real)": 0.5})
 
 
 def ship_first_stage(work: Path, root: Path, target: Path | None = None, overrides: Path = OVERRIDES) -> Path:
@@ -177,10 +216,15 @@ def ship_first_stage(work: Path, root: Path, target: Path | None = None, overrid
         for name in ("curves.png", "reconstructions.png"):
             if (work / REPORT_DIR / name).is_file():
                 shutil.copy2(work / REPORT_DIR / name, tmp / name)
+        history = work / REPORT_DIR / "history.json"
+        curve = None
+        if history.is_file():
+            curve = quality_against_hours(json.loads(history.read_text()))
+            plot_quality_against_hours(json.loads(history.read_text()), tmp / "quality_vs_hours.png")
         sums = write_checksums(tmp)
         config = json.loads((tmp / "config.json").read_text())
         machine = config["metrics"].get("machine") or describe()
-        write_text(tmp / CARD, first_stage_card(config, sums, machine, git_commit(root), str(overrides)))
+        write_text(tmp / CARD, first_stage_card(config, sums, machine, git_commit(root), str(overrides), curve))
     return target
 
 

@@ -57,7 +57,8 @@ def test_release_ships_the_first_stage_with_checksums_and_a_model_card(released)
 
     shipped = released / "weights/face-autoencoder"
     assert sorted(p.name for p in shipped.iterdir()) == ["README.md", "checksums.json", "config.json", "curves.png",
-                                                         "model.safetensors", "reconstructions.png"]
+                                                         "model.safetensors", "quality_vs_hours.png",
+                                                         "reconstructions.png"]
     sums = json.loads((shipped / "checksums.json").read_text())
     assert sums == {name: file_sha256(shipped / name) for name in sums}
     card = (shipped / "README.md").read_text()
