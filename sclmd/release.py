@@ -141,7 +141,7 @@ def first_stage_card(config: dict, sums: dict[str, str], machine: dict, commit: 
         "| step | training hours | C2ST | MAE | DSSIM |",
         "|---|---|---|---|---|",
         *[f"| {st:,} | {h:.2f} | {c:.3f} | {a:.4f} | {d:.4f} |" for st, h, c, a, d in
-          zip(*[curve[k] for k in ("step", "hours", "c2st", "mae", "dssim")])] if curve else [],
+          zip(*[(curve or {}).get(k, []) for k in ("step", "hours", "c2st", "mae", "dssim")])],
         "",
         "![quality against hours](quality_vs_hours.png)",
         "",
