@@ -1,4 +1,5 @@
-"""The promotion flow: @challenger -> @champion when it passes the gates of `registry` in params.yaml.
+"""The promotion flow: @challenger -> @champion when it passes the gates of `registry` in params.yaml
+(against @champion; with no champion yet, against the shipped release model when there is one).
 
 The same decision as `sclmd promote`, as a Prefect flow so that it can be a deployment
 (`sclmd-promote/local` in prefect.yaml), scheduled or triggered after a pipeline run.
@@ -15,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from sclmd.config import load_params
 from sclmd.env import project_root
-from sclmd.registry.versions import client, promote
+from sclmd.registry.versions import client, promote, release_reference
 
 
 @flow(name="sclmd-promote", log_prints=True)
@@ -23,7 +24,8 @@ def sclmd_promote(force: bool = False, reason: str | None = None, root: str | No
     """Compare the challenger with the champion on the gating metrics; move @champion when it wins."""
     root_path = Path(root).resolve() if root else project_root()
     registry = load_params(root_path / "params.yaml").registry
-    result = promote(client(root_path), registry.model_name, registry.gates, force=force, reason=reason)
+    result = promote(client(root_path), registry.model_name, registry.gates, force=force, reason=reason,
+                     reference=release_reference(root_path))
     print(result.table())
     print(result.summary())
     create_markdown_artifact(f"{result.table()}\n\n{result.summary()}\n", key="promotion",

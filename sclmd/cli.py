@@ -518,16 +518,17 @@ def promote(
     force: Annotated[bool, typer.Option(help="promote even when a gate fails (needs --reason)")] = False,
     reason: Annotated[Optional[str], typer.Option(help="why a failing challenger is promoted (recorded as a tag)")] = None,
 ) -> None:
-    """Move @champion to @challenger if it passes every gate in params.yaml's `registry.gates`.
+    """Move @champion to @challenger if it passes every gate in params.yaml's `registry.gates`
+    (against @champion; with none yet, against the shipped release model weights/scldm-voxsynth).
 
     Prints the comparison table; exits 1 when the challenger is refused.
     """
-    from sclmd.registry.versions import client, promote as promote_challenger
+    from sclmd.registry.versions import client, promote as promote_challenger, release_reference
 
     registry = _registry_params()
     try:
         result = promote_challenger(client(project_root()), registry.model_name, registry.gates, force=force,
-                                    reason=reason)
+                                    reason=reason, reference=release_reference(project_root()))
     except SclmdError as e:
         _fail(e)
     typer.echo(result.table())

@@ -414,6 +414,8 @@ def ship_scldm(work: Path, root: Path, summary: dict, hours: float, target: Path
     with atomic_dir(target) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True, symlinks=False)
         shutil.copytree(work / "models/judges", tmp / "judges")
+        # its evaluation, for `sclmd promote`: what a first challenger must beat
+        shutil.copy2(work / "reports/eval/metrics.json", tmp / "evaluation.json")
         sums = write_checksums(tmp)
         params = yaml.safe_load((work / "params.yaml").read_text())
         write_text(tmp / CARD, scldm_card(summary, params, sums, describe(), git_commit(root), hours))

@@ -6,6 +6,7 @@ The servers themselves are exercised end to end in test_operate.py.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 
@@ -225,3 +226,33 @@ def test_promote_and_rollback_on_the_sqlite_registry(tmp_path):
         rollback(client, "m")
     with pytest.raises(SclmdError, match="no registered model 'nope'"):
         promote(client, "nope", {})
+
+
+def test_a_first_challenger_is_gated_against_the_shipped_release_model(tmp_path):
+    """No champion yet: the challenger must beat the release model's evaluation (weights/scldm-voxsynth)."""
+    import mlflow
+
+    from sclmd.models.shipped import write_checksums
+    from sclmd.registry.versions import promote, release_reference
+
+    release = tmp_path / "weights/scldm-voxsynth"
+    release.mkdir(parents=True)
+    (tmp_path / "params.yaml").write_text("{}")
+    assert release_reference(tmp_path) is None  # nothing shipped: the first champion needs no comparison
+    (release / "evaluation.json").write_text(json.dumps({"methods": {"scldm": {"cos": 40.0, "cos_ci": [38.0, 42.0]}}}))
+    write_checksums(release)
+    reference = release_reference(tmp_path)
+    assert reference[0].startswith("the shipped release model") and reference[1]["cos_ci_low"] == 38.0
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_registered_model("m")
+    (tmp_path / "src").mkdir()
+    for cos, low, high, promoted in ((39.0, 37.0, 41.0, False), (30.0, 28.0, 32.0, True)):
+        version = client.create_model_version("m", str(tmp_path / "src"), tags={
+            "metric.cos": str(cos), "metric.cos_ci_low": str(low), "metric.cos_ci_high": str(high)})
+        client.set_registered_model_alias("m", "challenger", version.version)
+        result = promote(client, "m", {"cos": "lower"}, reference=reference)
+        assert result.promoted == promoted, result.table()
+        assert "shipped release model" in result.table()
+    assert "gated against the shipped release model" in result.summary()
+    assert client.get_model_version_by_alias("m", "champion").version == 2

@@ -227,26 +227,32 @@ class Promotion:
     promoted: bool = False
     forced: bool = False
     reason: str | None = None
+    reference: str | None = None  # what a first challenger was gated against (no champion yet), if anything
+
+    @property
+    def compared_with(self) -> str | None:
+        return f"@champion (version {self.champion})" if self.champion else self.reference
 
     @property
     def passed(self) -> bool:
-        return self.champion is None or all(g.passed for g in self.gates)
+        return self.compared_with is None or all(g.passed for g in self.gates)
 
     def summary(self) -> str:
         name = self.model_name
         notes = self.notes()
         if not self.promoted:
             failed = ", ".join(f"{g.metric} ({g.verdict})" for g in self.gates if not g.passed)
-            return (f"refused: version {self.challenger} does not beat @champion (version {self.champion}) on "
-                    f"{failed}. @champion stays at version {self.champion}. "
-                    f"`sclmd promote --force --reason TEXT` overrides.{notes}")
+            stays = f"@champion stays at version {self.champion}" if self.champion else "there is still no @champion"
+            return (f"refused: version {self.challenger} does not beat {self.compared_with} on "
+                    f"{failed}. {stays}. `sclmd promote --force --reason TEXT` overrides.{notes}")
         how = f" (forced: {self.reason})" if self.forced and not self.passed else ""
         before = f"version {self.champion}" if self.champion else "none"
-        return f"promoted: {name}@champion {before} -> version {self.challenger}{how}{notes}"
+        against = f" (gated against {self.reference})" if self.reference and not self.champion else ""
+        return f"promoted: {name}@champion {before} -> version {self.challenger}{against}{how}{notes}"
 
     def notes(self) -> str:
         """What the verdicts rest on: the interval rule, or the point fallback for old versions."""
-        if self.champion is None or not self.gates:
+        if self.compared_with is None or not self.gates:
             return ""
         point = [g for g in self.gates if g.challenger is not None and g.champion is not None and not g.uses_interval]
         out = ""
@@ -266,7 +272,8 @@ class Promotion:
                            "basis": g.basis, "verdict": g.verdict} for g in self.gates]}
 
     def table(self) -> str:
-        champion = f"champion v{self.champion}" if self.champion else "champion (none)"
+        champion = (f"champion v{self.champion}" if self.champion else
+                    f"{self.reference} (no champion yet)" if self.reference else "champion (none)")
         lines = [f"| metric | rule | challenger v{self.challenger} | {champion} | verdict |",
                  "|---|---|---|---|---|"]
         def fmt(v, ci=None) -> str:
@@ -279,7 +286,7 @@ class Promotion:
         for g in self.gates:
             lines.append(f"| {g.metric} | {g.rule} | {fmt(g.challenger, g.challenger_ci)} | "
                          f"{fmt(g.champion, g.champion_ci)} | "
-                         f"{g.verdict if self.champion else 'first champion'} |")
+                         f"{g.verdict if self.compared_with else 'first champion'} |")
         return "\n".join(lines)
 
 
@@ -321,9 +328,31 @@ def _registered(mlflow_client, name: str) -> None:
                          "(it registers each new model) or `sclmd register`.") from None
 
 
+def release_reference(root: Path) -> tuple[str, dict[str, float]] | None:
+    """(name, metrics in the registry's names) of the shipped release model, what a first challenger is gated
+    against; None when it is not shipped (then the first champion needs no comparison)."""
+    from sclmd.models.shipped import RELEASE_SCLDM, resolve, verify_folder
+    from sclmd.stages import logged_metrics
+
+    folder = resolve(RELEASE_SCLDM, root)
+    if not (folder / "evaluation.json").is_file():
+        return None
+    verify_folder(folder, ("evaluation.json",), "the shipped release model")
+    payload = json.loads((folder / "evaluation.json").read_text())
+    return f"the shipped release model ({RELEASE_SCLDM})", logged_metrics(payload["methods"]["scldm"])
+
+
+class _Reference:
+    """Metrics in a model version's tag form, for `Gate` (a version-like stand-in for the release model)."""
+
+    def __init__(self, metrics: dict[str, float]):
+        self.tags = {f"{METRIC_PREFIX}{k}": str(v) for k, v in metrics.items()}
+
+
 def promote(mlflow_client, name: str, gates: dict[str, str], *, force: bool = False,
-            reason: str | None = None) -> Promotion:
-    """Compare @challenger with @champion on `gates`; move @champion when they all pass (or `force`)."""
+            reason: str | None = None, reference: tuple[str, dict[str, float]] | None = None) -> Promotion:
+    """Compare @challenger with @champion on `gates`; move @champion when they all pass (or `force`).
+    With no champion yet, `reference` (name, metrics: `release_reference`) is what the challenger must beat."""
     if force and not (reason and reason.strip()):
         raise SclmdError("--force needs --reason TEXT: the reason is recorded on the version")
     _registered(mlflow_client, name)
@@ -332,10 +361,12 @@ def promote(mlflow_client, name: str, gates: dict[str, str], *, force: bool = Fa
         raise SclmdError(f"model '{name}' has no @{CHALLENGER}. A pipeline run sets it; "
                          f"or `sclmd register`.")
     champion = _alias(mlflow_client, name, CHAMPION)
+    against = champion if champion is not None else (_Reference(reference[1]) if reference else None)
     result = Promotion(name, str(challenger.version), str(champion.version) if champion else None,
-                       [Gate(m, rule, _metric(challenger, m), _metric(champion, m) if champion else None,
-                             _interval(challenger, m), _interval(champion, m) if champion else None)
-                        for m, rule in gates.items()], forced=force, reason=reason)
+                       [Gate(m, rule, _metric(challenger, m), _metric(against, m) if against else None,
+                             _interval(challenger, m), _interval(against, m) if against else None)
+                        for m, rule in gates.items()], forced=force, reason=reason,
+                       reference=None if champion is not None or not reference else reference[0])
     if champion is not None and str(champion.version) == str(challenger.version):
         raise SclmdError(f"version {challenger.version} is already @{CHAMPION}; nothing to promote")
     if not (result.passed or force):
