@@ -61,6 +61,9 @@ def prepare_workspace(root: Path, workspace: Path = WORKSPACE, overrides: Path =
     target = work / "params.yaml"
     if not target.is_file() or target.read_text() != text:
         write_text(target, text)
+    voices = work / "real_voices"  # the shipped real voices: reporting only, as in make run's workspace
+    if (root / "real_voices").is_dir() and not voices.exists():
+        voices.symlink_to((root / "real_voices").resolve())
     return work
 
 
@@ -253,7 +256,7 @@ def seed_workspace(work: Path, seed: int) -> Path:
         write_text(folder / "params.yaml", text)
     for rel in SHARED_WITH_SEEDS:
         link, source = folder / rel, (work / rel).resolve()
-        if link.is_symlink() and link.resolve() == source:
+        if not source.exists() or (link.is_symlink() and link.resolve() == source):
             continue
         if link.is_symlink():
             link.unlink()

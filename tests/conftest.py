@@ -38,7 +38,7 @@ TINY = {
 # The modules whose tests use the session's pipeline run (`ran_pipeline`, ~3 minutes): under
 # pytest-xdist (`make test` runs two workers) they all go to one worker, so that it runs once.
 RAN_PIPELINE_MODULES = ("tests/test_demo.py", "tests/test_operate.py", "tests/test_pipeline.py",
-                        "tests/test_real_voices.py", "tests/test_talker.py")
+                        "tests/test_real_voices.py", "tests/test_release_model.py", "tests/test_talker.py")
 
 
 @pytest.hookimpl(optionalhook=True)
