@@ -89,8 +89,9 @@ def make_project(root: Path, overrides: dict | None = None, *, dvc: bool = False
     write_params(root, deep_merge(TINY, overrides or {}))
     if dvc:
         shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
-        for folder in ("sclmd", "flows", "real_voices"):
-            shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        for folder in ("sclmd", "flows", "real_voices", "weights/face-autoencoder"):  # what dvc.yaml depends on
+            if (REPO / folder).is_dir():
+                shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
         run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)  # noqa: E731
         run("git", "init", "-q")
         run("git", "config", "user.email", "test@sclmd.invalid")
