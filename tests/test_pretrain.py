@@ -198,7 +198,8 @@ def test_adversarial_pretraining_trains_the_discriminator_and_resumes_to_the_sam
     from sclmd.config import load_params
     from sclmd.train.pretrain import train
 
-    root = make_project(tmp_path / "gan", {"pretrain": {"adversarial_weight": 0.5, "adversarial_start": 2,
+    root = make_project(tmp_path / "gan", {"pretrain": {"face_init": None,  # the autoencoder trained in the run
+                                                        "adversarial_weight": 0.5, "adversarial_start": 2,
                                                         "autoencoder_steps": 4, "max_steps": 2,
                                                         "checkpoint_every": 3, "keep_checkpoints": 5}})
     params = load_params(root / "params.yaml")
