@@ -551,7 +551,9 @@ def rollback() -> None:
 
 
 @app.command("check-params")
-def check_params(path: Path = Path("params.yaml")) -> None:
+def check_params(
+    path: Annotated[Path, typer.Option(help="the params file to check")] = Path("params.yaml"),
+) -> None:
     """Validate params.yaml and print the resolved values."""
     import json
 
