@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run release talker talker-ablations test browser ui bench ablations infra-up infra-down lock clean
+.PHONY: install run release docs talker talker-ablations test browser ui bench ablations infra-up infra-down lock clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ browser:  ## Debian's chromium + chromium-driver for the demo page's browser tes
 	  $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; } || \
 	  echo "could not install chromium (needs apt and root): the browser test will say so"; }
+
+docs: $(STAMP)  ## the documentation site, offline: generated reference and results pages, then mkdocs build --strict -> site/
+	$(BIN)/python -m sclmd.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 ablations: $(STAMP)  ## Table 4 ablations + prior-weight sweep (after `make run`; 53 min on 2 cores) -> reports/ablations/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sclmd ablations

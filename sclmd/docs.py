@@ -31,11 +31,9 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 def _commands(group, prefix: str = "sclmd"):
     """(full name, click command) for every leaf command, depth first."""
-    import click
-
     for name, command in sorted(group.commands.items()):
         full = f"{prefix} {name}"
-        if isinstance(command, click.Group):
+        if getattr(command, "commands", None):  # a group (Typer vendors its own click: no isinstance)
             yield from _commands(command, full)
         else:
             yield full, command
