@@ -238,27 +238,50 @@ def results_pages(root: Path, out_dir: Path) -> list[tuple[str, str]]:
 
 # --- README ---------------------------------------------------------------------------------------------------
 
+def _ci(value: float, ci) -> str:
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and len(ci) == 2 else "")
+
+
 def results_glance(root: Path) -> str:
-    """The README's small results table, from the committed reports."""
-    rows = ["| what | measured | where |", "|---|---|---|"]
+    """The README's small results table, from the committed reports (each row names its source and commit)."""
+    rows = ["| what | measured | from |", "|---|---|---|"]
+
+    def source(path: Path, label: str) -> str:
+        return f"[{label}]({path.relative_to(root).as_posix()}), {_last_commit(path)}"
+
     card = root / "weights/face-autoencoder/config.json"
     if card.is_file():
         m = json.loads(card.read_text())["metrics"]
         t = m["test"]
-        rows.append(f"| first stage: reconstructions told from real faces (C2ST, 0.5 = never) | "
-                    f"{t['c2st']:.3f} [{t['c2st_ci'][0]:.3f}, {t['c2st_ci'][1]:.3f}] (test; {m['train_hours']:.1f} h) "
-                    "| [model card](weights/face-autoencoder/README.md) |")
+        where = source(root / "weights/face-autoencoder/README.md", "model card")
+        rows.append(f"| first stage: reconstructions told from real faces (C2ST; 0.5 = never, 1 = always), test | "
+                    f"{_ci(t['c2st'], t['c2st_ci'])} after {m['train_hours']:.1f} h | {where} |")
     release = root / "reports/release/metrics.json"
     if release.is_file():
         s = json.loads(release.read_text())["scldm"]
-        rows.append(f"| release SCLDM: C2ST of its faces | {s['two_sample_acc']:.3f} | [report](reports/release/report.md) |")
-        rows.append(f"| release SCLDM: gender accuracy | {s['gender_acc']:.3f} | [report](reports/release/report.md) |")
+        where = source(root / "reports/release/report.md", "release report")
+        rows.append(f"| release SCLDM: C2ST of its faces, test | {_ci(s['two_sample_acc'], s.get('two_sample_acc_ci'))} "
+                    f"| {where} |")
+        rows.append(f"| release SCLDM: gender accuracy, test | {_ci(s['gender_acc'], s.get('gender_acc_ci'))} | {where} |")
+    ablations = root / "reports/ablations/metrics.json"
+    if ablations.is_file():
+        variants = json.loads(ablations.read_text())["variants"]
+        where = source(root / "reports/ablations/report.md", "ablations")
+        for name, label in (("full", "full"), ("scratch", "autoencoder trained in the run")):
+            if name in variants:
+                v = variants[name]["scldm"]
+                rows.append(f"| `make run`'s SCLDM ({label}): cos distance / gender accuracy, test | "
+                            f"{v['cos']:.2f} / {v['gender_acc']:.3f} | {where} |")
     talker = root / "reports/talker/metrics.json"
     if talker.is_file():
         t = json.loads(talker.read_text())
-        sync = _find(t, "lip_sync")
-        if sync is not None:
-            rows.append(f"| talking face: lip sync r (test) | {sync:.3f} | [report](reports/talker/report.md) |")
+        where = source(root / "reports/talker/report.md", "talker report")
+        if "dae_photo" in t.get("methods", {}):
+            rows.append(f"| talking face: lip sync r, test | {t['methods']['dae_photo']['lipsync']:.3f} | {where} |")
+        diff = t.get("dae_minus_regression_lipsync")
+        if diff:
+            rows.append(f"| talking face: lip sync minus the regression's | {diff['diff']:+.3f} "
+                        f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}] | {where} |")
     return "\n".join(rows)
 
 

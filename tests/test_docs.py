@@ -82,3 +82,13 @@ def test_the_site_builds_offline_and_its_links_resolve(site):
             if not target.exists():
                 broken.append(f"{page.relative_to(site)} -> {href}")
     assert broken == []
+
+
+def test_the_readme_is_short_and_its_results_come_from_the_reports(tmp_path):
+    from sclmd.docs import README_END, README_START, results_glance
+
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    block = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
+    assert block == results_glance(REPO).strip()  # `python -m sclmd.docs` wrote it; nothing typed by hand
+    assert "make run" in readme and "make test" in readme and "make docs" in readme
