@@ -517,16 +517,22 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    path = Path(path)
+def read_sections(path: Path, missing: str) -> dict:
+    """A YAML file of params sections as a dict; `missing`: what to tell when the file is not there."""
     if not path.exists():
-        raise SclmdError(f"{path}: not found. Run from the project root (where params.yaml is).")
+        raise SclmdError(f"{path}: {missing}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise SclmdError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
-        raise SclmdError(f"{path}: expected a mapping of sections at the top level")
+        raise SclmdError(f"{path}: expected a mapping of params.yaml sections at the top level")
+    return raw
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    raw = read_sections(path, "not found. Run from the project root (where params.yaml is).")
     try:
         return Params.model_validate(raw)
     except ValidationError as e:

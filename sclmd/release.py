@@ -31,18 +31,11 @@ def release_params(root: Path, overrides: Path = OVERRIDES) -> dict:
     """The project's params with the release overrides, validated (a bad key names the file)."""
     from pydantic import ValidationError
 
-    from sclmd.config import Params, format_validation_error
+    from sclmd.config import Params, format_validation_error, read_sections
 
     path = overrides if overrides.is_absolute() else root / overrides
-    if not path.is_file():
-        raise SclmdError(f"{path}: the release overrides file is missing. Restore it from git "
-                         "(`git checkout -- release.yaml`) or pass --overrides FILE.")
-    try:
-        extra = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SclmdError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(extra, dict):
-        raise SclmdError(f"{path}: expected a mapping of params.yaml sections at the top level")
+    extra = read_sections(path, "the release overrides file is missing. Restore it from git "
+                                "(`git checkout -- release.yaml`) or pass --overrides FILE.")
     merged = merge_params(yaml.safe_load((root / "params.yaml").read_text()) or {}, extra)
     try:
         Params.model_validate(merged)

@@ -146,3 +146,15 @@ def prepared_copy(tiny_project, tmp_path) -> Path:
     dst = tmp_path / "prepared"
     shutil.copytree(tiny_project / "data/prepared", dst)
     return dst
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Block until `path` exists, while `proc` still runs (its output in the failure if it stops first)."""
+    import time
+
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()[-4000:]
+        assert time.time() < deadline, f"{path} did not appear within {timeout} s"
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be killed"

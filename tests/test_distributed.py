@@ -27,7 +27,7 @@ import torch
 from sclmd.errors import SclmdError
 from sclmd.launch import free_port
 from sclmd.train.distributed import mean_over_processes, process_share, weights_digest
-from tests.conftest import make_project
+from tests.conftest import make_project, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -161,13 +161,7 @@ def test_training_stages_run_in_two_processes_agree_and_resume_after_sigkill(tin
 
     killed = project_with_data(tmp_path, tiny_project, "killed", processes=2)  # params.yaml: launch.processes 2
     proc = start_sclmd(killed, "stage", "pretrain")
-    checkpoint = killed / "checkpoints/pretrain/step-0000004"
-    deadline = time.time() + 300
-    while not checkpoint.exists():
-        assert proc.poll() is None, proc.stdout.read()[-4000:]
-        assert time.time() < deadline
-        time.sleep(0.05)
-    assert proc.poll() is None, "finished before it could be killed"
+    wait_for(killed / "checkpoints/pretrain/step-0000004", proc)
     assert len(processes_in(killed)) >= 4  # the stage, the launcher, two training processes
     # SIGKILL to the stage and its launcher, as a scheduler or the OOM killer would; the training
     # processes run in sessions of their own (torchrun's doing) and must die with their launcher

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import torch
 from sclmd.errors import SclmdError
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.train.checkpoints import CheckpointStore
-from tests.conftest import TINY, deep_merge, make_project
+from tests.conftest import TINY, deep_merge, make_project, wait_for
 
 RESUMABLE = {"pretrain": {"max_steps": 40, "checkpoint_every": 5}}
 
@@ -69,13 +68,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_project, tmp_path):
 
     killed = project_with_data(tmp_path, tiny_project, "killed", RESUMABLE)
     proc = stage(killed, wait=False)
-    first = killed / "checkpoints/pretrain/step-0000005"
-    deadline = time.time() + 300
-    while not first.exists():
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.05)
-    assert proc.poll() is None, "finished before it could be killed"
+    wait_for(killed / "checkpoints/pretrain/step-0000005", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "reports/pretrain/metrics.json").exists()

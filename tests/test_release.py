@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import torch
 import yaml
 
 from sclmd.errors import SclmdError
-from tests.conftest import REPO, deep_merge, make_project, sclmd_cli
+from tests.conftest import REPO, deep_merge, make_project, wait_for
 
 TINY_RELEASE = {"first_stage": {
     "train_speakers": 16, "faces_per_speaker": 2, "val_speakers": 4, "test_speakers": 4, "batch_size": 4,
@@ -98,13 +97,7 @@ def test_release_logs_its_curves_to_mlflow_and_skips_a_finished_stage(released):
 def test_killed_release_resumes_to_the_same_weights(released, tmp_path):
     killed = release_project(tmp_path / "killed")
     proc = release(killed, wait=False)
-    first = killed / "release/checkpoints/first_stage/step-0000005"
-    deadline = time.time() + 300
-    while not first.exists():
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.05)
-    assert proc.poll() is None, "finished before it could be killed"
+    wait_for(killed / "release/checkpoints/first_stage/step-0000005", proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "weights").exists()
