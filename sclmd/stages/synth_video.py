@@ -12,17 +12,15 @@ never hears the clips the face models were trained on.
 from __future__ import annotations
 
 import csv
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from sclmd.config import DataParams, Params, SynthParams, TalkerVideoParams
+from sclmd.data.parallel import map_in_processes
 from sclmd.data.video import write_mp4
 from sclmd.data.voxsynth.attributes import sample_speakers
 from sclmd.data.voxsynth.generate import _rng
@@ -137,18 +135,7 @@ def run(params: Params, root: Path) -> dict:
                          "the prepared data is from other synth params. Run `make run` again.")
     with atomic_dir(root / OUT_DIR) as tmp:
         jobs = [_Job(index[s], split, tmp, params.synth, video, params.data) for split in SPLITS for s in chosen[split]]
-        workers = min(video.workers or os.cpu_count() or 1, len(jobs))
-        rows = []
-        with tqdm(total=len(jobs), desc="talking videos", unit="clip") as bar:
-            if workers == 1:
-                for job in jobs:
-                    rows.append(_render(job))
-                    bar.update()
-            else:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    for row in pool.map(_render, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
-                        rows.append(row)
-                        bar.update()
+        rows = map_in_processes(_render, jobs, video.workers, "talking videos", "clip")
         with (tmp / MANIFEST).open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()

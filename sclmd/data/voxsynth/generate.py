@@ -9,18 +9,16 @@ from __future__ import annotations
 import csv
 import ctypes
 import ctypes.util
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 from sclmd.config import DataParams, SynthParams
+from sclmd.data.parallel import map_in_processes
 from sclmd.data.voxsynth.attributes import SpeakerAttributes, csv_columns, sample_speakers
 from sclmd.data.voxsynth.face import render_face
 from sclmd.data.voxsynth.voice import synthesize_utterance
@@ -117,20 +115,8 @@ def generate_voxsynth(
     _write_speakers_csv(out_dir / SPEAKERS_CSV, speakers)
 
     jobs = [_SpeakerJob(i, attrs, out_dir, synth, data) for i, attrs in enumerate(speakers)]
-    workers = min(synth.workers or os.cpu_count() or 1, len(jobs))
-    bar = tqdm(total=len(jobs), desc="voxsynth", unit="speaker", disable=not progress)
-    if workers == 1:
-        for job in jobs:
-            _generate_speaker(job)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_keep_freed_memory) as pool:
-            # Small chunks keep the bar moving while amortising the pickling.
-            for _ in pool.map(
-                _generate_speaker, jobs, chunksize=max(1, len(jobs) // (workers * 8))
-            ):
-                bar.update()
-    bar.close()
+    map_in_processes(_generate_speaker, jobs, synth.workers, "voxsynth", "speaker", progress,
+                     initializer=_keep_freed_memory)
 
     n_female = sum(s.gender == "f" for s in speakers)
     n_utterances = len(speakers) * synth.utterances_per_speaker
