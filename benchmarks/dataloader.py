@@ -57,7 +57,12 @@ def save_results(name: str, result: dict, title: str, details: str, body: list[s
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
-    header = [f"# {title}", "", f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {result['date']}. {details}", ""]
+    header = [
+        f"# {title}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {result['date']}. {details}",
+        "",
+    ]
     (RESULTS / f"{name}.md").write_text("\n".join(header + body))
 
 
@@ -125,18 +130,37 @@ def main() -> None:
             # spawn: workers forked from a process that ran Prefect and Dask inherit their
             # exit hooks and die noisily at shutdown; the warm-up epoch absorbs the start cost.
             context = "spawn" if workers else None
-            packed = make_loader(PackedClips(prepared, "train"), args.batch_size, shuffle=True,
-                                 num_workers=workers, multiprocessing_context=context)
-            files = DataLoader(RawFiles(raw, train), batch_size=args.batch_size, shuffle=True,
-                               generator=torch.Generator().manual_seed(0), num_workers=workers,
-                               persistent_workers=workers > 0, multiprocessing_context=context)
+            packed = make_loader(
+                PackedClips(prepared, "train"),
+                args.batch_size,
+                shuffle=True,
+                num_workers=workers,
+                multiprocessing_context=context,
+            )
+            files = DataLoader(
+                RawFiles(raw, train),
+                batch_size=args.batch_size,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(0),
+                num_workers=workers,
+                persistent_workers=workers > 0,
+                multiprocessing_context=context,
+            )
             packed_rate = time_loader(packed, args.epochs)
             files_rate = time_loader(files, args.epochs)
             del packed, files  # stop persistent workers before their files go away
-            rows.append({"num_workers": workers, "packed_samples_per_s": round(packed_rate, 1),
-                         "files_samples_per_s": round(files_rate, 1), "ratio": round(packed_rate / files_rate, 2)})
-            print(f"workers={workers}: packed {packed_rate:,.0f} samples/s, files {files_rate:,.0f} samples/s "
-                  f"-> {packed_rate / files_rate:.1f}x the files reference")
+            rows.append(
+                {
+                    "num_workers": workers,
+                    "packed_samples_per_s": round(packed_rate, 1),
+                    "files_samples_per_s": round(files_rate, 1),
+                    "ratio": round(packed_rate / files_rate, 2),
+                }
+            )
+            print(
+                f"workers={workers}: packed {packed_rate:,.0f} samples/s, files {files_rate:,.0f} samples/s "
+                f"-> {packed_rate / files_rate:.1f}x the files reference"
+            )
 
     result = {
         "benchmark": "dataloader",
@@ -149,14 +173,23 @@ def main() -> None:
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    save_results("dataloader", result, "Data loading: packed store vs individual files",
-                 f"{len(train)} train samples (6 s 16 kHz int16 audio + 64x64 RGB face), batch {args.batch_size}, "
-                 f"{args.epochs} timed epochs after a warm-up epoch.", [
-        "| DataLoader workers | packed (samples/s) | files reference (samples/s) | ratio |",
-        "|---|---|---|---|",
-        *[f"| {r['num_workers']} | {r['packed_samples_per_s']:,.0f} | {r['files_samples_per_s']:,.0f} | {r['ratio']}x |" for r in rows],
-        "",
-    ])
+    save_results(
+        "dataloader",
+        result,
+        "Data loading: packed store vs individual files",
+        f"{len(train)} train samples (6 s 16 kHz int16 audio + 64x64 RGB face), batch {args.batch_size}, "
+        f"{args.epochs} timed epochs after a warm-up epoch.",
+        [
+            "| DataLoader workers | packed (samples/s) | files reference (samples/s) | ratio |",
+            "|---|---|---|---|",
+            *[
+                f"| {r['num_workers']} | {r['packed_samples_per_s']:,.0f} | "
+                f"{r['files_samples_per_s']:,.0f} | {r['ratio']}x |"
+                for r in rows
+            ],
+            "",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -42,15 +42,17 @@ def step_seconds(width: float, adversarial: bool, bf16: bool, steps: int, batch:
     optimizer = torch.optim.AdamW(models.parameters(), 1e-4)
     dssim = DSSIM()
     face = (torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1).contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     times = []
     for step in range(steps + 2):
         started = time.perf_counter()
         with autocast:
             recon = decoder(encoder.encode(face) + 0.1 * torch.randn(batch, 4, 16, 16)).float()
-            loss = reconstruction = ((recon - face).abs().mean() + 0.5 * dssim(recon, face).mean()
-                                     + image_gradient_l1(recon, face))
+            loss = reconstruction = (
+                (recon - face).abs().mean() + 0.5 * dssim(recon, face).mean() + image_gradient_l1(recon, face)
+            )
             if adversarial:
                 discriminator.requires_grad_(False)
                 adv = -discriminator(recon).float().mean()
@@ -79,22 +81,52 @@ def main() -> None:
         for adversarial in (False, True):
             for bf16 in precisions:
                 seconds = step_seconds(width, adversarial, bf16, args.steps)
-                rows.append({"decoder_width": width, "discriminator": adversarial,
-                             "precision": "bf16" if bf16 else "fp32", "step_s": seconds})
+                rows.append(
+                    {
+                        "decoder_width": width,
+                        "discriminator": adversarial,
+                        "precision": "bf16" if bf16 else "fp32",
+                        "step_s": seconds,
+                    }
+                )
                 print(rows[-1], flush=True)
-    reference = next(r["step_s"] for r in rows if r["decoder_width"] == args.widths[0] and not r["discriminator"]
-                     and r["precision"] == "fp32")
+    reference = next(
+        r["step_s"]
+        for r in rows
+        if r["decoder_width"] == args.widths[0] and not r["discriminator"] and r["precision"] == "fp32"
+    )
     for r in rows:
         r["vs_reference"] = r["step_s"] / reference
-    result = {"machine": machine(), "date": str(date.today()), "steps": args.steps, "batch": 32, "rows": rows,
-              "reference": f"decoder width {args.widths[0]:g}, no discriminator, fp32"}
-    body = ["| decoder width | discriminator | precision | s / step (batch 32) | vs reference |", "|---|---|---|---|---|"]
-    body += [f"| {r['decoder_width']:g} | {'yes' if r['discriminator'] else 'no'} | {r['precision']} | "
-             f"{r['step_s']:.3f} | {r['vs_reference']:.2f}x |" for r in rows]
-    body += ["", f"Reference: {result['reference']} (`make run`'s autoencoder step before the first stage shipped). "
-             "The release trains decoder width 3 with the discriminator (`release.yaml`).", ""]
-    save_results("first_stage", result, "First stage: training step against decoder width",
-                 f"median of {args.steps} steps after 2 warm-up steps.", body)
+    result = {
+        "machine": machine(),
+        "date": str(date.today()),
+        "steps": args.steps,
+        "batch": 32,
+        "rows": rows,
+        "reference": f"decoder width {args.widths[0]:g}, no discriminator, fp32",
+    }
+    body = [
+        "| decoder width | discriminator | precision | s / step (batch 32) | vs reference |",
+        "|---|---|---|---|---|",
+    ]
+    body += [
+        f"| {r['decoder_width']:g} | {'yes' if r['discriminator'] else 'no'} | {r['precision']} | "
+        f"{r['step_s']:.3f} | {r['vs_reference']:.2f}x |"
+        for r in rows
+    ]
+    body += [
+        "",
+        f"Reference: {result['reference']} (`make run`'s autoencoder step before the first stage shipped). "
+        "The release trains decoder width 3 with the discriminator (`release.yaml`).",
+        "",
+    ]
+    save_results(
+        "first_stage",
+        result,
+        "First stage: training step against decoder width",
+        f"median of {args.steps} steps after 2 warm-up steps.",
+        body,
+    )
 
 
 if __name__ == "__main__":

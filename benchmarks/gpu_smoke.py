@@ -25,8 +25,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, without sparsity).
-PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0, "A10": 125.0,
-                    "RTX 4090": 165.2, "RTX 3090": 71.0}
+PEAK_BF16_TFLOPS = {
+    "H200": 989.4,
+    "H100": 989.4,
+    "A100": 312.0,
+    "L40S": 362.1,
+    "L4": 121.0,
+    "A10": 125.0,
+    "RTX 4090": 165.2,
+    "RTX 3090": 71.0,
+}
 
 
 def peak_tflops(name: str) -> float | None:
@@ -61,8 +69,10 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None)
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("gpu_smoke: no CUDA device here (torch.cuda.is_available() is False); run it on a GPU host, "
-                 "or with --device cpu to check the script.")
+        sys.exit(
+            "gpu_smoke: no CUDA device here (torch.cuda.is_available() is False); run it on a GPU host, "
+            "or with --device cpu to check the script."
+        )
 
     import os
 
@@ -80,21 +90,47 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         store = CheckpointStore(Path(tmp) / "pretrain", "gpu-smoke")
-        cfg = params.pretrain.model_copy(update={
-            "autoencoder_steps": args.steps, "max_steps": args.steps, "resume": False, "mixed_precision": precision,
-            "checkpoint_every": 10**9, "log_every": args.steps})
+        cfg = params.pretrain.model_copy(
+            update={
+                "autoencoder_steps": args.steps,
+                "max_steps": args.steps,
+                "resume": False,
+                "mixed_precision": precision,
+                "checkpoint_every": 10**9,
+                "log_every": args.steps,
+            }
+        )
         started = time.perf_counter()
         pre = train(cfg, params.data, args.prepared, store)
-        rows.append(("pre-training (autoencoder + joint steps)", 2 * args.steps, pre.steps_per_s, None,
-                     time.perf_counter() - started))
+        rows.append(
+            (
+                "pre-training (autoencoder + joint steps)",
+                2 * args.steps,
+                pre.steps_per_s,
+                None,
+                time.perf_counter() - started,
+            )
+        )
 
         encoded = encode_split(pre.model, PackedClips(args.prepared, "train"), 128, "gpu_smoke: encoding train")
-        ldm_cfg = params.ldm.model_copy(update={"max_steps": args.steps, "resume": False, "mixed_precision": precision,
-                                                "checkpoint_every": 10**9, "log_every": args.steps})
+        ldm_cfg = params.ldm.model_copy(
+            update={
+                "max_steps": args.steps,
+                "resume": False,
+                "mixed_precision": precision,
+                "checkpoint_every": 10**9,
+                "log_every": args.steps,
+            }
+        )
         config = ldm_config(ldm_cfg, encoded)
         started = time.perf_counter()
-        ldm = train_ldm(ldm_cfg, config, encoded, torch.zeros(encoded.latents.shape[1:]),
-                        CheckpointStore(Path(tmp) / "ldm", "gpu-smoke"))
+        ldm = train_ldm(
+            ldm_cfg,
+            config,
+            encoded,
+            torch.zeros(encoded.latents.shape[1:]),
+            CheckpointStore(Path(tmp) / "ldm", "gpu-smoke"),
+        )
         elapsed = time.perf_counter() - started
     device = torch.device("cuda" if args.device == "cuda" else "cpu")
     batch = min(ldm_cfg.batch_size, len(set(encoded.speakers.tolist())))
@@ -104,16 +140,27 @@ def main() -> None:
     mfu = flops * ldm.steps_per_s / (peak * 1e12) if peak else None
     rows.append(("LDM (UNet on precomputed encodings)", args.steps, ldm.steps_per_s, mfu, elapsed))
 
-    result = {"device": gpu, "precision": precision, "steps": args.steps, "unet_step_gflops": flops / 1e9,
-              "peak_bf16_tflops": peak, "loops": [dict(zip(("loop", "steps", "steps_per_s", "mfu", "wall_s"), r))
-                                                  for r in rows],
-              "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    result = {
+        "device": gpu,
+        "precision": precision,
+        "steps": args.steps,
+        "unet_step_gflops": flops / 1e9,
+        "peak_bf16_tflops": peak,
+        "loops": [dict(zip(("loop", "steps", "steps_per_s", "mfu", "wall_s"), r)) for r in rows],
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     body = ["| loop | steps | steps/s | UNet MFU | wall s |", "|---|---:|---:|---:|---:|"]
-    body += [f"| {name} | {n} | {sps:.2f} | {'' if m is None else f'{100 * m:.2f}%'} | {wall:.0f} |"
-             for name, n, sps, m, wall in rows]
-    body += ["", f"Device {gpu}, mixed precision {precision}. UNet training step at batch {batch}: "
-             f"{flops / 1e9:.1f} GFLOP (forward + backward, torch.utils.flop_counter); peak "
-             f"{peak if peak else 'n/a'} TFLOP/s dense bf16."]
+    body += [
+        f"| {name} | {n} | {sps:.2f} | {'' if m is None else f'{100 * m:.2f}%'} | {wall:.0f} |"
+        for name, n, sps, m, wall in rows
+    ]
+    body += [
+        "",
+        f"Device {gpu}, mixed precision {precision}. UNet training step at batch {batch}: "
+        f"{flops / 1e9:.1f} GFLOP (forward + backward, torch.utils.flop_counter); peak "
+        f"{peak if peak else 'n/a'} TFLOP/s dense bf16.",
+    ]
     if args.device == "cuda":  # a CPU run checks the script; its numbers are not the benchmark's
         save_results("gpu_smoke", result, "Training loops on a GPU (smoke run)", f"Device: {gpu}.", body)
     print("\n".join(body))

@@ -43,8 +43,9 @@ from sclmd.train.ldm import LatentDenoiser, encode_split, ldm_config, make_train
 WARMUP = 3
 
 
-def reference_loop(cfg, config: LDMConfig, encoders: SpeechFaceModel, dataset: PackedClips, steps: int,
-                   encoded=None) -> float:
+def reference_loop(
+    cfg, config: LDMConfig, encoders: SpeechFaceModel, dataset: PackedClips, steps: int, encoded=None
+) -> float:
     """Steps/s of a train_text_to_image-style loop (encoders run per step unless `encoded` is given)."""
     from diffusers.training_utils import EMAModel
 
@@ -99,8 +100,9 @@ def main() -> None:
     needed = [Path("data/prepared/manifest.parquet"), Path("models/pretrain"), Path("models/prior"), Path("models/ldm")]
     if not all(p.exists() for p in needed):
         sys.exit("benchmarks/ldm.py needs the outputs of `make run` (data/prepared, models/pretrain, prior, ldm)")
-    cfg = params.ldm.model_copy(update={"max_steps": args.steps + WARMUP, "resume": False,
-                                        "checkpoint_every": 10**6, "log_every": 1})
+    cfg = params.ldm.model_copy(
+        update={"max_steps": args.steps + WARMUP, "resume": False, "checkpoint_every": 10**6, "log_every": 1}
+    )
     encoders = SpeechFaceModel.from_pretrained(Path("models/pretrain"))
     dataset = PackedClips(Path("data/prepared"), "train")
     from sclmd.models.prior import FacePrior
@@ -115,27 +117,39 @@ def main() -> None:
     # Timed like the references: from the end of the warm-up steps to the last step.
     stamps: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        train_ldm(cfg, config, train, prior.mean, CheckpointStore(Path(tmp), "bench"),
-                  log=lambda values, step: stamps.__setitem__(step, time.perf_counter()))
+        train_ldm(
+            cfg,
+            config,
+            train,
+            prior.mean,
+            CheckpointStore(Path(tmp), "bench"),
+            log=lambda values, step: stamps.__setitem__(step, time.perf_counter()),
+        )
     ours_rate = args.steps / (stamps[args.steps + WARMUP] - stamps[WARMUP])
     reference = reference_loop(cfg, config, encoders, dataset, args.steps)
     reference_free = reference_loop(cfg, config, encoders, dataset, args.steps, encoded=train)
 
     pipeline = SpeechToFacePipeline.from_pretrained(Path("models/ldm"))
     emb = train.speech[:1]
-    sampling = {f"{sampler}-{steps}_batch{batch}_faces_per_s": round(sampling_rate(pipeline, emb, sampler, steps, batch), 3)
-                for sampler, steps in (("ddim", 50), ("dpm++", 20)) for batch in (1, 64)}
+    sampling = {
+        f"{sampler}-{steps}_batch{batch}_faces_per_s": round(sampling_rate(pipeline, emb, sampler, steps, batch), 3)
+        for sampler, steps in (("ddim", 50), ("dpm++", 20))
+        for batch in (1, 64)
+    }
     clip = next(Path("data/raw/voxsynth/wav").rglob("*.wav"), None)
     cold = None
     if clip is not None:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "sclmd", "generate", str(clip), "-o", tmp], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "sclmd", "generate", str(clip), "-o", tmp], check=True, capture_output=True
+            )
             cold = round(time.perf_counter() - t0, 2)
 
     row = {
-        "timed_steps": args.steps, "batch_size": cfg.batch_size, "size": cfg.size,
+        "timed_steps": args.steps,
+        "batch_size": cfg.batch_size,
+        "size": cfg.size,
         "ours_steps_per_s": round(ours_rate, 3),
         "ours_encode_once_s": round(encode_s, 2),
         "reference_steps_per_s": round(reference, 3),
@@ -147,30 +161,39 @@ def main() -> None:
         "generate_one_file_cold_s": cold,
     }
     print(json.dumps(row, indent=2))
-    out = {"benchmark": "ldm",
-           "reference": "a train_text_to_image.py-style loop: DataLoader, frozen encoders per step, add_noise, UNet, "
-                        "MSE, AdamW, EMA; same UNet config and batch",
-           "result": row, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    save_results("ldm", out, "LDM training and sampling speed (default config)",
-                 f"UNet size `{cfg.size}`, batch {cfg.batch_size}, {args.steps} timed steps after {WARMUP} warm-up steps.", [
-        "| training loop | steps/s | ours / this |",
-        "|---|---|---|",
-        f"| ours (`train_ldm`, encoders run once: {encode_s:.1f} s) | {row['ours_steps_per_s']} | 1.0 |",
-        f"| reference, encoders per step (as train_text_to_image.py) | {row['reference_steps_per_s']} "
-        f"| {row['ratio_ours_to_reference']}x |",
-        f"| reference, encoded tensors given for free | {row['reference_precomputed_steps_per_s']} "
-        f"| {row['ratio_ours_to_reference_precomputed']}x |",
-        "",
-        "| sampling | faces/s |",
-        "|---|---|",
-        *[f"| {k.replace('_faces_per_s', '').replace('_batch', ', batch ')} | {v} |" for k, v in sampling.items()],
-        "",
-        f"`sclmd generate` on one file from a cold start (process start, model load, DPM-Solver++-20): {cold} s.",
-        "",
-        f"At this speed the default `max_steps: {params.ldm.max_steps}` trains in about "
-        f"{row['projected_stage_train_seconds']:.0f} s.",
-        "",
-    ])
+    out = {
+        "benchmark": "ldm",
+        "reference": "a train_text_to_image.py-style loop: DataLoader, frozen encoders per step, add_noise, UNet, "
+        "MSE, AdamW, EMA; same UNet config and batch",
+        "result": row,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    save_results(
+        "ldm",
+        out,
+        "LDM training and sampling speed (default config)",
+        f"UNet size `{cfg.size}`, batch {cfg.batch_size}, {args.steps} timed steps after {WARMUP} warm-up steps.",
+        [
+            "| training loop | steps/s | ours / this |",
+            "|---|---|---|",
+            f"| ours (`train_ldm`, encoders run once: {encode_s:.1f} s) | {row['ours_steps_per_s']} | 1.0 |",
+            f"| reference, encoders per step (as train_text_to_image.py) | {row['reference_steps_per_s']} "
+            f"| {row['ratio_ours_to_reference']}x |",
+            f"| reference, encoded tensors given for free | {row['reference_precomputed_steps_per_s']} "
+            f"| {row['ratio_ours_to_reference_precomputed']}x |",
+            "",
+            "| sampling | faces/s |",
+            "|---|---|",
+            *[f"| {k.replace('_faces_per_s', '').replace('_batch', ', batch ')} | {v} |" for k, v in sampling.items()],
+            "",
+            f"`sclmd generate` on one file from a cold start (process start, model load, DPM-Solver++-20): {cold} s.",
+            "",
+            f"At this speed the default `max_steps: {params.ldm.max_steps}` trains in about "
+            f"{row['projected_stage_train_seconds']:.0f} s.",
+            "",
+        ],
+    )
 
 
 if __name__ == "__main__":

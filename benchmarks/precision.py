@@ -41,10 +41,11 @@ def train_once(params, data, train_set, val_faces, precision: str, seed: int, st
     encoder, decoder = model.face_encoder.train(), model.face_decoder.train()
     encoder.to(memory_format=torch.channels_last)
     decoder.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *decoder.parameters()], cfg.lr_face_from_scratch,
-                                  weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [*encoder.parameters(), *decoder.parameters()], cfg.lr_face_from_scratch, weight_decay=cfg.weight_decay
+    )
     dssim = DSSIM()
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     started = None
     for step in range(steps + 2):
         if step == 2:  # two warm-up steps (oneDNN picks its kernels)
@@ -56,8 +57,11 @@ def train_once(params, data, train_set, val_faces, precision: str, seed: int, st
         face = face.contiguous(memory_format=torch.channels_last)
         with autocast:
             recon = decoder(encoder.encode(face)).float()
-        loss = ((recon - face).abs().mean() + cfg.perceptual_weight * dssim(recon, face).mean()
-                + cfg.gradient_weight * image_gradient_l1(recon, face))
+        loss = (
+            (recon - face).abs().mean()
+            + cfg.perceptual_weight * dssim(recon, face).mean()
+            + cfg.gradient_weight * image_gradient_l1(recon, face)
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -81,8 +85,11 @@ def main() -> None:
         sys.exit("benchmarks/precision.py needs data/prepared: run `make run` (or `dvc repro validate`) first")
     train_set, val_set = PackedClips(prepared, "train"), PackedClips(prepared, "val")
     val_faces = val_set.faces_float(np.arange(len(val_set)))
-    runs = [train_once(params, params.data, train_set, val_faces, precision, seed, args.steps)
-            for seed in range(args.seeds) for precision in ("no", "bf16")]
+    runs = [
+        train_once(params, params.data, train_set, val_faces, precision, seed, args.steps)
+        for seed in range(args.seeds)
+        for precision in ("no", "bf16")
+    ]
     summary = {}
     for precision in ("no", "bf16"):
         mine = [r for r in runs if r["precision"] == precision]
@@ -92,10 +99,18 @@ def main() -> None:
     gap = summary["bf16"]["val_mae"] - summary["no"]["val_mae"]
     noise = max(summary["no"]["val_mae_seed_spread"], summary["bf16"]["val_mae_seed_spread"])
     result = {
-        "machine": machine(), "date": time.strftime("%Y-%m-%d"), "steps": args.steps, "seeds": args.seeds,
-        "batch_size": params.pretrain.autoencoder_batch_size, "native_cpu_bf16": cpu_has_native_bf16(),
-        "auto_resolves_to": resolve_mixed_precision("auto", cuda=False), "runs": runs, "summary": summary,
-        "bf16_speedup_vs_fp32": speedup, "val_mae_gap_bf16_minus_fp32": gap, "val_mae_seed_spread": noise,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "steps": args.steps,
+        "seeds": args.seeds,
+        "batch_size": params.pretrain.autoencoder_batch_size,
+        "native_cpu_bf16": cpu_has_native_bf16(),
+        "auto_resolves_to": resolve_mixed_precision("auto", cuda=False),
+        "runs": runs,
+        "summary": summary,
+        "bf16_speedup_vs_fp32": speedup,
+        "val_mae_gap_bf16_minus_fp32": gap,
+        "val_mae_seed_spread": noise,
         "equal_quality_within_noise": bool(abs(gap) <= noise),
     }
     body = [
@@ -104,9 +119,12 @@ def main() -> None:
         "",
         "| precision | s/step | speed vs fp32 | val MAE (0-1) | val DSSIM | MAE spread over seeds |",
         "|---|---|---|---|---|---|",
-        *[f"| {'fp32 (reference)' if p == 'no' else 'bf16 autocast'} | {s['s_per_step']:.3f} | "
-          f"{summary['no']['s_per_step'] / s['s_per_step']:.2f}x | {s['val_mae']:.4f} | {s['val_dssim']:.4f} | "
-          f"{s['val_mae_seed_spread']:.4f} |" for p, s in summary.items()],
+        *[
+            f"| {'fp32 (reference)' if p == 'no' else 'bf16 autocast'} | {s['s_per_step']:.3f} | "
+            f"{summary['no']['s_per_step'] / s['s_per_step']:.2f}x | {s['val_mae']:.4f} | {s['val_dssim']:.4f} | "
+            f"{s['val_mae_seed_spread']:.4f} |"
+            for p, s in summary.items()
+        ],
         "",
         f"Native bf16 on this CPU: {'yes' if result['native_cpu_bf16'] else 'no'}; `mixed_precision: auto` "
         f"resolves to `{result['auto_resolves_to']}` here. bf16 - fp32 val MAE: {gap:+.4f} against a seed spread "

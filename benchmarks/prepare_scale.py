@@ -86,8 +86,13 @@ def write_dataset(root: Path, rows: int, present: float, seed: int = 0) -> int:
 
 
 def measure(script: str, root: Path, rows: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", script, str(root), str(rows)], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(root), str(rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -101,8 +106,10 @@ def main() -> None:
         root = Path(tmp)
         t0 = time.perf_counter()
         downloaded = write_dataset(root, args.rows, args.present)
-        print(f"generated {args.rows:,} rows, {downloaded:,} videos present, in {time.perf_counter() - t0:.0f} s",
-              flush=True)
+        print(
+            f"generated {args.rows:,} rows, {downloaded:,} videos present, in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
         reference = measure(READER, root, args.rows)
         scan = measure(SCAN, root, args.rows)
     assert scan["clips"] == downloaded and scan["skipped"] == args.rows - downloaded, scan
@@ -110,13 +117,16 @@ def main() -> None:
     rows_per_s = args.rows / scan["seconds"]
     reference_rows_per_s = args.rows / reference["seconds"]
     result = {
-        "rows": args.rows, "present": downloaded,
+        "rows": args.rows,
+        "present": downloaded,
         "scan": {**scan, "rows_per_s": rows_per_s},
         "reference_csv_reader": {**reference, "rows_per_s": reference_rows_per_s},
         "speed_vs_reference": rows_per_s / reference_rows_per_s,
         "rss_vs_reference": scan["peak_rss_mib"] / reference["peak_rss_mib"],
-        "target_peak_rss_mib": TARGET_RSS_MIB, "meets_target": scan["peak_rss_mib"] < TARGET_RSS_MIB,
-        "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+        "target_peak_rss_mib": TARGET_RSS_MIB,
+        "meets_target": scan["peak_rss_mib"] < TARGET_RSS_MIB,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
     }
     body = [
         "| | rows/s | peak RSS (MiB) |",
@@ -130,8 +140,13 @@ def main() -> None:
         f"{scan['clips']:,} clips and counted {scan['skipped']:,} skipped rows, keeping {scan['skipped_kept']:,} "
         f"examples. Target peak RSS < {TARGET_RSS_MIB} MiB: {'met' if result['meets_target'] else 'NOT met'}.",
     ]
-    save_results("prepare_scale", result, "AVSpeech-scale scan (`prepare`)",
-                 "Each measured in a fresh process on the same generated CSV.", body)
+    save_results(
+        "prepare_scale",
+        result,
+        "AVSpeech-scale scan (`prepare`)",
+        "Each measured in a fresh process on the same generated CSV.",
+        body,
+    )
     print("\n".join(body))
 
 

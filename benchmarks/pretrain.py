@@ -29,7 +29,6 @@ from sclmd.train.checkpoints import CheckpointStore  # noqa: E402
 from sclmd.train.pretrain import build_model, contrastive_loss, crop_voices, train  # noqa: E402
 
 
-
 def compute_only(params, data, steps: int) -> float:
     """Steps/s of forward + backward + step on one in-memory batch of the loop's shapes
     (voices cropped to `speech_crop_seconds`, faces channels-last, as the loop has them)."""
@@ -50,7 +49,9 @@ def compute_only(params, data, steps: int) -> float:
         if step == 2:  # two warm-up steps
             start = time.perf_counter()
         out = model(wave, face)
-        loss = contrastive_loss(out["logits"]) + (out["recon"] - face).abs().mean() + perceptual(out["recon"], face).mean()
+        loss = (
+            contrastive_loss(out["logits"]) + (out["recon"] - face).abs().mean() + perceptual(out["recon"], face).mean()
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -66,8 +67,9 @@ def main() -> None:
     if not (prepared / "manifest.parquet").exists():
         sys.exit("benchmarks/pretrain.py needs data/prepared: run `make run` (or `dvc repro prepare`) first")
     # The joint loop only (the autoencoder phase is benchmarks/precision.py's subject).
-    cfg = params.pretrain.model_copy(update={"max_steps": args.steps, "autoencoder_steps": 0, "resume": False,
-                                             "checkpoint_every": 10**6})
+    cfg = params.pretrain.model_copy(
+        update={"max_steps": args.steps, "autoencoder_steps": 0, "resume": False, "checkpoint_every": 10**6}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg, params.data, prepared, CheckpointStore(Path(tmp), "bench"))
     reference = compute_only(params.model_copy(update={"pretrain": cfg}), params.data, args.steps)
@@ -83,19 +85,29 @@ def main() -> None:
         "projected_stage_train_seconds": round(params.pretrain.max_steps / result.steps_per_s, 1),
     }
     print(json.dumps(row, indent=2))
-    out = {"benchmark": "pretrain", "reference": "compute only: same steps on one in-memory batch",
-           "result": row, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    save_results("pretrain", out, "Pre-training speed (default config)",
-                 f"Model size `{cfg.size}`, batch {cfg.batch_size}, {args.steps} timed steps.", [
-        "| loop steps/s | loop samples/s | waiting for data | compute-only steps/s | loop / compute-only |",
-        "|---|---|---|---|---|",
-        f"| {row['loop_steps_per_s']} | {row['loop_samples_per_s']} | {100 * row['data_wait_share']:.1f}% "
-        f"| {row['compute_only_steps_per_s']} | {row['ratio_loop_to_compute_only']}x |",
-        "",
-        f"At this speed the default `max_steps: {params.pretrain.max_steps}` trains in about "
-        f"{row['projected_stage_train_seconds']:.0f} s.",
-        "",
-    ])
+    out = {
+        "benchmark": "pretrain",
+        "reference": "compute only: same steps on one in-memory batch",
+        "result": row,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    save_results(
+        "pretrain",
+        out,
+        "Pre-training speed (default config)",
+        f"Model size `{cfg.size}`, batch {cfg.batch_size}, {args.steps} timed steps.",
+        [
+            "| loop steps/s | loop samples/s | waiting for data | compute-only steps/s | loop / compute-only |",
+            "|---|---|---|---|---|",
+            f"| {row['loop_steps_per_s']} | {row['loop_samples_per_s']} | {100 * row['data_wait_share']:.1f}% "
+            f"| {row['compute_only_steps_per_s']} | {row['ratio_loop_to_compute_only']}x |",
+            "",
+            f"At this speed the default `max_steps: {params.pretrain.max_steps}` trains in about "
+            f"{row['projected_stage_train_seconds']:.0f} s.",
+            "",
+        ],
+    )
 
 
 if __name__ == "__main__":

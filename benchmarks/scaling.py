@@ -44,8 +44,15 @@ def run_loop(loop: str, steps: int, prepared: Path, out: Path) -> None:
         if loop == "pretrain":
             from sclmd.train.pretrain import train
 
-            cfg = params.pretrain.model_copy(update={"autoencoder_steps": 0, "max_steps": steps, "resume": False,
-                                                     "checkpoint_every": 10**9, "log_every": steps})
+            cfg = params.pretrain.model_copy(
+                update={
+                    "autoencoder_steps": 0,
+                    "max_steps": steps,
+                    "resume": False,
+                    "checkpoint_every": 10**9,
+                    "log_every": steps,
+                }
+            )
             result = train(cfg, params.data, prepared, store)
             batch = cfg.batch_size
         else:
@@ -55,17 +62,28 @@ def run_loop(loop: str, steps: int, prepared: Path, out: Path) -> None:
             size = params.data.image_size // pre.latent_downsample
             n, speakers = 1280, 640
             g = torch.Generator().manual_seed(0)
-            encoded = Encoded(speech=torch.randn(n, pre.embed_dim, generator=g),
-                              latents=torch.randn(n, pre.latent_channels, size, size, generator=g),
-                              speakers=np.repeat(np.arange(speakers), n // speakers),
-                              face_emb=torch.randn(n, pre.embed_dim, generator=g))
-            cfg = params.ldm.model_copy(update={"max_steps": steps, "resume": False, "checkpoint_every": 10**9,
-                                                "log_every": steps})
+            encoded = Encoded(
+                speech=torch.randn(n, pre.embed_dim, generator=g),
+                latents=torch.randn(n, pre.latent_channels, size, size, generator=g),
+                speakers=np.repeat(np.arange(speakers), n // speakers),
+                face_emb=torch.randn(n, pre.embed_dim, generator=g),
+            )
+            cfg = params.ldm.model_copy(
+                update={"max_steps": steps, "resume": False, "checkpoint_every": 10**9, "log_every": steps}
+            )
             result = train_ldm(cfg, ldm_config(cfg, encoded), encoded, torch.zeros(encoded.latents.shape[1:]), store)
             batch = cfg.batch_size
     if int(os.environ.get("RANK", "0")) == 0:
-        out.write_text(json.dumps({"steps_per_s": result.steps_per_s, "samples_per_s": result.steps_per_s * batch,
-                                   "processes": result.processes, "global_batch": batch}))
+        out.write_text(
+            json.dumps(
+                {
+                    "steps_per_s": result.steps_per_s,
+                    "samples_per_s": result.steps_per_s * batch,
+                    "processes": result.processes,
+                    "global_batch": batch,
+                }
+            )
+        )
 
 
 def timed(loop: str, processes: int, steps: int, prepared: Path) -> dict:
@@ -99,8 +117,9 @@ def main() -> None:
         run_loop(args.worker, args.steps, args.prepared, args.out)
         return
     if not (args.prepared / "manifest.parquet").is_file():
-        sys.exit(f"{args.prepared}: no prepared data. Run `make run` (or `sclmd stage prepare`) first, "
-                 "or pass --prepared.")
+        sys.exit(
+            f"{args.prepared}: no prepared data. Run `make run` (or `sclmd stage prepare`) first, or pass --prepared."
+        )
 
     from benchmarks.dataloader import machine, save_results
 
@@ -108,21 +127,27 @@ def main() -> None:
     for loop in ("pretrain", "ldm"):
         one = timed(loop, 1, args.steps, args.prepared)
         two = timed(loop, 2, args.steps, args.prepared)
-        result[loop] = {"one_process": one, "two_processes": two,
-                        "speedup": two["steps_per_s"] / one["steps_per_s"]}
+        result[loop] = {"one_process": one, "two_processes": two, "speedup": two["steps_per_s"] / one["steps_per_s"]}
         name = {"pretrain": "pre-training, joint phase", "ldm": "LDM"}[loop]
         for label, r in (("1 process (reference)", one), ("2 processes", two)):
-            rows.append(f"| {name} | {label} | {r['global_batch']} | {r['steps_per_s']:.2f} | {r['samples_per_s']:.1f} "
-                        f"| {r['wall_s']:.0f} |")
+            rows.append(
+                f"| {name} | {label} | {r['global_batch']} | {r['steps_per_s']:.2f} | {r['samples_per_s']:.1f} "
+                f"| {r['wall_s']:.0f} |"
+            )
         rows.append(f"| {name} | ratio 2 / 1 | | {result[loop]['speedup']:.2f}x | {result[loop]['speedup']:.2f}x | |")
         print(rows[-3:], flush=True)
     result.update({"steps": args.steps, "machine": machine(), "date": time.strftime("%Y-%m-%d")})
-    body = ["| loop | processes | global batch | steps/s | samples/s | wall s (with start-up) |",
-            "|---|---|---:|---:|---:|---:|", *rows, "",
-            f"{args.steps} timed steps per run, default params. Steps/s is over the loop only; wall time adds "
-            "interpreter start-up, imports, the process group and data loading."]
-    save_results("scaling", result, "Training in 1 and 2 processes", "Two processes: gloo on CPU, one thread each.",
-                 body)
+    body = [
+        "| loop | processes | global batch | steps/s | samples/s | wall s (with start-up) |",
+        "|---|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"{args.steps} timed steps per run, default params. Steps/s is over the loop only; wall time adds "
+        "interpreter start-up, imports, the process group and data loading.",
+    ]
+    save_results(
+        "scaling", result, "Training in 1 and 2 processes", "Two processes: gloo on CPU, one thread each.", body
+    )
     print("\n".join(body))
 
 

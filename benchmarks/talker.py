@@ -38,7 +38,10 @@ def time_train_step(bundle: TalkerBundle, precision: str, steps: int, batch: int
     dae = bundle.dae.train()
     optimizer = torch.optim.AdamW(dae.parameters(), 1e-3)
     generator = torch.Generator().manual_seed(0)
-    target, reference = torch.randn(batch, 4, 16, 16, generator=generator), torch.randn(batch, 4, 16, 16, generator=generator)
+    target, reference = (
+        torch.randn(batch, 4, 16, 16, generator=generator),
+        torch.randn(batch, 4, 16, 16, generator=generator),
+    )
 
     def step():
         with _autocast(precision):
@@ -74,27 +77,51 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     bundle = TalkerBundle(TalkerConfig())
-    times: dict[str, dict[str, list[float]]] = {p: {"train_step_s": [], "decode_100_frames_s": []} for p in ("fp32", "bf16")}
+    times: dict[str, dict[str, list[float]]] = {
+        p: {"train_step_s": [], "decode_100_frames_s": []} for p in ("fp32", "bf16")
+    }
     for _ in range(args.rounds):
         for precision in ("fp32", "bf16"):
             times[precision]["train_step_s"].append(time_train_step(bundle, precision, args.steps))
             times[precision]["decode_100_frames_s"].append(time_decode(bundle, precision))
     best = {p: {k: min(v) for k, v in t.items()} for p, t in times.items()}
     native = cpu_has_native_bf16()
-    result = {"machine": machine(), "date": str(date.today()), "steps": args.steps, "rounds": args.rounds,
-              "native_bf16": native, "times": times, "best": best,
-              "bf16_speed_vs_fp32": {k: best["fp32"][k] / best["bf16"][k] for k in best["fp32"]}}
-    body = ["The talker's diffusion autoencoder (`talker` defaults), fastest of the rounds. Reference: fp32, same run.", "",
-            "| precision | training step (batch 64), s | speed vs fp32 | decode 100 frames (10 DDIM steps), s | speed vs fp32 |",
-            "|---|---|---|---|---|"]
+    result = {
+        "machine": machine(),
+        "date": str(date.today()),
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "native_bf16": native,
+        "times": times,
+        "best": best,
+        "bf16_speed_vs_fp32": {k: best["fp32"][k] / best["bf16"][k] for k in best["fp32"]},
+    }
+    body = [
+        "The talker's diffusion autoencoder (`talker` defaults), fastest of the rounds. Reference: fp32, same run.",
+        "",
+        "| precision | training step (batch 64), s | speed vs fp32 | decode 100 frames (10 DDIM steps), s "
+        "| speed vs fp32 |",
+        "|---|---|---|---|---|",
+    ]
     for p in ("fp32", "bf16"):
-        body.append(f"| {p}{' (reference)' if p == 'fp32' else ' autocast'} | {best[p]['train_step_s']:.3f} | "
-                    f"{best['fp32']['train_step_s'] / best[p]['train_step_s']:.2f}x | {best[p]['decode_100_frames_s']:.2f} | "
-                    f"{best['fp32']['decode_100_frames_s'] / best[p]['decode_100_frames_s']:.2f}x |")
-    body += ["", f"Native bf16 on this CPU: {'yes' if native else 'no'}. The talker's loops run in fp32 (they take no "
-             "`mixed_precision`): a speed under 1.00x means bf16 would slow them down here.", ""]
-    save_results("talker", result, "The talker in bf16 autocast vs fp32 (CPU)",
-                 f"{args.rounds} rounds, {args.steps} training steps each.", body)
+        body.append(
+            f"| {p}{' (reference)' if p == 'fp32' else ' autocast'} | {best[p]['train_step_s']:.3f} | "
+            f"{best['fp32']['train_step_s'] / best[p]['train_step_s']:.2f}x | {best[p]['decode_100_frames_s']:.2f} | "
+            f"{best['fp32']['decode_100_frames_s'] / best[p]['decode_100_frames_s']:.2f}x |"
+        )
+    body += [
+        "",
+        f"Native bf16 on this CPU: {'yes' if native else 'no'}. The talker's loops run in fp32 (they take no "
+        "`mixed_precision`): a speed under 1.00x means bf16 would slow them down here.",
+        "",
+    ]
+    save_results(
+        "talker",
+        result,
+        "The talker in bf16 autocast vs fp32 (CPU)",
+        f"{args.rounds} rounds, {args.steps} training steps each.",
+        body,
+    )
     print("\n".join(body))
 
 

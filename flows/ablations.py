@@ -59,8 +59,13 @@ UPSTREAM = {  # what a stage reads from params (besides `data`) -> the outputs i
 }
 WORK_DIR = Path("ablations")
 REPORT_DIR = Path("reports/ablations")
-NAMES = {"base": "base", "cp": "+CP", "pn": "+PN", "full": "full (CP + PN)",
-         "scratch": "full, autoencoder trained in the run (face_init: null)"}
+NAMES = {
+    "base": "base",
+    "cp": "+CP",
+    "pn": "+PN",
+    "full": "full (CP + PN)",
+    "scratch": "full, autoencoder trained in the run (face_init: null)",
+}
 
 
 def sweep_name(weight: float) -> str:
@@ -90,7 +95,9 @@ def merge_params(base: dict, override: dict) -> dict:
     """`base` with `override`'s keys set, section by section (nested dicts merged, not replaced)."""
     out = dict(base)
     for key, value in override.items():
-        out[key] = merge_params(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merge_params(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -157,12 +164,16 @@ def sclmd_ablations(only: list[str] | None = None, root: str | None = None) -> d
 
     root_path = Path(root).resolve() if root else project_root()
     if not (root_path / "reports/eval/metrics.json").exists():
-        raise SclmdError(f"{root_path}: no evaluated model yet. Run `make run` (or `sclmd pipeline`) first: "
-                         "the ablations reuse its data, judges and, for `full`, its model.")
+        raise SclmdError(
+            f"{root_path}: no evaluated model yet. Run `make run` (or `sclmd pipeline`) first: "
+            "the ablations reuse its data, judges and, for `full`, its model."
+        )
     stale = stale_stages(root_path)
     if stale:
-        raise SclmdError(f"{root_path}: stage(s) {', '.join(stale)} are out of date with params.yaml or the code; "
-                         "the ablations would reuse stale outputs. Run `make run` first.")
+        raise SclmdError(
+            f"{root_path}: stage(s) {', '.join(stale)} are out of date with params.yaml or the code; "
+            "the ablations would reuse stale outputs. Run `make run` first."
+        )
     # Every variant logs to the project's MLflow store, tagged with its name.
     os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri(root_path))
     project_weight = load_params(root_path / "params.yaml").ldm.prior_weight
@@ -198,45 +209,85 @@ def write_reports(root: Path, results: dict[str, dict], project_weight: float) -
         name = sweep_variant(weight, project_weight)
         if name in results:
             m = results[name]["metrics"]
-            sweep.append({"prior_weight": weight, "variant": name, "best_of_3_cos": m["best_of_k_cos"],
-                          "best_of_3_cos_std": m["best_of_k_cos_std"], "cos": m["cos"]})
+            sweep.append(
+                {
+                    "prior_weight": weight,
+                    "variant": name,
+                    "best_of_3_cos": m["best_of_k_cos"],
+                    "best_of_3_cos_std": m["best_of_k_cos_std"],
+                    "cos": m["cos"],
+                }
+            )
     summary = {
         "split": "test",
         "no_cp_means": "pretrain.contrastive_weight: 0 (autoencoder by reconstruction alone; speech encoder untrained)",
-        "variants": {n: {"overrides": variants(project_weight).get(n, {}), "scldm": r["metrics"]}
-                     for n, r in results.items()},
+        "variants": {
+            n: {"overrides": variants(project_weight).get(n, {}), "scldm": r["metrics"]} for n, r in results.items()
+        },
         "table4": table4,
         "first_stage": first_stage,
         "sweep": sweep,
     }
     write_json(out / "metrics.json", summary)
     if table4:
-        plot_metric_comparison({NAMES[n]: {k: m[k] for k in ("cos", "gender_acc", "age_acc", "frechet", "retrieval_r1")}
-                                for n, m in table4.items()}, out / "ablations.png",
-                               "Table 4 ablations: SCLDM on the test split")
+        plot_metric_comparison(
+            {
+                NAMES[n]: {k: m[k] for k in ("cos", "gender_acc", "age_acc", "frechet", "retrieval_r1")}
+                for n, m in table4.items()
+            },
+            out / "ablations.png",
+            "Table 4 ablations: SCLDM on the test split",
+        )
     if sweep:
         plot_prior_weight_sweep(sweep, out / "sweep.png")
-    lines = ["# Ablations (paper Table 4) and the prior-weight sweep (paper Figure 6)", "",
-             "Each variant is the project's params with switches set, trained and evaluated by the same stages "
-             "on the same data and judged by the same judges (test split). \"Without CP\" means "
-             "`pretrain.contrastive_weight: 0`: the face autoencoder is pre-trained by reconstruction alone and "
-             "the speech encoder stays at its random initialisation.", ""]
+    lines = [
+        "# Ablations (paper Table 4) and the prior-weight sweep (paper Figure 6)",
+        "",
+        "Each variant is the project's params with switches set, trained and evaluated by the same stages "
+        'on the same data and judged by the same judges (test split). "Without CP" means '
+        "`pretrain.contrastive_weight: 0`: the face autoencoder is pre-trained by reconstruction alone and "
+        "the speech encoder stays at its random initialisation.",
+        "",
+    ]
     if table4:
-        lines += ["## Table 4", "", table(table4, NAMES, COLUMNS, first="variant"), "",
-                  "The paper's AVSpeech numbers, for reference (VGG-Face features, Face++):", "",
-                  table({k: v for k, v in PAPER_TABLE_4.items() if k in table4},
-                        {k: f"{v} (paper)" for k, v in NAMES.items()}, COLUMNS, first="variant"), ""]
+        lines += [
+            "## Table 4",
+            "",
+            table(table4, NAMES, COLUMNS, first="variant"),
+            "",
+            "The paper's AVSpeech numbers, for reference (VGG-Face features, Face++):",
+            "",
+            table(
+                {k: v for k, v in PAPER_TABLE_4.items() if k in table4},
+                {k: f"{v} (paper)" for k, v in NAMES.items()},
+                COLUMNS,
+                first="variant",
+            ),
+            "",
+        ]
     if len(first_stage) > 1:
-        lines += ["## The shipped first stage (`pretrain.face_init`)", "",
-                  "`full` starts from `weights/face-autoencoder/` (trained once, long, by `sclmd release`); "
-                  "`scratch` trains the face autoencoder inside the run (`face_init: null`: `autoencoder_steps` face-only "
-                  "steps, then the joint phase trains it with the rest).",
-                  "", table(first_stage, NAMES, COLUMNS, first="variant"), ""]
+        lines += [
+            "## The shipped first stage (`pretrain.face_init`)",
+            "",
+            "`full` starts from `weights/face-autoencoder/` (trained once, long, by `sclmd release`); "
+            "`scratch` trains the face autoencoder inside the run (`face_init: null`: `autoencoder_steps` face-only "
+            "steps, then the joint phase trains it with the rest).",
+            "",
+            table(first_stage, NAMES, COLUMNS, first="variant"),
+            "",
+        ]
     if sweep:
-        lines += ["## Prior-weight sweep (training and inference)", "",
-                  "| lambda | best-of-3 cos ↓ (mean ± std) | cos of the first sample |", "|---|---|---|"]
-        lines += [f"| {row['prior_weight']:g} | {row['best_of_3_cos']:.2f} ± {row['best_of_3_cos_std']:.2f} | "
-                  f"{row['cos']:.2f} |" for row in sweep]
+        lines += [
+            "## Prior-weight sweep (training and inference)",
+            "",
+            "| lambda | best-of-3 cos ↓ (mean ± std) | cos of the first sample |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {row['prior_weight']:g} | {row['best_of_3_cos']:.2f} ± {row['best_of_3_cos_std']:.2f} | "
+            f"{row['cos']:.2f} |"
+            for row in sweep
+        ]
         lines.append("")
     with atomic_file(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines))
@@ -267,8 +318,14 @@ def plot_prior_weight_sweep(sweep: list[dict], path: Path) -> Path:
     positive = [row["prior_weight"] for row in sweep if row["prior_weight"] > 0]
     zero_at = min(positive) / 10 if positive else 1e-3
     xs = [row["prior_weight"] or zero_at for row in sweep]
-    ax.errorbar(xs, [r["best_of_3_cos"] for r in sweep], yerr=[r["best_of_3_cos_std"] for r in sweep], marker="o",
-                capsize=4, color=ROW_COLOURS[0])
+    ax.errorbar(
+        xs,
+        [r["best_of_3_cos"] for r in sweep],
+        yerr=[r["best_of_3_cos_std"] for r in sweep],
+        marker="o",
+        capsize=4,
+        color=ROW_COLOURS[0],
+    )
     ax.set_xscale("log")
     ax.set_xticks(xs, [f"{r['prior_weight']:g}" for r in sweep])
     ax.set_xlabel("prior weight lambda (training and inference)")

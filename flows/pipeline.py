@@ -52,7 +52,8 @@ class StageFailed(SclmdError):
         super().__init__(
             f"stage '{stage}' failed (dvc exit {code})"
             + (" on a problem in its inputs or params" if user_error else "")
-            + ":\n" + "\n".join("  " + ln for ln in lines)
+            + ":\n"
+            + "\n".join("  " + ln for ln in lines)
         )
         self._tail = tail
 
@@ -95,8 +96,7 @@ def _no_retry_on_user_error(task, task_run, state) -> bool:
     return not (isinstance(exc, StageFailed) and exc.user_error)
 
 
-@task(retries=1, retry_delay_seconds=3, retry_condition_fn=_no_retry_on_user_error,
-      task_run_name="dvc-repro-{name}")
+@task(retries=1, retry_delay_seconds=3, retry_condition_fn=_no_retry_on_user_error, task_run_name="dvc-repro-{name}")
 def dvc_stage(name: str, root: str, force: bool) -> str:
     """Run one stage through DVC; returns 'ran' or 'skipped'."""
     cmd = ["dvc", "repro", "--single-item", name] + (["--force"] if force else [])
@@ -113,8 +113,11 @@ def register_model(root: str, model_name: str) -> str:
     from sclmd.registry.versions import register
 
     version, new = register(Path(root), model_name)
-    message = (f"registered {model_name} version {version.version} (@challenger)" if new
-               else f"{model_name} version {version.version} is this model already (@challenger)")
+    message = (
+        f"registered {model_name} version {version.version} (@challenger)"
+        if new
+        else f"{model_name} version {version.version} is this model already (@challenger)"
+    )
     get_run_logger().info(message)
     return str(version.version)
 
@@ -172,7 +175,9 @@ def uncached_outputs(root: Path) -> list[str]:
         for kind in ("outs", "metrics", "plots"):
             for entry in stage.get(kind) or []:
                 if isinstance(entry, dict):
-                    paths += [rel for rel, opts in entry.items() if isinstance(opts, dict) and opts.get("cache") is False]
+                    paths += [
+                        rel for rel, opts in entry.items() if isinstance(opts, dict) and opts.get("cache") is False
+                    ]
     return paths
 
 
@@ -190,9 +195,15 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 @flow(name="sclmd-pipeline", log_prints=True)
-def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: str | None = None,
-                   set_params: dict[str, Any] | None = None, experiment: str | None = None,
-                   register_version: bool = True, processes: int | None = None) -> dict[str, str]:
+def sclmd_pipeline(
+    stages: list[str] | None = None,
+    force: bool = False,
+    root: str | None = None,
+    set_params: dict[str, Any] | None = None,
+    experiment: str | None = None,
+    register_version: bool = True,
+    processes: int | None = None,
+) -> dict[str, str]:
     """Run the DVC stages in order, then register the model; returns {stage: 'ran' | 'skipped'}.
 
     set_params: dotted params.yaml keys -> values for this run only, e.g. {"ldm.max_steps": 500}.
@@ -236,8 +247,7 @@ def sclmd_pipeline(stages: list[str] | None = None, force: bool = False, root: s
             if register_version and params.registry.register_versions and order == list(STAGE_ORDER):
                 version = register_model(str(root_path), params.registry.model_name)
                 mlflow.set_tag("sclmd.registered_version", version)
-            print(f"pipeline done (MLflow run {run.info.run_id}): "
-                  + ", ".join(f"{k}={v}" for k, v in status.items()))
+            print(f"pipeline done (MLflow run {run.info.run_id}): " + ", ".join(f"{k}={v}" for k, v in status.items()))
     return status
 
 

@@ -24,12 +24,21 @@ def sclmd_promote(force: bool = False, reason: str | None = None, root: str | No
     """Compare the challenger with the champion on the gating metrics; move @champion when it wins."""
     root_path = Path(root).resolve() if root else project_root()
     registry = load_params(root_path / "params.yaml").registry
-    result = promote(client(root_path), registry.model_name, registry.gates, force=force, reason=reason,
-                     reference=release_reference(root_path))
+    result = promote(
+        client(root_path),
+        registry.model_name,
+        registry.gates,
+        force=force,
+        reason=reason,
+        reference=release_reference(root_path),
+    )
     print(result.table())
     print(result.summary())
-    create_markdown_artifact(f"{result.table()}\n\n{result.summary()}\n", key="promotion",
-                             description=f"{registry.model_name}: challenger vs champion")
+    create_markdown_artifact(
+        f"{result.table()}\n\n{result.summary()}\n",
+        key="promotion",
+        description=f"{registry.model_name}: challenger vs champion",
+    )
     return result.to_dict()
 
 

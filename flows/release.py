@@ -50,8 +50,10 @@ def stamp(work: Path, stage: str) -> str:
     code = hashlib.sha256()
     for path in [Path(module.__file__)] + [package / rel for rel in getattr(module, "CODE", ())]:
         code.update(path.read_bytes())
-    return json.dumps({"params": {s: section_dict(params, s) for s in module.PARAM_SECTIONS},
-                       "code": code.hexdigest()}, sort_keys=True)
+    return json.dumps(
+        {"params": {s: section_dict(params, s) for s in module.PARAM_SECTIONS}, "code": code.hexdigest()},
+        sort_keys=True,
+    )
 
 
 @task(task_run_name="release-{stage}")
@@ -73,8 +75,14 @@ def release_stage(stage: str, work: str) -> str:
 
 
 @flow(name="sclmd-release", log_prints=True)
-def sclmd_release(part: str = "all", overrides: str = "release.yaml", workspace: str = "release",
-                  ship: bool = True, baseline_seeds: int = 3, root: str | None = None) -> dict[str, str]:
+def sclmd_release(
+    part: str = "all",
+    overrides: str = "release.yaml",
+    workspace: str = "release",
+    ship: bool = True,
+    baseline_seeds: int = 3,
+    root: str | None = None,
+) -> dict[str, str]:
     """Train the shipped models (see the module's docstring); returns each stage's status."""
     from sclmd.config import SECTIONS, load_params, section_dict
     from sclmd.release import (

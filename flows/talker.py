@@ -19,16 +19,23 @@ from sclmd.errors import SclmdError
 from sclmd.orchestration import share_prefect_api
 from sclmd.stages import TALKER_STAGES
 
-NEEDS = {"data/prepared/manifest.parquet": "prepare", "models/pretrain/model.safetensors": "pretrain",
-         "models/ldm/sclmd.json": "train_ldm", "models/judges/judges.json": "judges"}
+NEEDS = {
+    "data/prepared/manifest.parquet": "prepare",
+    "models/pretrain/model.safetensors": "pretrain",
+    "models/ldm/sclmd.json": "train_ldm",
+    "models/judges/judges.json": "judges",
+}
 
 
 def require_upstream(root: Path) -> None:
     """SclmdError naming what `make run` has not made yet, if anything."""
     missing = [f"{path} (stage {stage})" for path, stage in NEEDS.items() if not (root / path).exists()]
     if missing:
-        raise SclmdError("the talker builds on the pipeline's outputs, and these are missing: "
-                         + ", ".join(missing) + ". Run `make run` first.")
+        raise SclmdError(
+            "the talker builds on the pipeline's outputs, and these are missing: "
+            + ", ".join(missing)
+            + ". Run `make run` first."
+        )
 
 
 @flow(name="sclmd-talker", log_prints=True)

@@ -17,7 +17,8 @@ Three kinds of row:
   each also gives its own retrained regression (`<name>:regression`) and its training time.
 
 The retrained ones cost a `train_talker` each (8-18 min on 2 cores), so they run only when named
-(`--retrain NAME`, added to the rows; or `--only NAME`). Writes `reports/talker_ablations/` (metrics.json with every clip's value,
+(`--retrain NAME`, added to the rows; or `--only NAME`). Writes `reports/talker_ablations/` (metrics.json with
+every clip's value,
 report.md, lipsync.png), logged to MLflow as the run `talker_ablations`.
 """
 
@@ -71,8 +72,10 @@ def resolve_rows(only: list[str] | None, retrain: list[str] | None = None) -> li
     known = (*DEFAULT_ROWS, *RETRAINED)
     unknown = [n for n in only or [] if n not in known] + [n for n in retrain or [] if n not in RETRAINED]
     if unknown:
-        raise SclmdError(f"unknown talker ablation(s) {', '.join(unknown)}. Rows: {', '.join(DEFAULT_ROWS)}; "
-                         f"retrained (each costs a train_talker run): {', '.join(RETRAINED)}")
+        raise SclmdError(
+            f"unknown talker ablation(s) {', '.join(unknown)}. Rows: {', '.join(DEFAULT_ROWS)}; "
+            f"retrained (each costs a train_talker run): {', '.join(RETRAINED)}"
+        )
     return list(dict.fromkeys([*(only or DEFAULT_ROWS), *(retrain or [])]))
 
 
@@ -85,8 +88,10 @@ def check_inputs(root: Path, only: list[str] | None, retrain: list[str] | None =
     if not (root / TALKER_DIR / "model.safetensors").exists():
         raise SclmdError(f"{root / TALKER_DIR}: no trained talker. Run `make talker` first.")
     if not has_clips(root / VIDEO_DIR, SPLIT):
-        raise SclmdError(f"{root / VIDEO_DIR}: no {SPLIT} clips (talker_video.val_speakers is 0). "
-                         "The ablations are measured on val speakers only; set it above 0 and run `make talker`.")
+        raise SclmdError(
+            f"{root / VIDEO_DIR}: no {SPLIT} clips (talker_video.val_speakers is 0). "
+            "The ablations are measured on val speakers only; set it above 0 and run `make talker`."
+        )
     return rows
 
 
@@ -176,12 +181,19 @@ def lipsync_rows(talker, probe, clips, portraits, rows: list[str], prefix: str =
 
 def _summary(values: dict[str, list[float]], boot) -> dict:
     sync = np.asarray(values["lipsync"])
-    return {"lipsync": round(float(sync.mean()), 4), "lipsync_ci": [round(v, 4) for v in boot.mean_ci(sync)],
-            "lipsync_median": round(float(np.median(sync)), 4), "lipsync_worst": round(float(sync.min()), 4),
-            "opening_gain": round(float(np.mean(values["gain"])), 3),
-            "opening_mae": round(float(np.mean(values["error"])), 4),
-            **({"lipsync_per_draw": np.round(np.mean(values["per_draw"], 0), 4).tolist()}
-               if len(values["per_draw"][0]) > 1 else {})}
+    return {
+        "lipsync": round(float(sync.mean()), 4),
+        "lipsync_ci": [round(v, 4) for v in boot.mean_ci(sync)],
+        "lipsync_median": round(float(np.median(sync)), 4),
+        "lipsync_worst": round(float(sync.min()), 4),
+        "opening_gain": round(float(np.mean(values["gain"])), 3),
+        "opening_mae": round(float(np.mean(values["error"])), 4),
+        **(
+            {"lipsync_per_draw": np.round(np.mean(values["per_draw"], 0), 4).tolist()}
+            if len(values["per_draw"][0]) > 1
+            else {}
+        ),
+    }
 
 
 def _fingerprint(directory: Path) -> str:
@@ -197,8 +209,9 @@ def _machine() -> str:
 
 
 @flow(name="sclmd-talker-ablations", log_prints=True)
-def sclmd_talker_ablations(only: list[str] | None = None, retrain: list[str] | None = None,
-                           root: str | None = None) -> dict:
+def sclmd_talker_ablations(
+    only: list[str] | None = None, retrain: list[str] | None = None, root: str | None = None
+) -> dict:
     """The talker's ablations on the val speakers; writes reports/talker_ablations/."""
     import torch
 
@@ -219,8 +232,15 @@ def sclmd_talker_ablations(only: list[str] | None = None, retrain: list[str] | N
     torch.manual_seed(p.seed)
     shipped = TalkingFace.from_pretrained(root_path / TALKER_DIR)
     # One probe for every row, fitted as evaluate_talker fits it: the same instrument as the test numbers.
-    probe = fit_probe(shipped, root_path / VIDEO_DIR, steps=p.probe_steps, batch_size=p.probe_batch_size,
-                      lr=p.probe_lr, max_blur=p.probe_max_blur, seed=p.seed)
+    probe = fit_probe(
+        shipped,
+        root_path / VIDEO_DIR,
+        steps=p.probe_steps,
+        batch_size=p.probe_batch_size,
+        lr=p.probe_lr,
+        max_blur=p.probe_max_blur,
+        seed=p.seed,
+    )
     clips = load_clips(root_path / VIDEO_DIR, SPLIT)
     portraits = [portrait(root_path, s) for s in clips.speakers]
     per_clip = lipsync_rows(shipped, probe, clips, portraits, [r for r in rows if r not in RETRAINED])
@@ -230,13 +250,23 @@ def sclmd_talker_ablations(only: list[str] | None = None, retrain: list[str] | N
         directory, seconds = train_variant(name, root_path)
         train_seconds[name] = round(seconds, 1)
         models[name] = _fingerprint(directory)
-        per_clip.update(lipsync_rows(TalkingFace.from_pretrained(directory), probe, clips, portraits,
-                                     ["dae", "regression"], prefix=f"{name}:"))
+        per_clip.update(
+            lipsync_rows(
+                TalkingFace.from_pretrained(directory),
+                probe,
+                clips,
+                portraits,
+                ["dae", "regression"],
+                prefix=f"{name}:",
+            )
+        )
         per_clip[name] = per_clip.pop(f"{name}:dae")
 
     boot = ClusterBootstrap(clips.speakers, p.bootstrap_resamples, p.seed)
-    table = {r: {**_summary(v, boot), "per_clip": dict(zip(clips.speakers, np.round(v["lipsync"], 4).tolist()))}
-             for r, v in per_clip.items()}
+    table = {
+        r: {**_summary(v, boot), "per_clip": dict(zip(clips.speakers, np.round(v["lipsync"], 4).tolist()))}
+        for r, v in per_clip.items()
+    }
     paired = {}
     for against in ("dae", "regression"):
         if against not in per_clip:
@@ -246,12 +276,24 @@ def sclmd_talker_ablations(only: list[str] | None = None, retrain: list[str] | N
                 continue
             d = boot.paired_difference(np.asarray(v["lipsync"]), np.asarray(per_clip[against]["lipsync"]))
             ahead = int(np.sum(np.asarray(v["lipsync"]) > np.asarray(per_clip[against]["lipsync"])))
-            paired[f"{r} - {against}"] = {"diff": round(d["diff"], 4), "ci": [round(x, 4) for x in d["ci"]],
-                                          "ahead_on": ahead, "of": len(clips)}
-    summary = {"split": SPLIT, "machine": _machine(), "speakers": list(clips.speakers), "frames_per_clip": int(clips.frames.shape[1]),
-               "probe": {k: getattr(p, k) for k in ("probe_steps", "probe_batch_size", "probe_lr", "probe_max_blur", "seed")},
-               "models": models, "train_seconds": train_seconds,
-               "overrides": {n: RETRAINED[n] for n in train_seconds}, "rows": table, "paired": paired}
+            paired[f"{r} - {against}"] = {
+                "diff": round(d["diff"], 4),
+                "ci": [round(x, 4) for x in d["ci"]],
+                "ahead_on": ahead,
+                "of": len(clips),
+            }
+    summary = {
+        "split": SPLIT,
+        "machine": _machine(),
+        "speakers": list(clips.speakers),
+        "frames_per_clip": int(clips.frames.shape[1]),
+        "probe": {k: getattr(p, k) for k in ("probe_steps", "probe_batch_size", "probe_lr", "probe_max_blur", "seed")},
+        "models": models,
+        "train_seconds": train_seconds,
+        "overrides": {n: RETRAINED[n] for n in train_seconds},
+        "rows": table,
+        "paired": paired,
+    }
     out = root_path / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", summary)
@@ -264,31 +306,55 @@ def sclmd_talker_ablations(only: list[str] | None = None, retrain: list[str] | N
 
 
 def report(summary: dict) -> str:
-    lines = [f"# Talker ablations on {len(summary['speakers'])} {summary['split']} speakers "
-             f"({summary['frames_per_clip']} frames each)", "",
-             "| row | lip sync r [95% CI] | median | worst clip | opening gain | opening MAE |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Talker ablations on {len(summary['speakers'])} {summary['split']} speakers "
+        f"({summary['frames_per_clip']} frames each)",
+        "",
+        "| row | lip sync r [95% CI] | median | worst clip | opening gain | opening MAE |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in summary["rows"].items():
-        lines.append(f"| {name} | {row['lipsync']:.3f} [{row['lipsync_ci'][0]:.3f}, {row['lipsync_ci'][1]:.3f}] | "
-                     f"{row['lipsync_median']:.3f} | {row['lipsync_worst']:.2f} | {row['opening_gain']:.2f} | "
-                     f"{row['opening_mae']:.3f} |")
+        lines.append(
+            f"| {name} | {row['lipsync']:.3f} [{row['lipsync_ci'][0]:.3f}, {row['lipsync_ci'][1]:.3f}] | "
+            f"{row['lipsync_median']:.3f} | {row['lipsync_worst']:.2f} | {row['opening_gain']:.2f} | "
+            f"{row['opening_mae']:.3f} |"
+        )
     for name, row in summary["rows"].items():
         if "lipsync_per_draw" in row:
-            lines += ["", f"`{name}`, lip sync r of each noise seed (mean over clips): "
-                      + ", ".join(f"seed {k}: {v:.3f}" for k, v in enumerate(row["lipsync_per_draw"])) + "."]
-    lines += ["", "Paired differences of lip sync r (mean over clips, 95% cluster-bootstrap interval; "
-              "'ahead on': clips where the row is higher):", "", "| | difference [95% CI] | ahead on |", "|---|---|---|"]
+            lines += [
+                "",
+                f"`{name}`, lip sync r of each noise seed (mean over clips): "
+                + ", ".join(f"seed {k}: {v:.3f}" for k, v in enumerate(row["lipsync_per_draw"]))
+                + ".",
+            ]
+    lines += [
+        "",
+        "Paired differences of lip sync r (mean over clips, 95% cluster-bootstrap interval; "
+        "'ahead on': clips where the row is higher):",
+        "",
+        "| | difference [95% CI] | ahead on |",
+        "|---|---|---|",
+    ]
     for name, d in summary["paired"].items():
-        lines.append(f"| {name} | {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['ahead_on']} of {d['of']} |")
+        lines.append(
+            f"| {name} | {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['ahead_on']} of {d['of']} |"
+        )
     if summary["train_seconds"]:
         lines += ["", "Retrained variants (params overrides; train_talker's time on this machine):", ""]
-        lines += [f"- `{n}`: {json.dumps(summary['overrides'][n])}, {s:.0f} s" for n, s in summary["train_seconds"].items()]
-    lines += ["", f"Machine: {summary['machine']}. Models (sha256 of model.safetensors, first 12 digits): "
-              + ", ".join(f"{k} {v}" for k, v in summary["models"].items()) + ".", "",
-              "Rows: `dae` is the shipped talker as `sclmd talk` runs it (shared Gaussian code, seed 0); "
-              f"`{SEED_MEAN}` averages each clip's r over the codes of seeds 0-{NOISE_SEEDS - 1}; `autoencoder` "
-              "is the clip's own frames through the face autoencoder; `oracle` is the clip's own z against its frame 0, "
-              "decoded on frame 0 from the same code; `<variant>:regression` is a retrained variant's own regression."]
+        lines += [
+            f"- `{n}`: {json.dumps(summary['overrides'][n])}, {s:.0f} s" for n, s in summary["train_seconds"].items()
+        ]
+    lines += [
+        "",
+        f"Machine: {summary['machine']}. Models (sha256 of model.safetensors, first 12 digits): "
+        + ", ".join(f"{k} {v}" for k, v in summary["models"].items())
+        + ".",
+        "",
+        "Rows: `dae` is the shipped talker as `sclmd talk` runs it (shared Gaussian code, seed 0); "
+        f"`{SEED_MEAN}` averages each clip's r over the codes of seeds 0-{NOISE_SEEDS - 1}; `autoencoder` "
+        "is the clip's own frames through the face autoencoder; `oracle` is the clip's own z against its frame 0, "
+        "decoded on frame 0 from the same code; `<variant>:regression` is a retrained variant's own regression.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -325,8 +391,14 @@ def log_reports(root: Path, summary: dict) -> None:
     from sclmd.tracking import stage_run
 
     with stage_run("talker_ablations", root, {"rows": list(summary["rows"]), "overrides": summary["overrides"]}):
-        mlflow.log_metrics(logged_metrics({n.replace(":", "_"): {k: r[k] for k in ("lipsync", "lipsync_median")}
-                                           for n, r in summary["rows"].items()}))
+        mlflow.log_metrics(
+            logged_metrics(
+                {
+                    n.replace(":", "_"): {k: r[k] for k in ("lipsync", "lipsync_median")}
+                    for n, r in summary["rows"].items()
+                }
+            )
+        )
         mlflow.log_artifacts(str(root / REPORT_DIR), artifact_path=str(REPORT_DIR))
 
 

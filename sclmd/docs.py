@@ -29,6 +29,7 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 # --- the CLI --------------------------------------------------------------------------------------------------
 
+
 def _commands(group, prefix: str = "sclmd"):
     """(full name, click command) for every leaf command, depth first."""
     for name, command in sorted(group.commands.items()):
@@ -46,8 +47,12 @@ def cli_reference() -> tuple[str, list[str]]:
     from sclmd.cli import app
 
     missing: list[str] = []
-    lines = ["# Command reference", "", "Generated from the `sclmd` command itself (`python -m sclmd.docs`); "
-             "`sclmd COMMAND --help` prints the same.", ""]
+    lines = [
+        "# Command reference",
+        "",
+        "Generated from the `sclmd` command itself (`python -m sclmd.docs`); `sclmd COMMAND --help` prints the same.",
+        "",
+    ]
     for full, command in _commands(get_command(app)):
         doc = (command.help or "").strip()
         if not doc:
@@ -76,6 +81,7 @@ def cli_reference() -> tuple[str, list[str]]:
 
 
 # --- params.yaml ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ParamDoc:
@@ -147,20 +153,33 @@ def params_docs(path: Path = Path("params.yaml")) -> list[ParamDoc]:
 def params_reference(path: Path = Path("params.yaml")) -> tuple[str, list[str]]:
     docs = params_docs(path)
     missing = [d.key for d in docs if not d.meaning]
-    lines = ["# params.yaml reference", "",
-             "Every key, its default (the typed config, `sclmd/config.py`) and what it does (params.yaml's "
-             "comment). Each stage reads only its own section plus `data`; a misspelled key is an error "
-             "listing the valid ones. `sclmd check-params` prints the resolved values.", ""]
+    lines = [
+        "# params.yaml reference",
+        "",
+        "Every key, its default (the typed config, `sclmd/config.py`) and what it does (params.yaml's "
+        "comment). Each stage reads only its own section plus `data`; a misspelled key is an error "
+        "listing the valid ones. `sclmd check-params` prints the resolved values.",
+        "",
+    ]
     section = None
     for d in docs:
         top = d.key.split(".")[0]
         if top != section:
             section = top
-            lines += [f"## `{top}`", "", next((x.meaning for x in docs if x.key == top), ""), "",
-                      "| key | default | meaning |", "|---|---|---|"]
+            lines += [
+                f"## `{top}`",
+                "",
+                next((x.meaning for x in docs if x.key == top), ""),
+                "",
+                "| key | default | meaning |",
+                "|---|---|---|",
+            ]
             continue
-        default = "" if d.default is None and "." in d.key and any(
-            x.key.startswith(d.key + ".") for x in docs) else f"`{json.dumps(d.default, default=str)}`"
+        default = (
+            ""
+            if d.default is None and "." in d.key and any(x.key.startswith(d.key + ".") for x in docs)
+            else f"`{json.dumps(d.default, default=str)}`"
+        )
         meaning = d.meaning.replace("|", "\\|")
         lines.append(f"| `{d.key}` | {default} | {meaning} |")
     return "\n".join(lines) + "\n", missing
@@ -168,14 +187,20 @@ def params_reference(path: Path = Path("params.yaml")) -> tuple[str, list[str]]:
 
 # --- results --------------------------------------------------------------------------------------------------
 
+
 def _last_commit(path: Path) -> str:
     out = subprocess.run(["git", "log", "-1", "--format=%h (%cs)", "--", str(path)], capture_output=True, text=True)
     return out.stdout.strip() or "uncommitted"
 
 
 def _page(out_dir: Path, name: str, title: str, source: Path, body: list[str]) -> None:
-    header = [f"# {title}", "", f"Rendered from `{source}` (last changed in commit {_last_commit(source)}). "
-              "Where a report names the machine that measured it, that line is part of the report below.", ""]
+    header = [
+        f"# {title}",
+        "",
+        f"Rendered from `{source}` (last changed in commit {_last_commit(source)}). "
+        "Where a report names the machine that measured it, that line is part of the report below.",
+        "",
+    ]
     (out_dir / f"{name}.md").write_text("\n".join(header + body) + "\n")
 
 
@@ -203,12 +228,14 @@ def results_pages(root: Path, out_dir: Path) -> list[tuple[str, str]]:
     """(file, title) of every results page written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, title, folder in (("release", "The release model", root / "reports/release"),
-                                ("first-stage", "The first stage (face autoencoder)", root / "weights/face-autoencoder"),
-                                ("eval", "The quick run's evaluation (make run)", root / "reports/eval"),
-                                ("ablations", "Ablations and the prior-weight sweep", root / "reports/ablations"),
-                                ("talker", "The talking face", root / "reports/talker"),
-                                ("talker-ablations", "The talker's variants (val)", root / "reports/talker_ablations")):
+    for name, title, folder in (
+        ("release", "The release model", root / "reports/release"),
+        ("first-stage", "The first stage (face autoencoder)", root / "weights/face-autoencoder"),
+        ("eval", "The quick run's evaluation (make run)", root / "reports/eval"),
+        ("ablations", "Ablations and the prior-weight sweep", root / "reports/ablations"),
+        ("talker", "The talking face", root / "reports/talker"),
+        ("talker-ablations", "The talker's variants (val)", root / "reports/talker_ablations"),
+    ):
         if name == "first-stage" and (folder / "README.md").is_file():
             images = out_dir / name
             images.mkdir(parents=True, exist_ok=True)
@@ -228,15 +255,21 @@ def results_pages(root: Path, out_dir: Path) -> list[tuple[str, str]]:
     if body:
         _page(out_dir, "benchmarks", "Benchmarks", bench, body)
         written.append(("benchmarks.md", "Benchmarks"))
-    index = ["# Results", "", "Every page here is rendered from a committed report or benchmark result by "
-             "`python -m sclmd.docs`; no number is typed by hand. A report that this checkout has not produced "
-             "yet (`reports/eval/` is made by `make run`) has no page.", ""]
+    index = [
+        "# Results",
+        "",
+        "Every page here is rendered from a committed report or benchmark result by "
+        "`python -m sclmd.docs`; no number is typed by hand. A report that this checkout has not produced "
+        "yet (`reports/eval/` is made by `make run`) has no page.",
+        "",
+    ]
     index += [f"- [{title}]({file})" for file, title in written]
     (out_dir / "index.md").write_text("\n".join(index) + "\n")
     return written
 
 
 # --- README ---------------------------------------------------------------------------------------------------
+
 
 def _ci(value: float, ci) -> str:
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and len(ci) == 2 else "")
@@ -254,15 +287,21 @@ def results_glance(root: Path) -> str:
         m = json.loads(card.read_text())["metrics"]
         t = m["test"]
         where = source(root / "weights/face-autoencoder/README.md", "model card")
-        rows.append(f"| first stage: reconstructions told from real faces (C2ST; 0.5 = never, 1 = always), test | "
-                    f"{_ci(t['c2st'], t['c2st_ci'])} after {m['train_hours']:.1f} h | {where} |")
+        rows.append(
+            f"| first stage: reconstructions told from real faces (C2ST; 0.5 = never, 1 = always), test | "
+            f"{_ci(t['c2st'], t['c2st_ci'])} after {m['train_hours']:.1f} h | {where} |"
+        )
     release = root / "reports/release/metrics.json"
     if release.is_file():
         s = json.loads(release.read_text())["scldm"]
         where = source(root / "reports/release/report.md", "release report")
-        rows.append(f"| release SCLDM: C2ST of its faces, test | {_ci(s['two_sample_acc'], s.get('two_sample_acc_ci'))} "
-                    f"| {where} |")
-        rows.append(f"| release SCLDM: gender accuracy, test | {_ci(s['gender_acc'], s.get('gender_acc_ci'))} | {where} |")
+        rows.append(
+            f"| release SCLDM: C2ST of its faces, test | {_ci(s['two_sample_acc'], s.get('two_sample_acc_ci'))} "
+            f"| {where} |"
+        )
+        rows.append(
+            f"| release SCLDM: gender accuracy, test | {_ci(s['gender_acc'], s.get('gender_acc_ci'))} | {where} |"
+        )
     ablations = root / "reports/ablations/metrics.json"
     if ablations.is_file():
         variants = json.loads(ablations.read_text())["variants"]
@@ -270,8 +309,10 @@ def results_glance(root: Path) -> str:
         for name, label in (("full", "full"), ("scratch", "autoencoder trained in the run")):
             if name in variants:
                 v = variants[name]["scldm"]
-                rows.append(f"| `make run`'s SCLDM ({label}): cos distance / gender accuracy, test | "
-                            f"{v['cos']:.2f} / {v['gender_acc']:.3f} | {where} |")
+                rows.append(
+                    f"| `make run`'s SCLDM ({label}): cos distance / gender accuracy, test | "
+                    f"{v['cos']:.2f} / {v['gender_acc']:.3f} | {where} |"
+                )
     talker = root / "reports/talker/metrics.json"
     if talker.is_file():
         t = json.loads(talker.read_text())
@@ -280,8 +321,10 @@ def results_glance(root: Path) -> str:
             rows.append(f"| talking face: lip sync r, test | {t['methods']['dae_photo']['lipsync']:.3f} | {where} |")
         diff = t.get("dae_minus_regression_lipsync")
         if diff:
-            rows.append(f"| talking face: lip sync minus the regression's | {diff['diff']:+.3f} "
-                        f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}] | {where} |")
+            rows.append(
+                f"| talking face: lip sync minus the regression's | {diff['diff']:+.3f} "
+                f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}] | {where} |"
+            )
     return "\n".join(rows)
 
 

@@ -17,8 +17,25 @@ import numpy as np
 
 from sclmd.errors import ClipRejected, SclmdError
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mp4", ".m4v", ".webm", ".mkv",
-                  ".mov", ".avi", ".aiff", ".aif", ".au", ".wma"}
+AUDIO_SUFFIXES = {
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".m4a",
+    ".aac",
+    ".ogg",
+    ".opus",
+    ".mp4",
+    ".m4v",
+    ".webm",
+    ".mkv",
+    ".mov",
+    ".avi",
+    ".aiff",
+    ".aif",
+    ".au",
+    ".wma",
+}
 DEFAULT_CHECKPOINT = Path("models/ldm")
 DEFAULT_BASELINES = Path("models/baselines")
 # Quieter than this is not speech: the same floor the embedded default's `prepare` uses.
@@ -40,7 +57,9 @@ def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, Path]]:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not files:
-                raise SclmdError(f"{path}: no audio files in this folder (looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
+                raise SclmdError(
+                    f"{path}: no audio files in this folder (looked for {', '.join(sorted(AUDIO_SUFFIXES))})"
+                )
             found += [(f, f.relative_to(path).with_suffix("")) for f in files]
         elif path.exists():
             found.append((path, Path(path.stem)))
@@ -49,8 +68,10 @@ def collect_inputs(paths: Iterable[Path]) -> list[tuple[Path, Path]]:
     stems = [str(stem) for _, stem in found]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
-        raise SclmdError(f"several inputs would write the same output name: {', '.join(clashes[:5])}. "
-                         "Give them different names or pass their folder instead.")
+        raise SclmdError(
+            f"several inputs would write the same output name: {', '.join(clashes[:5])}. "
+            "Give them different names or pass their folder instead."
+        )
     return found
 
 
@@ -66,10 +87,22 @@ def load_wave(path: Path, sample_rate: int, clip_seconds: float) -> np.ndarray:
     return prepared.samples.astype(np.float32) / 32768.0
 
 
-def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, samples: int = 1,
-                   seed: int = 0, steps: int | None = None, sampler: str | None = None,
-                   guidance: float | None = None, prior_weight: float | None = None, device: str = "auto",
-                   progress: bool = True, method: str = "scldm", baselines: Path = DEFAULT_BASELINES) -> list[Outcome]:
+def generate_files(
+    inputs: list[Path],
+    out_dir: Path,
+    checkpoint: Path = DEFAULT_CHECKPOINT,
+    *,
+    samples: int = 1,
+    seed: int = 0,
+    steps: int | None = None,
+    sampler: str | None = None,
+    guidance: float | None = None,
+    prior_weight: float | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    method: str = "scldm",
+    baselines: Path = DEFAULT_BASELINES,
+) -> list[Outcome]:
     """Faces for `inputs` by `method`: SCLDM (the pipeline at `checkpoint`), or one of the baselines in
     `baselines` (which draw one deterministic face per voice; the regressions draw through the
     pipeline's decoder, the GANs from the waveform)."""
@@ -107,7 +140,9 @@ def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT
 
         found = load_baselines(baselines)
         if method not in found:
-            raise SclmdError(f"{baselines}: no {method} baseline (written before it existed). Run `sclmd stage baselines`.")
+            raise SclmdError(
+                f"{baselines}: no {method} baseline (written before it existed). Run `sclmd stage baselines`."
+            )
         baseline = found[method].to(device)
     rate, seconds = int(pipeline.data["sample_rate"]), float(pipeline.data["clip_seconds"])
     out_dir = Path(out_dir)
@@ -120,8 +155,15 @@ def generate_files(inputs: list[Path], out_dir: Path, checkpoint: Path = DEFAULT
             continue
         emb = pipeline.speech_embedding(wave)
         if baseline is None:
-            faces = pipeline(emb, seed=seed, samples=samples, steps=steps, sampler=sampler, guidance=guidance,
-                             prior_weight=prior_weight)
+            faces = pipeline(
+                emb,
+                seed=seed,
+                samples=samples,
+                steps=steps,
+                sampler=sampler,
+                guidance=guidance,
+                prior_weight=prior_weight,
+            )
         else:
             from sclmd.models.baselines import draw_baseline
 

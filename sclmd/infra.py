@@ -79,8 +79,10 @@ def state_dir(root: Path) -> Path:
 
 
 def urls(prefect_port: int, mlflow_port: int) -> dict[str, str]:
-    return {"PREFECT_API_URL": f"http://{HOST}:{prefect_port}/api",
-            "MLFLOW_TRACKING_URI": f"http://{HOST}:{mlflow_port}"}
+    return {
+        "PREFECT_API_URL": f"http://{HOST}:{prefect_port}/api",
+        "MLFLOW_TRACKING_URI": f"http://{HOST}:{mlflow_port}",
+    }
 
 
 def read_services(root: Path) -> dict[str, Service]:
@@ -120,8 +122,9 @@ def _wait_http(url: str, service: Service, timeout: float = START_TIMEOUT_S) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not service.alive():
-            raise SclmdError(f"{service.name} exited while starting; its log: {service.log}\n"
-                             + _tail(Path(service.log)))
+            raise SclmdError(
+                f"{service.name} exited while starting; its log: {service.log}\n" + _tail(Path(service.log))
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -143,14 +146,20 @@ def _start(name: str, cmd: list[str], env: dict[str, str], root: Path, port: int
     log = state_dir(root) / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return Service(name, proc.pid, port, str(log))
 
 
 def _run(cmd: list[str], env: dict[str, str], root: Path, what: str) -> str:
-    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300,
-                         stdin=subprocess.DEVNULL)
+    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
         raise SclmdError(f"{what} failed (`{' '.join(cmd)}`):\n{(out.stdout + out.stderr).strip()[-2000:]}")
     return out.stdout
@@ -169,15 +178,23 @@ def base_env(root: Path) -> dict[str, str]:
     return env
 
 
-def up(root: Path, prefect_port: int = 4200, mlflow_port: int = 5000, deploy: bool = True,
-       worker_poll_seconds: int = 5, echo=print) -> dict[str, str]:
+def up(
+    root: Path,
+    prefect_port: int = 4200,
+    mlflow_port: int = 5000,
+    deploy: bool = True,
+    worker_poll_seconds: int = 5,
+    echo=print,
+) -> dict[str, str]:
     """Start the servers and the worker (a no-op for those already running); returns the env to use."""
     root = Path(root).resolve()
     running = {n: s for n, s in read_services(root).items() if s.alive()}
     if running:
         env = saved_env(root)
-        echo(f"already running: {', '.join(f'{n} (pid {s.pid})' for n, s in running.items())}; "
-             "`sclmd infra down` stops them")
+        echo(
+            f"already running: {', '.join(f'{n} (pid {s.pid})' for n, s in running.items())}; "
+            "`sclmd infra down` stops them"
+        )
         return env
     for port, flag in ((prefect_port, "--prefect-port"), (mlflow_port, "--mlflow-port")):
         if not _port_free(port):
@@ -189,14 +206,35 @@ def up(root: Path, prefect_port: int = 4200, mlflow_port: int = 5000, deploy: bo
     services: dict[str, Service] = {}
     try:
         services["prefect-server"] = _start(
-            "prefect-server", [venv_tool("prefect"), "server", "start", "--host", HOST, "--port", str(prefect_port)],
-            env, root, prefect_port)
+            "prefect-server",
+            [venv_tool("prefect"), "server", "start", "--host", HOST, "--port", str(prefect_port)],
+            env,
+            root,
+            prefect_port,
+        )
         mlflow_env = dict(env, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # ~30 s faster start
-        services["mlflow-server"] = _start("mlflow-server", [
-            sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(mlflow_port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{state / 'mlflow' / 'mlflow.db'}",
-            "--artifacts-destination", str(state / "mlflow" / "artifacts"),
-        ], mlflow_env, root, mlflow_port)
+        services["mlflow-server"] = _start(
+            "mlflow-server",
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                HOST,
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{state / 'mlflow' / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(state / "mlflow" / "artifacts"),
+            ],
+            mlflow_env,
+            root,
+            mlflow_port,
+        )
         _write_state(root, services, endpoints)
         _wait_http(f"http://{HOST}:{prefect_port}/api/health", services["prefect-server"])
         echo(f"prefect server: http://{HOST}:{prefect_port}")
@@ -204,12 +242,30 @@ def up(root: Path, prefect_port: int = 4200, mlflow_port: int = 5000, deploy: bo
         echo(f"mlflow server:  http://{HOST}:{mlflow_port}")
         client_env = dict(env, **endpoints)
         for pool in WORK_POOLS:
-            _run([venv_tool("prefect"), "--no-prompt", "work-pool", "create", pool, "--type", "process", "--overwrite"],
-                 client_env, root, f"creating work pool '{pool}'")
+            _run(
+                [venv_tool("prefect"), "--no-prompt", "work-pool", "create", pool, "--type", "process", "--overwrite"],
+                client_env,
+                root,
+                f"creating work pool '{pool}'",
+            )
         worker_env = dict(client_env, PREFECT_WORKER_QUERY_SECONDS=str(worker_poll_seconds))
-        services["prefect-worker"] = _start("prefect-worker", [
-            venv_tool("prefect"), "worker", "start", "--pool", LOCAL_POOL, "--type", "process", "--name", "sclmd-local",
-        ], worker_env, root, None)
+        services["prefect-worker"] = _start(
+            "prefect-worker",
+            [
+                venv_tool("prefect"),
+                "worker",
+                "start",
+                "--pool",
+                LOCAL_POOL,
+                "--type",
+                "process",
+                "--name",
+                "sclmd-local",
+            ],
+            worker_env,
+            root,
+            None,
+        )
         _write_state(root, services, endpoints)
         echo(f"prefect worker: pool '{LOCAL_POOL}' (log {services['prefect-worker'].log})")
         if deploy:
@@ -228,8 +284,10 @@ def deployment_names(root: Path) -> list[str]:
     import yaml
 
     config = yaml.safe_load((Path(root) / "prefect.yaml").read_text()) or {}
-    return [f"{d.get('flow_name') or _flow_name(Path(root), str(d.get('entrypoint', '')))}/{d.get('name')}"
-            for d in config.get("deployments", [])]
+    return [
+        f"{d.get('flow_name') or _flow_name(Path(root), str(d.get('entrypoint', '')))}/{d.get('name')}"
+        for d in config.get("deployments", [])
+    ]
 
 
 def _flow_name(root: Path, entrypoint: str) -> str:
@@ -292,5 +350,7 @@ def down(root: Path, echo=print) -> None:
 
 
 def status(root: Path) -> list[tuple[str, int, str, str]]:
-    return [(n, s.pid, "running" if s.alive() else "stopped", f"{HOST}:{s.port}" if s.port else "-")
-            for n, s in read_services(root).items()]
+    return [
+        (n, s.pid, "running" if s.alive() else "stopped", f"{HOST}:{s.port}" if s.port else "-")
+        for n, s in read_services(root).items()
+    ]

@@ -78,11 +78,30 @@ def launch_command(processes: int, args: list[str], *, cpu: bool, port: int) -> 
     `processes` processes on this host, rendezvous on 127.0.0.1:`port`."""
     env = dict(os.environ)
     threads = max(1, (os.cpu_count() or 1) // processes)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-           "--num_machines", "1", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-           "--num_cpu_threads_per_process", str(threads), "--dynamo_backend", "no",
-           # the stage chooses its precision itself (params' mixed_precision); this only quiets the launcher
-           "--mixed_precision", "no", "-m", "sclmd", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(port),
+        "--num_cpu_threads_per_process",
+        str(threads),
+        "--dynamo_backend",
+        "no",
+        # the stage chooses its precision itself (params' mixed_precision); this only quiets the launcher
+        "--mixed_precision",
+        "no",
+        "-m",
+        "sclmd",
+        *args,
+    ]
     if cpu:
         env["ACCELERATE_USE_CPU"] = "true"
     env["OMP_NUM_THREADS"] = str(threads)
@@ -95,14 +114,21 @@ def launch_stage(name: str, processes: int) -> None:
 
     cpu = not torch.cuda.is_available()  # SCLMD_DEVICE=cpu has hidden the GPUs already (apply_device_choice)
     if not cpu and processes > torch.cuda.device_count():
-        raise SclmdError(f"{name}: {processes} processes asked for ({PROCESSES_ENV} or launch.processes) but this host "
-                         f"has {torch.cuda.device_count()} visible GPU(s). Ask for at most that many, or make more "
-                         "visible with CUDA_VISIBLE_DEVICES.")
+        raise SclmdError(
+            f"{name}: {processes} processes asked for ({PROCESSES_ENV} or launch.processes) but this host "
+            f"has {torch.cuda.device_count()} visible GPU(s). Ask for at most that many, or make more "
+            "visible with CUDA_VISIBLE_DEVICES."
+        )
     cmd, env = launch_command(processes, ["stage", name], cpu=cpu, port=free_port())
-    print(f"{name}: launching {processes} processes ({'CPU, gloo' if cpu else 'one per GPU, NCCL'}): "
-          + " ".join(cmd[1:]), flush=True)
+    print(
+        f"{name}: launching {processes} processes ({'CPU, gloo' if cpu else 'one per GPU, NCCL'}): "
+        + " ".join(cmd[1:]),
+        flush=True,
+    )
     # SIGTERM: the launcher then stops the training processes itself
     code = subprocess.run(cmd, env=env, preexec_fn=lambda: die_with_parent(signal.SIGTERM)).returncode
     if code != 0:
-        raise SclmdError(f"{name}: the {processes}-process run failed (exit {code}); the output above says which "
-                         "process failed and why. A checkpoint it wrote is resumed by the next run.")
+        raise SclmdError(
+            f"{name}: the {processes}-process run failed (exit {code}); the output above says which "
+            "process failed and why. A checkpoint it wrote is resumed by the next run."
+        )

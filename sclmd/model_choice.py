@@ -49,8 +49,9 @@ def champion_uri(root: Path) -> str | None:
     return f"models:/{name}@{CHAMPION}"
 
 
-def choose_model(root: Path, checkpoint: Path | None = None, model: str | None = None,
-                 release: Path | None = None) -> ModelChoice:
+def choose_model(
+    root: Path, checkpoint: Path | None = None, model: str | None = None, release: Path | None = None
+) -> ModelChoice:
     """`release`: the shipped release model's folder (default: weights/scldm-voxsynth of the workspace, else
     of the checkout)."""
     from sclmd.models.shipped import RELEASE_SCLDM, resolve, verify_folder
@@ -67,8 +68,11 @@ def choose_model(root: Path, checkpoint: Path | None = None, model: str | None =
         verify_folder(shipped, ("sclmd.json",), "the shipped release model")
         return ModelChoice(shipped, None, f"{RELEASE_SCLDM} (the shipped release model; no champion in the registry)")
     if (root / LOCAL / "sclmd.json").is_file():
-        return ModelChoice(root / LOCAL, None, f"{LOCAL} (this workspace's `make run`; no champion, no shipped "
-                                               "release model)")
-    raise SclmdError(f"no model to use: the registry has no champion, {RELEASE_SCLDM} is missing (restore it with "
-                     f"`git checkout -- {RELEASE_SCLDM}`) and {LOCAL} was not trained (`make run`). Or pass "
-                     "--checkpoint DIR or --model URI.")
+        return ModelChoice(
+            root / LOCAL, None, f"{LOCAL} (this workspace's `make run`; no champion, no shipped release model)"
+        )
+    raise SclmdError(
+        f"no model to use: the registry has no champion, {RELEASE_SCLDM} is missing (restore it with "
+        f"`git checkout -- {RELEASE_SCLDM}`) and {LOCAL} was not trained (`make run`). Or pass "
+        "--checkpoint DIR or --model URI."
+    )

@@ -46,8 +46,9 @@ def stale_stages(root: Path) -> list[str]:
 
     if not (root / ".dvc").is_dir():
         return []
-    out = subprocess.run([venv_tool("dvc"), "status", "--json", *STAGE_ORDER], cwd=root, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [venv_tool("dvc"), "status", "--json", *STAGE_ORDER], cwd=root, capture_output=True, text=True, timeout=300
+    )
     if out.returncode != 0:
         raise SclmdError(f"{root}: `dvc status` failed: {out.stderr.strip()[-500:]}")
     return sorted(json.loads(out.stdout or "{}"))

@@ -23,7 +23,9 @@ def merge_params(base: dict, override: dict) -> dict:
     """`base` with `override`'s keys set, section by section (nested dicts merged, not replaced)."""
     out = dict(base)
     for key, value in override.items():
-        out[key] = merge_params(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merge_params(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -34,8 +36,11 @@ def release_params(root: Path, overrides: Path = OVERRIDES) -> dict:
     from sclmd.config import Params, format_validation_error, read_sections
 
     path = overrides if overrides.is_absolute() else root / overrides
-    extra = read_sections(path, "the release overrides file is missing. Restore it from git "
-                                "(`git checkout -- release.yaml`) or pass --overrides FILE.")
+    extra = read_sections(
+        path,
+        "the release overrides file is missing. Restore it from git "
+        "(`git checkout -- release.yaml`) or pass --overrides FILE.",
+    )
     merged = merge_params(yaml.safe_load((root / "params.yaml").read_text()) or {}, extra)
     try:
         Params.model_validate(merged)
@@ -67,8 +72,14 @@ def _fmt_ci(value: float, ci: list[float]) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def first_stage_card(config: dict, sums: dict[str, str], machine: dict, commit: str, overrides: str,
-                     curve: dict[str, list[float]] | None = None) -> str:
+def first_stage_card(
+    config: dict,
+    sums: dict[str, str],
+    machine: dict,
+    commit: str,
+    overrides: str,
+    curve: dict[str, list[float]] | None = None,
+) -> str:
     """The model card (README.md) of weights/face-autoencoder, from what the stage recorded."""
     from sclmd.machine import line
 
@@ -78,88 +89,103 @@ def first_stage_card(config: dict, sums: dict[str, str], machine: dict, commit: 
     val, test = m["val"], m["test"]
     faces = m["faces"]
     rows = [
-        ("reconstructions vs real faces, C2ST (0.5 = indistinguishable) [95% Wilson]",
-         _fmt_ci(val["c2st"], val["c2st_ci"]), _fmt_ci(test["c2st"], test["c2st_ci"])),
+        (
+            "reconstructions vs real faces, C2ST (0.5 = indistinguishable) [95% Wilson]",
+            _fmt_ci(val["c2st"], val["c2st_ci"]),
+            _fmt_ci(test["c2st"], test["c2st_ci"]),
+        ),
         ("MAE (faces in [-1, 1])", f"{val['mae']:.4f}", f"{test['mae']:.4f}"),
         ("DSSIM", f"{val['dssim']:.4f}", f"{test['dssim']:.4f}"),
     ]
+    side = config["face_config"]["image_size"] // 2 ** config["face_config"]["latent_blocks"]
     param_lines = "\n".join(f"    {k}: {v}" for k, v in p.items())
-    return "\n".join([
-        "# face-autoencoder: sclmd's first stage",
-        "",
-        "The face encoder's latent blocks (VGG-Face layout, to z = "
-        f"{config['face_config']['latent_channels']} x {config['face_config']['image_size'] // 2 ** config['face_config']['latent_blocks']}"
-        f" x {config['face_config']['image_size'] // 2 ** config['face_config']['latent_blocks']}) and the face decoder, "
-        "trained once and long by `sclmd release`, so that every `make run` starts from them "
-        "(`pretrain.face_init`) instead of training an autoencoder in minutes.",
-        "",
-        "## Data",
-        "",
-        f"VoxSynth's face renderer (`sclmd/data/voxsynth/face.py`, framing {synth['face_framing']}, supersampling "
-        f"{synth['supersample']}), identities of its own (`first_stage.data_seed` {p['data_seed']}; none of them is a "
-        f"speaker of any pipeline split): {faces['train']:,} training faces ({p['train_speakers']:,} identities x "
-        f"{p['faces_per_speaker']}), {faces['val']} val and {faces['test']} test faces (identities of their own).",
-        "",
-        "| split | faces | sha256 of the uint8 faces |",
-        "|---|---|---|",
-        *[f"| {s} | {faces[s]:,} | `{m['data_sha256'][s]}` |" for s in ("train", "val", "test")],
-        "",
-        "## Training",
-        "",
-        f"- steps: {m['steps']:,} at batch {p['batch_size']} (the checkpoint kept: step {m['chosen_step']:,}, "
-        "the best val C2ST of the evaluations every "
-        f"{p['evaluate_every']:,} steps)",
-        f"- wall time: {m['train_hours']:.2f} h of training on {line(machine)}",
-        f"- perceptual term: {m['perceptual']['perceptual']}"
-        + (" (LPIPS' backbone file was absent: DSSIM substituted)" if m["perceptual"].get("perceptual_substitute") else ""),
-        f"- git commit: `{commit}`",
-        "- params (`first_stage`, from params.yaml with release.yaml's overrides):",
-        "",
-        "```yaml",
-        "first_stage:",
-        param_lines.replace("    ", "  "),
-        "```",
-        "",
-        "## Metrics",
-        "",
-        "| | val (choice) | test |",
-        "|---|---|---|",
-        *[f"| {name} | {v} | {t} |" for name, v, t in rows],
-        "",
-        f"The same classifier on real test faces against other real test faces reads {m['test_real_vs_real_c2st']:.3f}"
-        " (the test's own floor on this sample). The C2ST's interval counts the test faces, not how the small "
-        "classifier happened to train (README: its noise is a few points wider).",
-        "",
-        "![reconstructions](reconstructions.png)",
-        "",
-        "## Quality against hours (val, every evaluation)",
-        "",
-        "| step | training hours | C2ST | MAE | DSSIM |",
-        "|---|---|---|---|---|",
-        *[f"| {st:,} | {h:.2f} | {c:.3f} | {a:.4f} | {d:.4f} |" for st, h, c, a, d in
-          zip(*[(curve or {}).get(k, []) for k in ("step", "hours", "c2st", "mae", "dssim")])],
-        "",
-        "![quality against hours](quality_vs_hours.png)",
-        "",
-        "![curves](curves.png)",
-        "",
-        "## Files",
-        "",
-        "| file | sha256 |",
-        "|---|---|",
-        *[f"| {name} | `{digest}` |" for name, digest in sums.items()],
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        f"git checkout {commit.removesuffix('-dirty')}",
-        f"{FIRST_STAGE_COMMAND}     # overrides: {overrides}; resumes after a kill",
-        "```",
-        "",
-        f"It took {m['train_hours']:.2f} h of training here; a GPU worker runs the same command "
-        "(`prefect deployment run sclmd-release/gpu`).",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# face-autoencoder: sclmd's first stage",
+            "",
+            "The face encoder's latent blocks (VGG-Face layout, to z = "
+            f"{config['face_config']['latent_channels']} x {side} x {side}) and the face decoder, "
+            "trained once and long by `sclmd release`, so that every `make run` starts from them "
+            "(`pretrain.face_init`) instead of training an autoencoder in minutes.",
+            "",
+            "## Data",
+            "",
+            f"VoxSynth's face renderer (`sclmd/data/voxsynth/face.py`, framing {synth['face_framing']}, supersampling "
+            f"{synth['supersample']}), identities of its own (`first_stage.data_seed` {p['data_seed']}; "
+            "none of them is a "
+            f"speaker of any pipeline split): {faces['train']:,} training faces ({p['train_speakers']:,} identities x "
+            f"{p['faces_per_speaker']}), {faces['val']} val and {faces['test']} test faces (identities of their own).",
+            "",
+            "| split | faces | sha256 of the uint8 faces |",
+            "|---|---|---|",
+            *[f"| {s} | {faces[s]:,} | `{m['data_sha256'][s]}` |" for s in ("train", "val", "test")],
+            "",
+            "## Training",
+            "",
+            f"- steps: {m['steps']:,} at batch {p['batch_size']} (the checkpoint kept: step {m['chosen_step']:,}, "
+            "the best val C2ST of the evaluations every "
+            f"{p['evaluate_every']:,} steps)",
+            f"- wall time: {m['train_hours']:.2f} h of training on {line(machine)}",
+            f"- perceptual term: {m['perceptual']['perceptual']}"
+            + (
+                " (LPIPS' backbone file was absent: DSSIM substituted)"
+                if m["perceptual"].get("perceptual_substitute")
+                else ""
+            ),
+            f"- git commit: `{commit}`",
+            "- params (`first_stage`, from params.yaml with release.yaml's overrides):",
+            "",
+            "```yaml",
+            "first_stage:",
+            param_lines.replace("    ", "  "),
+            "```",
+            "",
+            "## Metrics",
+            "",
+            "| | val (choice) | test |",
+            "|---|---|---|",
+            *[f"| {name} | {v} | {t} |" for name, v, t in rows],
+            "",
+            "The same classifier on real test faces against other real test faces reads "
+            f"{m['test_real_vs_real_c2st']:.3f}"
+            " (the test's own floor on this sample). The C2ST's interval counts the test faces, not how the small "
+            "classifier happened to train (README: its noise is a few points wider).",
+            "",
+            "![reconstructions](reconstructions.png)",
+            "",
+            "## Quality against hours (val, every evaluation)",
+            "",
+            "| step | training hours | C2ST | MAE | DSSIM |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {st:,} | {h:.2f} | {c:.3f} | {a:.4f} | {d:.4f} |"
+                for st, h, c, a, d in zip(
+                    *[(curve or {}).get(k, []) for k in ("step", "hours", "c2st", "mae", "dssim")]
+                )
+            ],
+            "",
+            "![quality against hours](quality_vs_hours.png)",
+            "",
+            "![curves](curves.png)",
+            "",
+            "## Files",
+            "",
+            "| file | sha256 |",
+            "|---|---|",
+            *[f"| {name} | `{digest}` |" for name, digest in sums.items()],
+            "",
+            "## Reproduce",
+            "",
+            "```bash",
+            f"git checkout {commit.removesuffix('-dirty')}",
+            f"{FIRST_STAGE_COMMAND}     # overrides: {overrides}; resumes after a kill",
+            "```",
+            "",
+            f"It took {m['train_hours']:.2f} h of training here; a GPU worker runs the same command "
+            "(`prefect deployment run sclmd-release/gpu`).",
+            "",
+        ]
+    )
 
 
 def quality_against_hours(history: dict) -> dict[str, list[float]]:
@@ -185,10 +211,14 @@ def plot_quality_against_hours(history: dict, path: Path) -> Path | None:
     curve = quality_against_hours(history)
     if not curve["hours"]:
         return None
-    return plot_sweep(curve["hours"], {"val C2ST (0.5 = real)": curve["c2st"], "val MAE": curve["mae"],
-                                       "val DSSIM": curve["dssim"]}, path,
-                      "first stage: val quality against training hours", "training hours",
-                      references={"val C2ST (0.5 = real)": 0.5})
+    return plot_sweep(
+        curve["hours"],
+        {"val C2ST (0.5 = real)": curve["c2st"], "val MAE": curve["mae"], "val DSSIM": curve["dssim"]},
+        path,
+        "first stage: val quality against training hours",
+        "training hours",
+        references={"val C2ST (0.5 = real)": 0.5},
+    )
 
 
 def ship_first_stage(work: Path, root: Path, target: Path | None = None, overrides: Path = OVERRIDES) -> Path:
@@ -229,8 +259,15 @@ def ship_first_stage(work: Path, root: Path, target: Path | None = None, overrid
 BASELINES = ("speech2face", "ar_spm", "wav2pix", "wen")
 SEED_DIR = Path("seeds")  # release/seeds/baselines<seed>/: the baselines retrained with another seed
 # What a baseline-seed folder shares with the release workspace (symlinks): everything but the baselines.
-SHARED_WITH_SEEDS = ("data/prepared", "data/encoded", "models/pretrain", "models/prior", "models/ldm",
-                     "models/judges", "real_voices")
+SHARED_WITH_SEEDS = (
+    "data/prepared",
+    "data/encoded",
+    "models/pretrain",
+    "models/prior",
+    "models/ldm",
+    "models/judges",
+    "real_voices",
+)
 SEED_KEYS = ("cos", "best_of_k_cos", "l1", "l2", "gender_acc", "age_acc", "two_sample_acc", "frechet")
 
 
@@ -277,17 +314,29 @@ def seed_summary(evaluations: dict[int, dict]) -> dict:
         if not runs:
             continue
         out["baselines"][name] = {
-            key: {"mean": float(np.mean([r[key] for r in runs.values()])),
-                  "std": float(np.std([r[key] for r in runs.values()], ddof=1)) if len(runs) > 1 else 0.0,
-                  "per_seed": {str(s): float(r[key]) for s, r in runs.items()}}
-            for key in SEED_KEYS if all(key in r for r in runs.values())}
+            key: {
+                "mean": float(np.mean([r[key] for r in runs.values()])),
+                "std": float(np.std([r[key] for r in runs.values()], ddof=1)) if len(runs) > 1 else 0.0,
+                "per_seed": {str(s): float(r[key]) for s, r in runs.items()},
+            }
+            for key in SEED_KEYS
+            if all(key in r for r in runs.values())
+        }
         out["verdicts"][name] = {
-            key: {str(s): {"diff": m["comparisons"][name][key]["diff"], "ci": m["comparisons"][name][key]["ci"],
-                           "verdict": _verdict(m["comparisons"][name][key])}
-                  for s, m in evaluations.items() if name in m.get("comparisons", {})}
-            for key in ("best_of_k_cos", "cos")}
+            key: {
+                str(s): {
+                    "diff": m["comparisons"][name][key]["diff"],
+                    "ci": m["comparisons"][name][key]["ci"],
+                    "verdict": _verdict(m["comparisons"][name][key]),
+                }
+                for s, m in evaluations.items()
+                if name in m.get("comparisons", {})
+            }
+            for key in ("best_of_k_cos", "cos")
+        }
         out["verdicts"][name]["ahead_with_every_seed"] = all(
-            v["verdict"] == "ahead" for key in ("best_of_k_cos", "cos") for v in out["verdicts"][name][key].values())
+            v["verdict"] == "ahead" for key in ("best_of_k_cos", "cos") for v in out["verdicts"][name][key].values()
+        )
     return out
 
 
@@ -302,8 +351,12 @@ def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) 
     from sclmd.stages.evaluate import METHOD_NAMES, PAPER_TABLE_2, PAPER_TABLE_3
 
     main = json.loads((work / "reports/eval/metrics.json").read_text())
-    evaluations = {int(yaml.safe_load((d / "params.yaml").read_text())["baselines"]["seed"]):
-                   json.loads((d / "reports/eval/metrics.json").read_text()) for d in seed_dirs.values()}
+    evaluations = {
+        int(yaml.safe_load((d / "params.yaml").read_text())["baselines"]["seed"]): json.loads(
+            (d / "reports/eval/metrics.json").read_text()
+        )
+        for d in seed_dirs.values()
+    }
     evaluations[int(yaml.safe_load((work / "params.yaml").read_text())["baselines"]["seed"])] = main
     seeds = seed_summary(evaluations)
     first_stage = work / "reports/first_stage/metrics.json"
@@ -317,28 +370,51 @@ def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) 
         "first_stage": json.loads(first_stage.read_text()) if first_stage.is_file() else None,
     }
     names = {**METHOD_NAMES}
-    lines = ["# The release model (sclmd release): SCLDM on the shipped first stage", "",
-             f"Test split, {main['n_clips']} clips of {main['n_speakers']} speakers; judged by the run's judges. "
-             "95% intervals with speakers resampled. The baselines are the seed-"
-             f"{min(evaluations)} run in the tables; every seed's numbers follow.", "",
-             *paper_layout(main["methods"], names, {"2": PAPER_TABLE_2, "3": PAPER_TABLE_3}), "",
-             "## Beyond the paper", "", table({**main["methods"], **main["references"]}, names, BEYOND), "",
-             "## The baselines over their seeds", "",
-             "| baseline | " + " | ".join(SEED_KEYS) + " |", "|---|" + "---|" * len(SEED_KEYS)]
+    lines = [
+        "# The release model (sclmd release): SCLDM on the shipped first stage",
+        "",
+        f"Test split, {main['n_clips']} clips of {main['n_speakers']} speakers; judged by the run's judges. "
+        "95% intervals with speakers resampled. The baselines are the seed-"
+        f"{min(evaluations)} run in the tables; every seed's numbers follow.",
+        "",
+        *paper_layout(main["methods"], names, {"2": PAPER_TABLE_2, "3": PAPER_TABLE_3}),
+        "",
+        "## Beyond the paper",
+        "",
+        table({**main["methods"], **main["references"]}, names, BEYOND),
+        "",
+        "## The baselines over their seeds",
+        "",
+        "| baseline | " + " | ".join(SEED_KEYS) + " |",
+        "|---|" + "---|" * len(SEED_KEYS),
+    ]
     for name, stats in seeds["baselines"].items():
-        lines.append(f"| {names[name]} | " + " | ".join(
-            f"{stats[k]['mean']:.3f} ± {stats[k]['std']:.3f}" if k in stats else "" for k in SEED_KEYS) + " |")
-    lines += ["", "SCLDM's paired difference to each seed (negative = SCLDM closer; **ahead** = interval below 0):", "",
-              "| baseline | seed | best-of-K cos | cos |", "|---|---|---|---|"]
+        lines.append(
+            f"| {names[name]} | "
+            + " | ".join(f"{stats[k]['mean']:.3f} ± {stats[k]['std']:.3f}" if k in stats else "" for k in SEED_KEYS)
+            + " |"
+        )
+    lines += [
+        "",
+        "SCLDM's paired difference to each seed (negative = SCLDM closer; **ahead** = interval below 0):",
+        "",
+        "| baseline | seed | best-of-K cos | cos |",
+        "|---|---|---|---|",
+    ]
     for name, verdicts in seeds["verdicts"].items():
         for seed in sorted(verdicts["cos"], key=int):
-            cells = [f"{v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}] {v['verdict']}"
-                     for v in (verdicts["best_of_k_cos"][seed], verdicts["cos"][seed])]
+            cells = [
+                f"{v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}] {v['verdict']}"
+                for v in (verdicts["best_of_k_cos"][seed], verdicts["cos"][seed])
+            ]
             lines.append(f"| {names[name]} | {seed} | {cells[0]} | {cells[1]} |")
     lines += ["", "![comparison](comparison.png)", "", "![real voices](real_voices.png)", ""]
     with atomic_dir(out_dir) as tmp:
-        for name, source in (("comparison.png", "comparison.png"), ("real_voices.png", "real_voices.png"),
-                             ("methods.png", "methods.png")):
+        for name, source in (
+            ("comparison.png", "comparison.png"),
+            ("real_voices.png", "real_voices.png"),
+            ("methods.png", "methods.png"),
+        ):
             path = work / "reports/eval/plots" / source
             if path.is_file():
                 shutil.copy2(path, tmp / name)
@@ -360,38 +436,68 @@ def scldm_card(summary: dict, params: dict, sums: dict[str, str], machine: dict,
         interval = row.get(f"{key}_ci")
         return f"{row[key]:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
-    rows = [("two-sample accuracy (C2ST; 0.5 = real)", ci(s, "two_sample_acc"), ci(refs["real"], "two_sample_acc")),
-            ("gender accuracy (judges)", ci(s, "gender_acc"), ci(refs["real"], "gender_acc")),
-            ("age within 10 years", ci(s, "age_acc"), ci(refs["real"], "age_acc")),
-            ("R@1 among the test speakers", ci(s, "retrieval_r1"), ci(refs["real"], "retrieval_r1")),
-            ("cos distance (first sample)", ci(s, "cos"), ""), ("best-of-K cos distance", ci(s, "best_of_k_cos"), "")]
+    rows = [
+        ("two-sample accuracy (C2ST; 0.5 = real)", ci(s, "two_sample_acc"), ci(refs["real"], "two_sample_acc")),
+        ("gender accuracy (judges)", ci(s, "gender_acc"), ci(refs["real"], "gender_acc")),
+        ("age within 10 years", ci(s, "age_acc"), ci(refs["real"], "age_acc")),
+        ("R@1 among the test speakers", ci(s, "retrieval_r1"), ci(refs["real"], "retrieval_r1")),
+        ("cos distance (first sample)", ci(s, "cos"), ""),
+        ("best-of-K cos distance", ci(s, "best_of_k_cos"), ""),
+    ]
     voices = summary.get("real_voices") or {}
-    return "\n".join([
-        "# scldm-voxsynth: the release SCLDM", "",
-        "The speech-conditioned latent diffusion model trained long by `sclmd release` on VoxSynth, on the "
-        "shipped first stage (`weights/face-autoencoder`). `sclmd generate`, `demo`, `check-voices` and `talk` "
-        "use it when the registry has no champion; `sclmd promote` gates a first challenger against it. The "
-        "folder is a pipeline folder (`SpeechToFacePipeline.from_pretrained`) with the judges it was measured by.",
-        "", "## Data", "",
-        f"VoxSynth as `make run` generates it (synth seed {params['synth']['seed']}, {params['synth']['n_speakers']} "
-        "speakers, split by speaker 80/10/10).", "",
-        "## Training", "",
-        f"- pre-training {params['pretrain']['max_steps']} joint steps from the first stage; LDM "
-        f"{params['ldm']['max_steps']:,} steps at batch {params['ldm']['batch_size']}",
-        f"- wall time: {hours:.2f} h of the release's stages on {line(machine)}",
-        f"- git commit: `{commit}`", "",
-        "## Metrics (test split, 95% intervals, speakers resampled)", "",
-        "| | SCLDM | real faces (judges' ceiling) |", "|---|---|---|",
-        *[f"| {name} | {a} | {b} |" for name, a, b in rows], "",
-        f"Real voices (`sclmd check-voices real_voices`): gender agreement "
-        f"{voices.get('gender_agreement', float('nan')):.2f}." if voices else "",
-        "", "Baselines over seeds " + ", ".join(map(str, seeds["seeds"])) + ": SCLDM ahead of every seed of every "
-        "baseline on best-of-K and single-sample cos: "
-        + ("yes" if all(v.get("ahead_with_every_seed") for v in seeds["verdicts"].values()) else "no")
-        + " (reports/release/report.md).", "",
-        "## Files", "", "| file | sha256 |", "|---|---|", *[f"| {n} | `{d}` |" for n, d in sums.items()], "",
-        "## Reproduce", "", "```bash", f"git checkout {commit.removesuffix('-dirty')}",
-        f"{SCLDM_COMMAND}     # overrides: release.yaml; resumes after a kill", "```", ""])
+    return "\n".join(
+        [
+            "# scldm-voxsynth: the release SCLDM",
+            "",
+            "The speech-conditioned latent diffusion model trained long by `sclmd release` on VoxSynth, on the "
+            "shipped first stage (`weights/face-autoencoder`). `sclmd generate`, `demo`, `check-voices` and `talk` "
+            "use it when the registry has no champion; `sclmd promote` gates a first challenger against it. The "
+            "folder is a pipeline folder (`SpeechToFacePipeline.from_pretrained`) with the judges it was measured by.",
+            "",
+            "## Data",
+            "",
+            f"VoxSynth as `make run` generates it (synth seed {params['synth']['seed']}, "
+            f"{params['synth']['n_speakers']} "
+            "speakers, split by speaker 80/10/10).",
+            "",
+            "## Training",
+            "",
+            f"- pre-training {params['pretrain']['max_steps']} joint steps from the first stage; LDM "
+            f"{params['ldm']['max_steps']:,} steps at batch {params['ldm']['batch_size']}",
+            f"- wall time: {hours:.2f} h of the release's stages on {line(machine)}",
+            f"- git commit: `{commit}`",
+            "",
+            "## Metrics (test split, 95% intervals, speakers resampled)",
+            "",
+            "| | SCLDM | real faces (judges' ceiling) |",
+            "|---|---|---|",
+            *[f"| {name} | {a} | {b} |" for name, a, b in rows],
+            "",
+            f"Real voices (`sclmd check-voices real_voices`): gender agreement "
+            f"{voices.get('gender_agreement', float('nan')):.2f}."
+            if voices
+            else "",
+            "",
+            "Baselines over seeds " + ", ".join(map(str, seeds["seeds"])) + ": SCLDM ahead of every seed of every "
+            "baseline on best-of-K and single-sample cos: "
+            + ("yes" if all(v.get("ahead_with_every_seed") for v in seeds["verdicts"].values()) else "no")
+            + " (reports/release/report.md).",
+            "",
+            "## Files",
+            "",
+            "| file | sha256 |",
+            "|---|---|",
+            *[f"| {n} | `{d}` |" for n, d in sums.items()],
+            "",
+            "## Reproduce",
+            "",
+            "```bash",
+            f"git checkout {commit.removesuffix('-dirty')}",
+            f"{SCLDM_COMMAND}     # overrides: release.yaml; resumes after a kill",
+            "```",
+            "",
+        ]
+    )
 
 
 def ship_scldm(work: Path, root: Path, summary: dict, hours: float, target: Path | None = None) -> Path:

@@ -27,8 +27,13 @@ def load_voice(path: Path, sample_rate: int, max_seconds: float = MAX_SECONDS) -
     from sclmd.data.audio import prepare_audio
 
     try:
-        prepared = prepare_audio(Path(path), DataParams(sample_rate=sample_rate, clip_seconds=max_seconds),
-                                 min_seconds=MIN_SECONDS, silence_dbfs=SILENCE_DBFS, end=max_seconds + 1.0)
+        prepared = prepare_audio(
+            Path(path),
+            DataParams(sample_rate=sample_rate, clip_seconds=max_seconds),
+            min_seconds=MIN_SECONDS,
+            silence_dbfs=SILENCE_DBFS,
+            end=max_seconds + 1.0,
+        )
     except ClipRejected as e:
         raise SclmdError(f"{path}: {e.reason}") from None
     keep = int(round(min(prepared.source_seconds, max_seconds) * sample_rate))
@@ -60,33 +65,51 @@ def load_pose(path: Path, n_frames: int) -> np.ndarray:
             reader = csv.DictReader(f)
             missing = {"yaw", "pitch", "roll"} - set(reader.fieldnames or [])
             if missing:
-                raise SclmdError(f"{path}: needs a header with columns yaw, pitch, roll (missing: "
-                                 f"{', '.join(sorted(missing))})")
+                raise SclmdError(
+                    f"{path}: needs a header with columns yaw, pitch, roll (missing: {', '.join(sorted(missing))})"
+                )
             rows = []
             for n, row in enumerate(reader, start=2):
                 try:
                     rows.append([float(row["yaw"]), float(row["pitch"]), float(row["roll"])])
                 except (TypeError, ValueError):
-                    raise SclmdError(f"{path}, row {n}: yaw, pitch and roll must be numbers (degrees), got "
-                                     f"{row['yaw']!r}, {row['pitch']!r}, {row['roll']!r}") from None
+                    raise SclmdError(
+                        f"{path}, row {n}: yaw, pitch and roll must be numbers (degrees), got "
+                        f"{row['yaw']!r}, {row['pitch']!r}, {row['roll']!r}"
+                    ) from None
         pose = np.array(rows, dtype=np.float32).reshape(-1, 3)
     if pose.ndim != 2 or pose.shape[1] != 3:
         raise SclmdError(f"{path}: expected [frames, 3] (yaw, pitch, roll), got shape {list(pose.shape)}")
     if not np.isfinite(pose).all():
         raise SclmdError(f"{path}: holds non-finite values")
     if len(pose) < n_frames:
-        raise SclmdError(f"{path}: {len(pose)} rows, but the voice lasts {n_frames} frames at 25 fps: give one row per "
-                         "frame (extra rows are ignored)")
+        raise SclmdError(
+            f"{path}: {len(pose)} rows, but the voice lasts {n_frames} frames at 25 fps: give one row per "
+            "frame (extra rows are ignored)"
+        )
     if np.abs(pose).max() > 45:
-        raise SclmdError(f"{path}: angles up to {np.abs(pose).max():.0f} degrees; the talker was trained on a few "
-                         "degrees (|angle| <= 45 accepted). Give degrees, not radians x 100 or similar.")
+        raise SclmdError(
+            f"{path}: angles up to {np.abs(pose).max():.0f} degrees; the talker was trained on a few "
+            "degrees (|angle| <= 45 accepted). Give degrees, not radians x 100 or similar."
+        )
     return pose[:n_frames].astype(np.float32)
 
 
-def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None = None,
-         talker_dir: Path = DEFAULT_TALKER, checkpoint: Path | None = None, method: str = "dae",
-         seed: int = 0, steps: int | None = None, max_seconds: float = MAX_SECONDS, scale: int = 4,
-         code: str = "noise") -> dict:
+def talk(
+    voice: Path,
+    out: Path,
+    *,
+    face: Path | None = None,
+    pose: Path | None = None,
+    talker_dir: Path = DEFAULT_TALKER,
+    checkpoint: Path | None = None,
+    method: str = "dae",
+    seed: int = 0,
+    steps: int | None = None,
+    max_seconds: float = MAX_SECONDS,
+    scale: int = 4,
+    code: str = "noise",
+) -> dict:
     """Writes the video; returns what was used (face source, frames, seconds). `checkpoint`: the SCLDM that
     draws the face when none is given (None: `sclmd.model_choice`'s default)."""
     import torch
@@ -133,8 +156,16 @@ def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None 
         with torch.no_grad():
             drawn = pipeline(pipeline.speech_embedding(torch.from_numpy(np.resize(wave, need))[None]), seed=seed)
         face_image, source = to_uint8(drawn)[0], f"SCLDM ({checkpoint}, seed {seed})"
-    frames, _ = talker.speak(torch.from_numpy(wave), torch.from_numpy(np.ascontiguousarray(face_image)),
-                             method=method, pose=given_pose, n_frames=n_frames, steps=steps, code=code, seed=seed)
+    frames, _ = talker.speak(
+        torch.from_numpy(wave),
+        torch.from_numpy(np.ascontiguousarray(face_image)),
+        method=method,
+        pose=given_pose,
+        n_frames=n_frames,
+        steps=steps,
+        code=code,
+        seed=seed,
+    )
     video = to_uint8(frames)
     if scale > 1:  # the model draws 64 px faces; a player shows them larger without blurring the pixels away
         from PIL import Image
@@ -142,5 +173,10 @@ def talk(voice: Path, out: Path, *, face: Path | None = None, pose: Path | None 
         side = video.shape[1] * scale
         video = np.stack([np.asarray(Image.fromarray(f).resize((side, side), Image.Resampling.LANCZOS)) for f in video])
     write_mp4(out, video, wave, talker.cfg.sample_rate, talker.cfg.fps)
-    return {"face": source, "frames": n_frames, "seconds": round(len(wave) / talker.cfg.sample_rate, 2),
-            "pose": str(pose) if pose else "predicted from the voice", "out": str(out)}
+    return {
+        "face": source,
+        "frames": n_frames,
+        "seconds": round(len(wave) / talker.cfg.sample_rate, 2),
+        "pose": str(pose) if pose else "predicted from the voice",
+        "out": str(out),
+    }

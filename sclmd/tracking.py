@@ -27,9 +27,7 @@ def tracking_uri(root: Path) -> str:
 
 def git_commit(root: Path) -> str:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     if out.returncode != 0:
@@ -37,7 +35,10 @@ def git_commit(root: Path) -> str:
     commit = out.stdout.strip()
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=root, capture_output=True, text=True, timeout=10,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     return commit + ("-dirty" if dirty.stdout.strip() else "")
 
@@ -92,7 +93,8 @@ def stage_run(stage: str, root: Path, params: dict[str, Any]) -> Iterator[Any]:
 
 @contextmanager
 def pipeline_run(root: Path, params: dict[str, Any], run_name: str = "pipeline") -> Iterator[Any]:
-    """The parent run (tagged sclmd.stage = run_name: pipeline | talker); children started by stage subprocesses attach to it."""
+    """The parent run (tagged sclmd.stage = run_name: pipeline | talker | release); children started by stage
+    subprocesses attach to it."""
     mlflow = _setup(root)
     tags = {
         "sclmd.stage": run_name,

@@ -34,20 +34,36 @@ class Browser:
     def __init__(self, fake_microphone: bool = False, width: int = 1100, height: int = 900):
         browser, driver = _which(CHROMIUM), _which(DRIVER)
         if not browser or not driver:
-            raise RuntimeError("a browser test needs Debian's chromium and chromium-driver: "
-                               "apt-get install chromium chromium-driver (make test installs them when it can)")
+            raise RuntimeError(
+                "a browser test needs Debian's chromium and chromium-driver: "
+                "apt-get install chromium chromium-driver (make test installs them when it can)"
+            )
         self.port = free_port()
-        self.driver = subprocess.Popen([driver, f"--port={self.port}"], stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}", "--no-first-run", "--disable-extensions"]
+        self.driver = subprocess.Popen(
+            [driver, f"--port={self.port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--window-size={width},{height}",
+            "--no-first-run",
+            "--disable-extensions",
+        ]
         if fake_microphone:  # a generated test signal instead of a microphone, and no permission prompt
             args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
         deadline = time.time() + 30
         while True:
             try:
-                caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome",
-                                                         "goog:chromeOptions": {"binary": browser, "args": args}}}}
+                caps = {
+                    "capabilities": {
+                        "alwaysMatch": {
+                            "browserName": "chrome",
+                            "goog:chromeOptions": {"binary": browser, "args": args},
+                        }
+                    }
+                }
                 self.session = self._call("POST", "/session", caps)["sessionId"]
                 break
             except (urllib.error.URLError, ConnectionError):
@@ -61,8 +77,12 @@ class Browser:
 
     def _call(self, method: str, path: str, body: dict | None = None):
         data = json.dumps(body if body is not None else {}).encode() if method == "POST" else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=120) as response:
                 return json.loads(response.read())["value"]

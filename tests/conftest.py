@@ -22,14 +22,36 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "synth": {"n_speakers": 12, "utterances_per_speaker": 2, "faces_per_speaker": 2, "sample_wavs": 2},
     "prepare": {"shard_size": 8, "workers": 2},
-    "pretrain": {"batch_size": 4, "max_steps": 4, "autoencoder_steps": 2, "autoencoder_batch_size": 4,
-                 "checkpoint_every": 2, "log_every": 1, "eval_batch_size": 16},
+    "pretrain": {
+        "batch_size": 4,
+        "max_steps": 4,
+        "autoencoder_steps": 2,
+        "autoencoder_batch_size": 4,
+        "checkpoint_every": 2,
+        "log_every": 1,
+        "eval_batch_size": 16,
+    },
     "prior": {"ladder_start": 2},
-    "ldm": {"batch_size": 4, "max_steps": 4, "checkpoint_every": 2, "sample_every": 2, "log_every": 1,
-            "sample_speakers": 2, "samples_per_speaker": 2, "sample_steps": 3, "warmup_steps": 1},
+    "ldm": {
+        "batch_size": 4,
+        "max_steps": 4,
+        "checkpoint_every": 2,
+        "sample_every": 2,
+        "log_every": 1,
+        "sample_speakers": 2,
+        "samples_per_speaker": 2,
+        "sample_steps": 3,
+        "warmup_steps": 1,
+    },
     "judges": {"epochs": 1, "width": 4, "feature_dim": 8, "batch_size": 8},
-    "baselines": {"steps": 5, "hidden": 16, "batch_size": 8, "checkpoint_every": 2,
-                  "wav2pix": {"steps": 3, "batch_size": 4}, "wen": {"embed_steps": 2, "steps": 3, "batch_size": 4}},
+    "baselines": {
+        "steps": 5,
+        "hidden": 16,
+        "batch_size": 8,
+        "checkpoint_every": 2,
+        "wav2pix": {"steps": 3, "batch_size": 4},
+        "wen": {"embed_steps": 2, "steps": 3, "batch_size": 4},
+    },
     "evaluate": {"samples": 2, "grid_clips": 2, "real_voice_samples": 2},
     "user_study": {"n_clips": 3},
 }
@@ -37,8 +59,14 @@ TINY = {
 
 # The modules whose tests use the session's pipeline run (`ran_pipeline`, ~3 minutes): under
 # pytest-xdist (`make test` runs two workers) they all go to one worker, so that it runs once.
-RAN_PIPELINE_MODULES = ("tests/test_demo.py", "tests/test_operate.py", "tests/test_pipeline.py",
-                        "tests/test_real_voices.py", "tests/test_release_model.py", "tests/test_talker.py")
+RAN_PIPELINE_MODULES = (
+    "tests/test_demo.py",
+    "tests/test_operate.py",
+    "tests/test_pipeline.py",
+    "tests/test_real_voices.py",
+    "tests/test_release_model.py",
+    "tests/test_talker.py",
+)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -108,8 +136,14 @@ def sclmd_cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subp
 
     base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     base["PATH"] = os.path.dirname(sys.executable) + os.pathsep + base["PATH"]
-    return subprocess.run([sys.executable, "-m", "sclmd", *args], cwd=root, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "sclmd", *args],
+        cwd=root,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -140,8 +140,11 @@ def write_mp4(
             signal = voice_like(seconds, sr)[0] if audio is None else audio
             audio_stream, planar = _add_audio_stream(container, signal, sr)
         for index in range(n_frames):
-            image = (video_frame(index, n_frames, size, face_color, face_center, face_radius) if picture is None
-                     else picture.resize(size))
+            image = (
+                video_frame(index, n_frames, size, face_color, face_center, face_radius)
+                if picture is None
+                else picture.resize(size)
+            )
             frame = av.VideoFrame.from_image(image)
             frame.pts = index
             frame.time_base = Fraction(1, fps)
@@ -154,9 +157,7 @@ def write_mp4(
     return path
 
 
-def write_image(
-    path: Path, mode: str, size: tuple[int, int], color: tuple[int, int, int] = RED
-) -> Path:
+def write_image(path: Path, mode: str, size: tuple[int, int], color: tuple[int, int, int] = RED) -> Path:
     """An image of `mode` (any PIL mode the format takes) and size (width, height).
 
     A `color` disc in the middle of a light-grey field; in alpha modes the field is
@@ -167,9 +168,7 @@ def write_image(
     width, height = size
     image = Image.new("RGBA", size, (200, 200, 200, 0 if "A" in mode else 255))
     r = min(size) / 4
-    ImageDraw.Draw(image).ellipse(
-        (width / 2 - r, height / 2 - r, width / 2 + r, height / 2 + r), fill=(*color, 255)
-    )
+    ImageDraw.Draw(image).ellipse((width / 2 - r, height / 2 - r, width / 2 + r, height / 2 + r), fill=(*color, 255))
     if mode.startswith("I;16"):
         grey = np.asarray(image.convert("L"), dtype=np.uint16) * 257
         Image.fromarray(grey).save(path)  # uint16 -> mode I;16
@@ -201,9 +200,7 @@ def make_avspeech_tree(
         if index >= n_videos - missing:
             continue
         if index < full_videos:
-            write_mp4(
-                videos_dir / f"{ytid}.mp4", end + 0.5, 10, (96, 64), 16000, face_center=(0.4, 0.5)
-            )
+            write_mp4(videos_dir / f"{ytid}.mp4", end + 0.5, 10, (96, 64), 16000, face_center=(0.4, 0.5))
         else:
             write_mp4(
                 videos_dir / f"{ytid}_{start:.6f}_{end:.6f}.mp4",
@@ -250,9 +247,7 @@ def make_voxceleb1_tree(
                 )
         _write_faces(root / "faces" / name, faces_per_speaker)
     (root / "vox1_meta.csv").write_text("".join(lines))
-    return VoxCelebParams(
-        meta=str(root / "vox1_meta.csv"), audio_dir=str(root / "wav"), faces_dir=str(root / "faces")
-    )
+    return VoxCelebParams(meta=str(root / "vox1_meta.csv"), audio_dir=str(root / "wav"), faces_dir=str(root / "faces"))
 
 
 def make_voxceleb2_tree(
@@ -282,9 +277,7 @@ def make_voxceleb2_tree(
                 )
         _write_faces(root / "faces" / name, faces_per_speaker)
     (root / "vox2_meta.csv").write_text("".join(lines))
-    return VoxCelebParams(
-        meta=str(root / "vox2_meta.csv"), audio_dir=str(root / "aac"), faces_dir=str(root / "faces")
-    )
+    return VoxCelebParams(meta=str(root / "vox2_meta.csv"), audio_dir=str(root / "aac"), faces_dir=str(root / "faces"))
 
 
 def make_voxsynth_tree(
@@ -324,12 +317,16 @@ def real_photos() -> dict[str, Path]:
     import skimage
 
     data = Path(skimage.__file__).parent / "data"
-    return {"Collins": data / "astronaut.png", "Hopper": Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg",
-            "coffee": data / "coffee.png"}
+    return {
+        "Collins": data / "astronaut.png",
+        "Hopper": Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg",
+        "coffee": data / "coffee.png",
+    }
 
 
-def make_real_photo_voxceleb1_tree(root: Path, n_speakers: int, faces_per_speaker: int = 2,
-                                   utterances_per_speaker: int = 2) -> VoxCelebParams:
+def make_real_photo_voxceleb1_tree(
+    root: Path, n_speakers: int, faces_per_speaker: int = 2, utterances_per_speaker: int = 2
+) -> VoxCelebParams:
     """A VoxCeleb1-format tree whose face images are real photos, framed differently per image
     (offsets, flips, backgrounds).  There are only two real people, so "speakers" alternate
     between Collins and Hopper; the gender column alternates f, m as fixture metadata (both are
@@ -343,8 +340,11 @@ def make_real_photo_voxceleb1_tree(root: Path, n_speakers: int, faces_per_speake
         name = f"{person}_{k:02d}"
         meta.append(f"{vox_id}\t{name}\t{'fm'[k % 2]}\tUSA\tdev")
         for u in range(utterances_per_speaker):
-            write_wav(root / "wav" / vox_id / f"yt{k:02d}" / f"{u + 1:05d}.wav",
-                      voice_like(1.5, 16000, f0=110 + 15 * k), 16000)
+            write_wav(
+                root / "wav" / vox_id / f"yt{k:02d}" / f"{u + 1:05d}.wav",
+                voice_like(1.5, 16000, f0=110 + 15 * k),
+                16000,
+            )
         base = Image.open(photos[person]).convert("RGB").resize((400, 460))
         folder = root / "faces" / name
         folder.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,7 @@ SILENCE_DBFS = -55.0
 
 
 def prepare(path: Path, **cut: float) -> np.ndarray:
-    return prepare_audio(
-        path, DATA, min_seconds=MIN_SECONDS, silence_dbfs=SILENCE_DBFS, **cut
-    ).samples
+    return prepare_audio(path, DATA, min_seconds=MIN_SECONDS, silence_dbfs=SILENCE_DBFS, **cut).samples
 
 
 def dominant_frequency(samples: np.ndarray, sr: int) -> float:
@@ -126,9 +124,7 @@ def test_reversed_segment_is_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT"])
 def test_integer_and_float_wavs_keep_their_level(tmp_path: Path, subtype: str) -> None:
-    path = write_wav(
-        tmp_path / f"{subtype}.wav", tone(1.5, 16000, 250, amplitude=0.5), 16000, subtype
-    )
+    path = write_wav(tmp_path / f"{subtype}.wav", tone(1.5, 16000, 250, amplitude=0.5), 16000, subtype)
     samples, _ = decode_audio(path)
     assert samples.dtype == np.float32
     assert abs(np.max(samples) - 0.5) < 0.01
@@ -156,9 +152,7 @@ def test_unsigned_8bit_wav_prepares_at_the_right_level(tmp_path: Path) -> None:
 
 
 def test_96khz_six_channel_wav_is_downmixed_and_resampled(tmp_path: Path) -> None:
-    channels = np.stack(
-        [tone(2.0, 96000, 1000, amplitude=0.4)] * 3 + [np.zeros(192000, np.float32)] * 3
-    )
+    channels = np.stack([tone(2.0, 96000, 1000, amplitude=0.4)] * 3 + [np.zeros(192000, np.float32)] * 3)
     path = write_wav(tmp_path / "surround.wav", channels, 96000)
     clip = prepare(path)
     assert clip.shape == (DATA.clip_samples,) and clip.dtype == np.int16

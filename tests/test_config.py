@@ -69,9 +69,7 @@ def test_not_yaml_and_missing(tmp_path):
 
 def test_cli_reports_misspelled_key_without_traceback(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"image_sise": 64}}))
-    out = subprocess.run(
-        [sys.executable, "-m", "sclmd", "check-params"], cwd=tmp_path, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "sclmd", "check-params"], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 2
     assert "unknown key 'data.image_sise'" in out.stderr
     assert "image_size" in out.stderr
@@ -86,10 +84,15 @@ def test_defaults_equal_repo_file_except_documented_knobs():
 def test_importing_sclmd_turns_telemetry_off_and_gives_prefect_time_to_start_but_keeps_the_users_settings():
     """A fresh machine's first ephemeral Prefect server took longer than Prefect's 20 s default, and `make run`
     died before its first stage: sclmd raises the limit (and turns telemetry off) unless the user set their own."""
-    show = ("import os, sclmd; print(os.environ['PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS'], "
-            "os.environ['DO_NOT_TRACK'], os.environ['HF_HUB_OFFLINE'])")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "DO_NOT_TRACK", "HF_HUB_OFFLINE")}
+    show = (
+        "import os, sclmd; print(os.environ['PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS'], "
+        "os.environ['DO_NOT_TRACK'], os.environ['HF_HUB_OFFLINE'])"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "DO_NOT_TRACK", "HF_HUB_OFFLINE")
+    }
     out = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["180", "true", "1"]
     env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "45"

@@ -43,7 +43,9 @@ def test_missing_file_names_the_clips(prepared_copy):
     assert "face file present" in fails
     n_missing = int((frame["face_file"] == victim).sum())
     assert fails["face file present"]["unexpected_count"] == n_missing
-    assert fails["face file present"]["examples"][0]["clip_id"] in set(frame.loc[frame["face_file"] == victim, "clip_id"])
+    assert fails["face file present"]["examples"][0]["clip_id"] in set(
+        frame.loc[frame["face_file"] == victim, "clip_id"]
+    )
     assert "face file present" in result.summary(prepared_copy)
 
 
@@ -69,7 +71,6 @@ def test_speaker_in_two_splits(prepared_copy):
 
 def test_path_escaping_the_data_root_is_not_opened(prepared_copy, tmp_path):
     outside = tmp_path / "outside.audio.npy"
-
 
     np.save(outside, np.zeros((4, 96000), dtype=np.int16))  # a valid shard, but outside the root
 
@@ -111,16 +112,25 @@ def test_no_or_broken_manifest_is_a_clear_error(tmp_path):
 
 
 def test_cli_validate_exit_codes(prepared_copy, tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "sclmd", "validate", str(prepared_copy)],
-                        cwd=tmp_path, capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "sclmd", "validate", str(prepared_copy)], cwd=tmp_path, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     assert "PASSED" in ok.stdout
     edit_manifest(prepared_copy, lambda f: f.__setitem__("clip_id", "same"))
-    bad = subprocess.run([sys.executable, "-m", "sclmd", "validate", str(prepared_copy), "--report", str(tmp_path / "r.json")],
-                         cwd=tmp_path, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sclmd", "validate", str(prepared_copy), "--report", str(tmp_path / "r.json")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1
     assert "FAILED" in bad.stdout and "clip ids are unique" in bad.stdout and "clip same" in bad.stdout
     assert "Traceback" not in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "sclmd", "validate", str(tmp_path / "nope")],
-                             cwd=tmp_path, capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "sclmd", "validate", str(tmp_path / "nope")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and "no manifest" in missing.stderr

@@ -31,9 +31,14 @@ def demo(ran_pipeline):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     log = open(root.parent / f"demo-{port}.log", "w+")
-    server = subprocess.Popen([sys.executable, "-m", "sclmd", "demo", "--checkpoint", "models/ldm", "--samples", "2",
-                               "--port", str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sclmd", "demo", "--checkpoint", "models/ldm", "--samples", "2", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while True:
@@ -79,8 +84,11 @@ def test_api_answers_a_voice_with_judged_faces_and_bad_uploads_with_a_message(de
     # too large: answered from the declared length, before any of the body is read
     connection = http.client.HTTPConnection(demo.removeprefix("http://"), timeout=60)
     connection.putrequest("POST", "/api/faces")
-    for key, value in (("Content-Length", str(26 * 2**20)), ("X-Filename", "big.wav"),
-                       ("Content-Type", "application/octet-stream")):
+    for key, value in (
+        ("Content-Length", str(26 * 2**20)),
+        ("X-Filename", "big.wav"),
+        ("Content-Type", "application/octet-stream"),
+    ):
         connection.putheader(key, value)
     connection.endheaders()
     response = connection.getresponse()
@@ -94,8 +102,10 @@ def test_api_answers_a_voice_with_judged_faces_and_bad_uploads_with_a_message(de
 
 def test_page_in_a_real_browser_upload_rejected_upload_and_microphone(demo, tmp_path):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.fail("chromium and chromium-driver are missing: `make test` installs them (apt-get install "
-                    "chromium chromium-driver)")
+        pytest.fail(
+            "chromium and chromium-driver are missing: `make test` installs them (apt-get install "
+            "chromium chromium-driver)"
+        )
     bad = tmp_path / "notes.txt"
     bad.write_text("not a voice")
     with Browser(fake_microphone=True) as browser:
@@ -120,7 +130,9 @@ def test_page_in_a_real_browser_upload_rejected_upload_and_microphone(demo, tmp_
         assert browser.text("#error") == ""  # the last upload's message is gone
         time.sleep(2.0)
         browser.click("#record")
-        status = browser.wait_for("const s = document.querySelector('#status').textContent; "
-                                  "return (s.startsWith('Faces for') || document.querySelector('#error').textContent) && s")
+        status = browser.wait_for(
+            "const s = document.querySelector('#status').textContent; "
+            "return (s.startsWith('Faces for') || document.querySelector('#error').textContent) && s"
+        )
         assert browser.text("#error") == "" and status == "Faces for your recording:"
         assert browser.script("return document.querySelectorAll('#faces img').length") == 2

@@ -68,8 +68,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             dist.all_reduce(g)
         logged = mean_over_processes({"a": float(rank), "b": torch.tensor(2.0 * rank + 1)})  # what the loops log
         if rank == 0:
-            torch.save({"loss": loss / world, "grads": [g / world for g in grads],
-                        "logged": torch.tensor([logged["a"], logged["b"]])}, out)
+            torch.save(
+                {
+                    "loss": loss / world,
+                    "grads": [g / world for g in grads],
+                    "logged": torch.tensor([logged["a"], logged["b"]]),
+                },
+                out,
+            )
     finally:
         dist.destroy_process_group()
 
@@ -92,9 +98,14 @@ def test_two_process_gathered_loss_and_gradients_equal_one_process_on_the_whole_
     # without gathering, each process would see only its own half as negatives: a different loss
     speech_net, face_net, logit_scale, voices, faces = encoders_and_batch()
     with torch.no_grad():
-        halves = [contrastive_loss(logit_scale.exp() * torch.nn.functional.normalize(speech_net(voices[r]), dim=-1)
-                                   @ torch.nn.functional.normalize(face_net(faces[r]), dim=-1).T)
-                  for r in (torch.arange(0, BATCH, 2), torch.arange(1, BATCH, 2))]
+        halves = [
+            contrastive_loss(
+                logit_scale.exp()
+                * torch.nn.functional.normalize(speech_net(voices[r]), dim=-1)
+                @ torch.nn.functional.normalize(face_net(faces[r]), dim=-1).T
+            )
+            for r in (torch.arange(0, BATCH, 2), torch.arange(1, BATCH, 2))
+        ]
     assert abs((sum(halves) / 2).item() - one_loss.item()) > 1e-3
 
 
@@ -122,8 +133,15 @@ def start_sclmd(root, *args: str, env: dict | None = None) -> subprocess.Popen:
     """`sclmd ARGS` in its own session, so that the test can kill it with all its processes."""
     base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     base["PATH"] = os.path.dirname(sys.executable) + os.pathsep + base["PATH"]  # dvc, for `sclmd pipeline`
-    return subprocess.Popen([sys.executable, "-m", "sclmd", *args], cwd=root, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, env={**base, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "sclmd", *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**base, **(env or {})},
+    )
 
 
 def run_sclmd(root, *args: str, env: dict | None = None) -> str:
@@ -177,8 +195,9 @@ def test_training_stages_run_in_two_processes_agree_and_resume_after_sigkill(tin
     resumed = re.search(r"resuming from \S+/step-\d{7} \(step (\d+)\)", out)
     assert resumed and 4 <= int(resumed.group(1)) < 20, out[-4000:]  # from the killed run's last checkpoint
     assert AGREED.search(out).group(1) == agreed.group(1)
-    assert ((killed / "models/pretrain/model.safetensors").read_bytes()
-            == (straight / "models/pretrain/model.safetensors").read_bytes())
+    assert (killed / "models/pretrain/model.safetensors").read_bytes() == (
+        straight / "models/pretrain/model.safetensors"
+    ).read_bytes()
 
     # the LDM and the baselines on top, also in two processes; the baselines through the pipeline's switch
     run_sclmd(straight, "stage", "prior")

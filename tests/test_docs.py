@@ -26,17 +26,22 @@ def site(tmp_path_factory) -> Path:
     generated = {"cli.md", "params.md", "results"}  # what the generator writes: made afresh below
     for rel in ("docs", "reports", "benchmarks/results", "weights"):
         if (REPO / rel).exists():
-            shutil.copytree(REPO / rel, root / rel,
-                            ignore=lambda folder, names: [n for n in names if n in generated and "docs" in folder])
+            shutil.copytree(
+                REPO / rel,
+                root / rel,
+                ignore=lambda folder, names: [n for n in names if n in generated and "docs" in folder],
+            )
     for rel in ("mkdocs.yml", "params.yaml", "README.md"):
         shutil.copy2(REPO / rel, root / rel)
     (root / "sclmd").symlink_to(REPO / "sclmd")  # mkdocstrings reads the package's source
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(REPO)}
-    generated = subprocess.run([sys.executable, "-m", "sclmd.docs"], cwd=root, capture_output=True, text=True,
-                               env=env, timeout=300)
+    generated = subprocess.run(
+        [sys.executable, "-m", "sclmd.docs"], cwd=root, capture_output=True, text=True, env=env, timeout=300
+    )
     assert generated.returncode == 0, generated.stderr[-3000:]
-    built = subprocess.run([str(BIN / "mkdocs"), "build", "--strict"], cwd=root, capture_output=True, text=True,
-                           env=env, timeout=600)
+    built = subprocess.run(
+        [str(BIN / "mkdocs"), "build", "--strict"], cwd=root, capture_output=True, text=True, env=env, timeout=600
+    )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     return root / "site"
 
@@ -56,8 +61,11 @@ def test_every_command_option_and_params_key_has_a_description():
 def test_a_new_key_without_a_description_is_reported(tmp_path):
     from sclmd.docs import params_reference
 
-    text = (REPO / "params.yaml").read_text().replace("  seed: 0           # the data set's seed: same seed, "
-                                                      "byte-identical files", "  seed: 0")
+    text = (
+        (REPO / "params.yaml")
+        .read_text()
+        .replace("  seed: 0           # the data set's seed: same seed, byte-identical files", "  seed: 0")
+    )
     (tmp_path / "params.yaml").write_text(text)
     _, missing = params_reference(tmp_path / "params.yaml")
     assert missing == ["synth.seed"]

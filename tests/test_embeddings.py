@@ -52,12 +52,14 @@ def test_random_embeddings_score_chance() -> None:
 def test_hand_checked_ranks_and_recall() -> None:
     faces = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     face_speaker = np.array(["ann", "bob", "cid"])
-    speech = np.array([
-        [10.0, 1.0],  # ann: closest to ann's face             -> rank 1
-        [1.0, 0.5],   # bob: ann 0.89 > bob 0.45 > cid         -> rank 2
-        [0.0, -1.0],  # cid: cid 0 ties ann 0, bob -1          -> rank 2 (ties count against)
-        [-1.0, 0.0],  # ann: ann's face is the least similar   -> rank 3
-    ])
+    speech = np.array(
+        [
+            [10.0, 1.0],  # ann: closest to ann's face             -> rank 1
+            [1.0, 0.5],  # bob: ann 0.89 > bob 0.45 > cid         -> rank 2
+            [0.0, -1.0],  # cid: cid 0 ties ann 0, bob -1          -> rank 2 (ties count against)
+            [-1.0, 0.0],  # ann: ann's face is the least similar   -> rank 3
+        ]
+    )
     speech_speaker = np.array(["ann", "bob", "cid", "ann"])
     assert retrieval_ranks(speech, speech_speaker, faces, face_speaker).tolist() == [1, 2, 2, 3]
     result = retrieval_recall(speech, speech_speaker, faces, face_speaker, ks=(1, 2, 3, 10))
@@ -212,5 +214,7 @@ def test_folds_keep_each_speaker_whole_and_balance_classes() -> None:
     train_x, train_gender, train_age = attribute_data(rng, 30, signal=1.0)
     grouped = probe_age(train_x, train_age, train_x, train_age, train_groups=groups)
     assert grouped["age_mae"] < grouped["age_mae_mean_baseline"]
-    assert "single group" in probe_gender(train_x, train_gender, train_x, train_gender,
-                                          train_groups=np.zeros(30))["skipped"]
+    assert (
+        "single group"
+        in probe_gender(train_x, train_gender, train_x, train_gender, train_groups=np.zeros(30))["skipped"]
+    )

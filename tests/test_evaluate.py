@@ -13,11 +13,17 @@ import pytest
 import torch
 
 from sclmd.errors import SclmdError
-from sclmd.evaluate.judges import Judges, degrade, judge_accuracy, train_judges, Verdicts
+from sclmd.evaluate.judges import Judges, Verdicts, degrade, judge_accuracy, train_judges
 from sclmd.evaluate.metrics import best_of_k_cos, diversity, feature_distances, speaker_retrieval
 from sclmd.evaluate.user_study import build_study, read_key, tally
-from sclmd.models.baselines import ARSPM, BaselineConfig, Speech2FaceRegressor, load_baselines, save_baselines, \
-    tri_item_loss
+from sclmd.models.baselines import (
+    ARSPM,
+    BaselineConfig,
+    Speech2FaceRegressor,
+    load_baselines,
+    save_baselines,
+    tri_item_loss,
+)
 
 # --- face metrics --------------------------------------------------------------------------------
 
@@ -35,8 +41,12 @@ def test_feature_distances_by_hand() -> None:
 
 def test_best_of_k_and_diversity() -> None:
     true = np.array([[1.0, 0.0], [0.0, 1.0]])
-    samples = np.array([[[0.0, 1.0], [1.0, 0.0]],  # clip 1: second sample is exact
-                        [[1.0, 0.0], [1.0, 0.0]]])  # clip 2: both orthogonal, identical
+    samples = np.array(
+        [
+            [[0.0, 1.0], [1.0, 0.0]],  # clip 1: second sample is exact
+            [[1.0, 0.0], [1.0, 0.0]],
+        ]
+    )  # clip 2: both orthogonal, identical
     best = best_of_k_cos(samples, true)
     assert best["mean"] == pytest.approx(50.0) and best["std"] == pytest.approx(50.0)
     # clip 1: its two samples are orthogonal (100); clip 2: identical (0)
@@ -74,8 +84,9 @@ def striped_faces(n: int, seed: int):
 
 def test_judges_learn_real_signals_and_round_trip(tmp_path) -> None:
     faces, genders, ages, speakers = striped_faces(128, 0)
-    kwargs = dict(image_size=32, width=8, feature_dim=16, epochs=8, batch_size=32, lr=3e-3, max_blur=1.0,
-                  colour=0.0, seed=0)
+    kwargs = dict(
+        image_size=32, width=8, feature_dim=16, epochs=8, batch_size=32, lr=3e-3, max_blur=1.0, colour=0.0, seed=0
+    )
     result = train_judges(faces, genders, ages, speakers, **kwargs)
     test_faces, test_genders, test_ages, _ = striped_faces(64, 1)
     verdicts = result.judges(test_faces)
@@ -95,8 +106,21 @@ def test_judges_learn_real_signals_and_round_trip(tmp_path) -> None:
 def test_judges_refuse_one_gender_and_bad_folders(tmp_path) -> None:
     faces, _, ages, speakers = striped_faces(8, 0)
     with pytest.raises(SclmdError, match="both genders"):
-        train_judges(faces, ["f"] * 8, ages, speakers, image_size=32, width=4, feature_dim=8, epochs=1,
-                     batch_size=4, lr=1e-3, max_blur=0, colour=0, seed=0)
+        train_judges(
+            faces,
+            ["f"] * 8,
+            ages,
+            speakers,
+            image_size=32,
+            width=4,
+            feature_dim=8,
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            max_blur=0,
+            colour=0,
+            seed=0,
+        )
     with pytest.raises(SclmdError, match="no judges .*sclmd stage judges"):
         Judges.from_pretrained(tmp_path)
 
@@ -148,8 +172,10 @@ def test_ar_spm_starts_at_the_prior_and_tri_item_loss_by_hand(tmp_path) -> None:
 
 def study(n_clips=4, seed=0):
     rng = np.random.default_rng(0)
-    faces = {name: rng.integers(0, 255, size=(6, 8, 8, 3), dtype=np.uint8)
-             for name in ("true", "scldm", "speech2face", "ar_spm")}
+    faces = {
+        name: rng.integers(0, 255, size=(6, 8, 8, 3), dtype=np.uint8)
+        for name in ("true", "scldm", "speech2face", "ar_spm")
+    }
     return build_study(faces, [f"c{i}" for i in range(6)], ["scldm", "speech2face", "ar_spm"], n_clips, seed)
 
 
@@ -173,8 +199,12 @@ def answers(key, picks, evaluator="ann"):
     for item in key["items"]:
         by_method = {m: letter for letter, m in item["options"].items()}
         entries.append({"item": item["item"], **{c: by_method[m] for c, m in picks.items()}})
-    return {"format": "sclmd-user-study-answers/1", "study_id": key["study_id"], "evaluator": evaluator,
-            "answers": entries}
+    return {
+        "format": "sclmd-user-study-answers/1",
+        "study_id": key["study_id"],
+        "evaluator": evaluator,
+        "answers": entries,
+    }
 
 
 def test_tally_means_and_stds_over_evaluators(tmp_path) -> None:
@@ -255,19 +285,39 @@ def test_evaluate_writes_the_metrics_report_and_plots(evaluated_project):
     assert metrics["references"]["real"]["cos"] == pytest.approx(0.0, abs=1e-4)
     # every metric of every row carries its bootstrap interval; every row its two-sample accuracy
     for name, row in {**metrics["methods"], **metrics["references"]}.items():
-        for key in ("l1", "l2", "cos", "gender_acc", "age_acc", "age_mae", "retrieval_r1", "retrieval_r5",
-                    "diversity", "best_of_k_cos", "frechet", "two_sample_acc"):
+        for key in (
+            "l1",
+            "l2",
+            "cos",
+            "gender_acc",
+            "age_acc",
+            "age_mae",
+            "retrieval_r1",
+            "retrieval_r5",
+            "diversity",
+            "best_of_k_cos",
+            "frechet",
+            "two_sample_acc",
+        ):
             assert len(row[f"{key}_ci"]) == 2, (name, key)
         assert np.isnan(row["two_sample_acc"]) or 0 <= row["two_sample_acc"] <= 1
     assert metrics["bootstrap"]["unit"] == "speaker" and metrics["two_sample"]["folds"] == 2
     assert set(metrics["targets"]) == {
-        "age_acc_at_least_0.3", "retrieval_r1_at_least_0.08", "two_sample_acc_at_most_0.8",
-        "gender_acc_within_0.03_of_judges", "reconstruction_two_sample_acc_at_most_0.75",
-        "reconstruction_gender_acc_at_least_0.9", "reconstruction_age_acc_at_least_0.35",
+        "age_acc_at_least_0.3",
+        "retrieval_r1_at_least_0.08",
+        "two_sample_acc_at_most_0.8",
+        "gender_acc_within_0.03_of_judges",
+        "reconstruction_two_sample_acc_at_most_0.75",
+        "reconstruction_gender_acc_at_least_0.9",
+        "reconstruction_age_acc_at_least_0.35",
         "reconstruction_cos_at_most_12",
-        *(f"{key}_{what}" for key in ("cos", "l1", "l2")
-          for what in ("best_of_k_ahead_of_baselines", "single_level_with_baselines")),
-        "frechet_ahead_of_baselines"}
+        *(
+            f"{key}_{what}"
+            for key in ("cos", "l1", "l2")
+            for what in ("best_of_k_ahead_of_baselines", "single_level_with_baselines")
+        ),
+        "frechet_ahead_of_baselines",
+    }
     assert set(metrics["comparisons"]) == {"speech2face", "ar_spm", "wav2pix", "wen"}
     highs = [c["best_of_k_cos"]["ci"][1] for c in metrics["comparisons"].values()]
     assert metrics["targets"]["cos_best_of_k_ahead_of_baselines"] == all(h < 0 for h in highs)
@@ -285,7 +335,8 @@ def test_evaluate_writes_the_metrics_report_and_plots(evaluated_project):
         if status != "ok":  # a tiny run may well collapse: the report must say so rather than pass it off
             assert f"training {status}" in report and f"**{status.upper()}**" in report
     assert {"gan_val_faces.png", "wav2pix_losses.png", "wen_losses.png"} <= {
-        p.name for p in (root / "reports/baselines/plots").iterdir()}
+        p.name for p in (root / "reports/baselines/plots").iterdir()
+    }
     assert sorted(p.name for p in (root / "reports/eval/plots").iterdir()) == ["comparison.png", "methods.png"]
     judges = json.loads((root / "reports/judges/metrics.json").read_text())
     assert judges["trained_here"] is True and 0 <= judges["test"]["gender_acc"] <= 1
@@ -299,18 +350,45 @@ def test_user_study_page_and_tally_cli(evaluated_project, tmp_path):
     assert key["study_id"] in page and "answer_key" not in page
     path = tmp_path / "answers-ann.json"
     path.write_text(json.dumps(answers(key, {"realism": "speech2face", "identity": "scldm"})))
-    out = subprocess.run([sys.executable, "-m", "sclmd", "user-study", "tally", str(path), "--key",
-                          str(root / "reports/user_study/answer_key.json"), "--out", str(tmp_path / "tally")],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sclmd",
+            "user-study",
+            "tally",
+            str(path),
+            "--key",
+            str(root / "reports/user_study/answer_key.json"),
+            "--out",
+            str(tmp_path / "tally"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "tally/tally.json").read_text())
     assert result["preference"]["identity"]["scldm"]["mean"] == 1.0
     assert (tmp_path / "tally/tally.png").stat().st_size > 0
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2")
-    out = subprocess.run([sys.executable, "-m", "sclmd", "user-study", "tally", str(bad), "--key",
-                          str(root / "reports/user_study/answer_key.json")], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sclmd",
+            "user-study",
+            "tally",
+            str(bad),
+            "--key",
+            str(root / "reports/user_study/answer_key.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "bad.json: not valid JSON" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -357,7 +435,10 @@ def test_ablations_flow_runs_every_variant_and_writes_the_reports(evaluated_proj
     logged = client.search_runs([experiment], "attributes.run_name = 'ablations'")[0]
     assert "pw0.1.cos" in logged.data.metrics
     assert {a.path for a in client.list_artifacts(logged.info.run_id, "reports/ablations")} >= {
-        "reports/ablations/sweep.png", "reports/ablations/ablations.png", "reports/ablations/report.md"}
+        "reports/ablations/sweep.png",
+        "reports/ablations/ablations.png",
+        "reports/ablations/report.md",
+    }
 
 
 def test_ablations_refuse_unknown_variants_and_unevaluated_projects(evaluated_project, tmp_path):
@@ -382,8 +463,9 @@ def test_judges_stage_takes_pretrained_judges_and_names_them(evaluated_project, 
     metrics = judges_stage.run(load_params(root / "params.yaml"), root)
     assert metrics["trained_here"] is False
     assert metrics["source"] == json.loads((evaluated_project / "models/judges/judges.json").read_text())["source"]
-    assert (root / "models/judges/identity.safetensors").read_bytes() == \
-        (evaluated_project / "models/judges/identity.safetensors").read_bytes()
+    assert (root / "models/judges/identity.safetensors").read_bytes() == (
+        evaluated_project / "models/judges/identity.safetensors"
+    ).read_bytes()
     broken = make_project(tmp_path / "broken", {"judges": {"pretrained": str(tmp_path / "nowhere")}})
     with pytest.raises(SclmdError, match="nowhere: no judges"):
         judges_stage.run(load_params(broken / "params.yaml"), broken)
@@ -402,9 +484,22 @@ def test_judge_cli_with_a_runs_trained_judges_reads_a_drawn_face(evaluated_proje
     face = PackedClips(evaluated_project / "data/prepared", "test").__getitems__([0]).face[0].numpy()
     Image.fromarray(np.asarray(face)).save(tmp_path / "drawn.png")
     out = tmp_path / "verdicts.json"
-    run = subprocess.run([sys.executable, "-m", "sclmd", "judge", str(tmp_path / "drawn.png"), "--judges",
-                          str(evaluated_project / "models/judges"), "--json", str(out)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sclmd",
+            "judge",
+            str(tmp_path / "drawn.png"),
+            "--judges",
+            str(evaluated_project / "models/judges"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     verdict = json.loads(out.read_text())["images"][0]["faces"][0]
     assert verdict["gender"] in ("female", "male") and 0 <= verdict["age"] <= 120
@@ -422,8 +517,14 @@ def test_generate_draws_with_every_baseline_through_the_method_switch(evaluated_
     sf.write(tmp_path / "voice.wav", 0.3 * np.sin(2 * np.pi * 160 * t), 16000)
     drawn = {}
     for method in ("speech2face", "ar_spm", "wav2pix", "wen"):
-        outcome, = generate_files([tmp_path / "voice.wav"], tmp_path / method, root / "models/ldm", method=method,
-                                  baselines=root / "models/baselines", progress=False)
+        (outcome,) = generate_files(
+            [tmp_path / "voice.wav"],
+            tmp_path / method,
+            root / "models/ldm",
+            method=method,
+            baselines=root / "models/baselines",
+            progress=False,
+        )
         assert outcome.error is None and outcome.outputs == [tmp_path / method / "voice.png"]
         with Image.open(outcome.outputs[0]) as image:
             assert image.size == (64, 64)
@@ -431,8 +532,13 @@ def test_generate_draws_with_every_baseline_through_the_method_switch(evaluated_
     assert not np.array_equal(drawn["wav2pix"], drawn["wen"])  # two different models drew them
 
     def generate(*args):
-        return subprocess.run([sys.executable, "-m", "sclmd", "generate", str(tmp_path / "voice.wav"), *args],
-                              cwd=root, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "sclmd", "generate", str(tmp_path / "voice.wav"), *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     out = generate("-o", str(tmp_path / "cli"), "--method", "wen", "--seed", "5")  # no seed in a GAN: same face
     assert out.returncode == 0, out.stderr[-2000:]
@@ -441,5 +547,11 @@ def test_generate_draws_with_every_baseline_through_the_method_switch(evaluated_
     assert bad.returncode != 0 and "--method 'pix2pix' is not one of: scldm, speech2face" in bad.stderr
     assert "Traceback" not in bad.stderr
     with pytest.raises(SclmdError, match="draws one face per voice"):
-        generate_files([tmp_path / "voice.wav"], tmp_path / "many", root / "models/ldm", method="wen", samples=3,
-                       baselines=root / "models/baselines")
+        generate_files(
+            [tmp_path / "voice.wav"],
+            tmp_path / "many",
+            root / "models/ldm",
+            method="wen",
+            samples=3,
+            baselines=root / "models/baselines",
+        )

@@ -21,8 +21,9 @@ def test_evaluation_runs_with_the_pretrained_judges_on_real_photos(tmp_path):
     from sclmd.stages import prepare, run_stage
 
     tree = make_real_photo_voxceleb1_tree(tmp_path / "raw", n_speakers=12)
-    root = make_project(tmp_path / "project", {"prepare": {"source": "voxceleb1", "workers": 1,
-                                                                     "voxceleb1": tree.model_dump()}})
+    root = make_project(
+        tmp_path / "project", {"prepare": {"source": "voxceleb1", "workers": 1, "voxceleb1": tree.model_dump()}}
+    )
     prepare.run(load_params(root / "params.yaml"), root)  # faces detected and aligned (auto on a real source)
     cwd = os.getcwd()
     os.chdir(root)

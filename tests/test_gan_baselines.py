@@ -55,8 +55,18 @@ def test_a_non_finite_loss_stops_the_run_and_says_diverged() -> None:
     data = tiny_data()
     data.faces[3] = float("nan")  # one broken face: the L1 term and the critic's losses turn NaN
     cfg = Wav2PixConfig.for_size("small", 64, 16000, data.n_identities)
-    _, summary = train_wav2pix(cfg, data, data, steps=40, batch_size=8, lr_generator=1e-4, lr_discriminator=1e-4,
-                               loss=Wav2PixLoss(), seed=0, log_every=10)
+    _, summary = train_wav2pix(
+        cfg,
+        data,
+        data,
+        steps=40,
+        batch_size=8,
+        lr_generator=1e-4,
+        lr_discriminator=1e-4,
+        loss=Wav2PixLoss(),
+        seed=0,
+        log_every=10,
+    )
     assert summary.status == "diverged" and "non-finite" in summary.why and summary.steps < 40
     wen_cfg = WenConfig.for_size("small", 64, 16000, data.n_identities)
     _, summary = train_wen(wen_cfg, data, data, embed_steps=2, steps=40, batch_size=8, lr=2e-4, seed=0, log_every=10)
@@ -70,8 +80,17 @@ class Crash(Exception):
 def test_wav2pix_resumes_from_its_checkpoint_to_the_same_weights(tmp_path) -> None:
     data = tiny_data()
     cfg = Wav2PixConfig.for_size("small", 64, 16000, data.n_identities)
-    options = dict(steps=6, batch_size=4, lr_generator=4e-4, lr_discriminator=4e-4, loss=Wav2PixLoss(), seed=3,
-                   checkpoint_every=2, log_every=1, collapse_ratio=0.0)
+    options = dict(
+        steps=6,
+        batch_size=4,
+        lr_generator=4e-4,
+        lr_discriminator=4e-4,
+        loss=Wav2PixLoss(),
+        seed=3,
+        checkpoint_every=2,
+        log_every=1,
+        collapse_ratio=0.0,
+    )
     straight, summary = train_wav2pix(cfg, data, data, **options)
     assert summary.status == "ok" and summary.steps == 6
 
@@ -94,8 +113,9 @@ def test_wen_learns_voices_then_faces_and_round_trips_through_its_config(tmp_pat
 
     data = tiny_data()
     cfg = WenConfig.for_size("small", 64, 16000, data.n_identities)
-    model, summary = train_wen(cfg, data, data, embed_steps=30, steps=4, batch_size=8, lr=2e-3, seed=0,
-                               log_every=2, collapse_ratio=0.0)
+    model, summary = train_wen(
+        cfg, data, data, embed_steps=30, steps=4, batch_size=8, lr=2e-3, seed=0, log_every=2, collapse_ratio=0.0
+    )
     ce = summary.history["voice_ce"]
     assert ce[-1][1] < ce[0][1]  # the voice embedder learnt the speakers
     assert {"c_loss", "g_adversarial", "g_identity"} <= set(summary.history)

@@ -13,12 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
-from PIL import Image
-
-import matplotlib
 import skimage
+from PIL import Image
 
 ASTRONAUT = Path(skimage.__file__).parent / "data/astronaut.png"
 COFFEE = Path(skimage.__file__).parent / "data/coffee.png"
@@ -26,8 +25,14 @@ HOPPER = Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg"
 
 
 def judge(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sclmd", "judge", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env=os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "sclmd", "judge", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +58,19 @@ def pictures(tmp_path_factory) -> Path:
 
 def test_judge_reads_gender_age_and_identity_from_real_photos(pictures, tmp_path):
     out = tmp_path / "verdicts.json"
-    run = judge(ASTRONAUT, HOPPER, pictures / "grey.png", pictures / "cmyk.jpg", pictures / "rgba.png",
-                pictures / "huge.jpg", pictures / "two_people.png", "--identity", "--json", out, cwd=tmp_path)
+    run = judge(
+        ASTRONAUT,
+        HOPPER,
+        pictures / "grey.png",
+        pictures / "cmyk.jpg",
+        pictures / "rgba.png",
+        pictures / "huge.jpg",
+        pictures / "two_people.png",
+        "--identity",
+        "--json",
+        out,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     images = {Path(r["file"]).name: r for r in json.loads(out.read_text())["images"]}
     astronaut = images["astronaut.png"]["faces"]

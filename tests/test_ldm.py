@@ -82,8 +82,9 @@ def test_sampling_starts_at_eps_plus_lambda_p_and_steps_on_the_unshifted_latent(
     shape, p, lam, steps = (2, 4, 8, 8), torch.randn(4, 8, 8), 0.5, 5
     tokens = torch.ones(2, 3, 16)
     recorder = Recorder()
-    out = sample_latents(recorder, make_scheduler(sampler), tokens, None, p, lam, steps, 1.0,
-                         torch.Generator().manual_seed(3), shape)
+    out = sample_latents(
+        recorder, make_scheduler(sampler), tokens, None, p, lam, steps, 1.0, torch.Generator().manual_seed(3), shape
+    )
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(recorder.seen[0], noise + lam * p)  # the shifted chain starts at eps + lambda p
 
@@ -98,8 +99,9 @@ def test_sampling_starts_at_eps_plus_lambda_p_and_steps_on_the_unshifted_latent(
 
     # lambda = 0 is the plain LDM: the network sees the latent itself
     plain = Recorder()
-    sample_latents(plain, make_scheduler(sampler), tokens, None, p, 0.0, steps, 1.0,
-                   torch.Generator().manual_seed(3), shape)
+    sample_latents(
+        plain, make_scheduler(sampler), tokens, None, p, 0.0, steps, 1.0, torch.Generator().manual_seed(3), shape
+    )
     assert torch.allclose(plain.seen[0], noise)
 
 
@@ -128,10 +130,15 @@ def test_samplers_keep_the_training_schedule_whatever_config_object_they_get(tmp
 def test_guidance_mixes_conditional_and_null_predictions():
     shape, p = (1, 4, 8, 8), torch.zeros(4, 8, 8)
     cond, null = torch.full((1, 2, 8), 2.0), torch.zeros(1, 2, 8)
-    results = {g: sample_latents(Recorder(), make_scheduler("ddim"), cond, null, p, 0.0, 3, g,
-                                 torch.Generator().manual_seed(0), shape) for g in (0.0, 1.0, 3.0)}
-    unguided = sample_latents(Recorder(), make_scheduler("ddim"), cond, None, p, 0.0, 3, 3.0,
-                              torch.Generator().manual_seed(0), shape)
+    results = {
+        g: sample_latents(
+            Recorder(), make_scheduler("ddim"), cond, null, p, 0.0, 3, g, torch.Generator().manual_seed(0), shape
+        )
+        for g in (0.0, 1.0, 3.0)
+    }
+    unguided = sample_latents(
+        Recorder(), make_scheduler("ddim"), cond, None, p, 0.0, 3, 3.0, torch.Generator().manual_seed(0), shape
+    )
     assert torch.allclose(results[1.0], unguided)  # guidance 1 = the conditional prediction alone
     assert not torch.allclose(results[0.0], results[3.0])
 
@@ -153,8 +160,15 @@ def test_speech_condition_drops_to_the_learned_null():
 def test_speech_condition_reaches_the_time_embedding_when_asked():
     from sclmd.models.ldm import build_unet, run_unet
 
-    config = LDMConfig(size="small", latent_channels=4, latent_size=8, embed_dim=16, n_tokens=2,
-                       cross_attention_dim=32, latent_scale=1.0)
+    config = LDMConfig(
+        size="small",
+        latent_channels=4,
+        latent_size=8,
+        embed_dim=16,
+        n_tokens=2,
+        cross_attention_dim=32,
+        latent_scale=1.0,
+    )
     torch.manual_seed(0)
     unet = build_unet(config).eval()
     assert unet.config.class_embed_type == "projection"
@@ -174,8 +188,15 @@ def test_speech_condition_reaches_the_time_embedding_when_asked():
 
 
 def tiny_config() -> LDMConfig:
-    return LDMConfig(size="small", latent_channels=4, latent_size=8, embed_dim=16, n_tokens=2,
-                     cross_attention_dim=32, latent_scale=1.0)
+    return LDMConfig(
+        size="small",
+        latent_channels=4,
+        latent_size=8,
+        embed_dim=16,
+        n_tokens=2,
+        cross_attention_dim=32,
+        latent_scale=1.0,
+    )
 
 
 def fake_encoded(n_speakers=6, per=2):
@@ -183,16 +204,19 @@ def fake_encoded(n_speakers=6, per=2):
 
     g = torch.Generator().manual_seed(0)
     speakers = np.repeat([f"s{i}" for i in range(n_speakers)], per)
-    return Encoded(torch.randn(len(speakers), 16, generator=g), torch.randn(len(speakers), 4, 8, 8, generator=g),
-                   speakers, torch.randn(len(speakers), 16, generator=g))
+    return Encoded(
+        torch.randn(len(speakers), 16, generator=g),
+        torch.randn(len(speakers), 4, 8, 8, generator=g),
+        speakers,
+        torch.randn(len(speakers), 16, generator=g),
+    )
 
 
 def test_ldm_resumes_to_the_same_weights(tmp_path):
     from sclmd.train.checkpoints import CheckpointStore
     from sclmd.train.ldm import train_ldm
 
-    params = LDMParams(batch_size=4, max_steps=6, checkpoint_every=3, log_every=1, warmup_steps=2,
-                       learning_rate=1e-3)
+    params = LDMParams(batch_size=4, max_steps=6, checkpoint_every=3, log_every=1, warmup_steps=2, learning_rate=1e-3)
     encoded, prior = fake_encoded(), torch.randn(4, 8, 8)
     straight = train_ldm(params, tiny_config(), encoded, prior, CheckpointStore(tmp_path / "a", "k"))
 
@@ -212,6 +236,7 @@ def test_ldm_resumes_to_the_same_weights(tmp_path):
 
 
 # --- stages and `sclmd generate` end to end -------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trained_project(tiny_project, tmp_path_factory):
@@ -235,17 +260,23 @@ def trained_project(tiny_project, tmp_path_factory):
 def test_auto_guidance_takes_the_best_gender_among_the_realistic_scales():
     from sclmd.stages.train_ldm import choose_guidance, gender_first_guidance
 
-    check = {"by_guidance": {
-        "g1": {"guidance": 1.0, "gender_accuracy": 0.60, "frechet": 30.0},
-        "g3": {"guidance": 3.0, "gender_accuracy": 0.83, "frechet": 20.0},
-        "g5": {"guidance": 5.0, "gender_accuracy": 0.85, "frechet": 24.0},
-        "g8": {"guidance": 8.0, "gender_accuracy": 0.92, "frechet": 40.0},
-    }}
+    check = {
+        "by_guidance": {
+            "g1": {"guidance": 1.0, "gender_accuracy": 0.60, "frechet": 30.0},
+            "g3": {"guidance": 3.0, "gender_accuracy": 0.83, "frechet": 20.0},
+            "g5": {"guidance": 5.0, "gender_accuracy": 0.85, "frechet": 24.0},
+            "g8": {"guidance": 8.0, "gender_accuracy": 0.92, "frechet": 40.0},
+        }
+    }
     assert choose_guidance(check, 0.25) == 5.0  # within 25% of the lowest Fréchet distance, best gender
     assert choose_guidance(check, 0.0) == 3.0  # no tolerance: the most realistic scale only
     assert choose_guidance(check, 1.0) == 8.0  # any scale up to twice the lowest distance
-    tie = {"by_guidance": {"g2": {"guidance": 2.0, "gender_accuracy": 0.8, "frechet": 10.0},
-                           "g4": {"guidance": 4.0, "gender_accuracy": 0.8, "frechet": 10.5}}}
+    tie = {
+        "by_guidance": {
+            "g2": {"guidance": 2.0, "gender_accuracy": 0.8, "frechet": 10.0},
+            "g4": {"guidance": 4.0, "gender_accuracy": 0.8, "frechet": 10.5},
+        }
+    }
     assert choose_guidance(tie, 0.25) == 2.0  # equal gender: the lower scale
     assert gender_first_guidance(check) == 8.0  # the previous rule, reported beside the choice
     with pytest.raises(ValueError):
@@ -273,18 +304,35 @@ def test_prior_and_ldm_stages_write_their_outputs(trained_project):
     saved = json.loads((root / "models/ldm/sclmd.json").read_text())
     assert saved["sampling"]["guidance"] == chosen  # `sclmd generate` samples at the scale chosen on val
     plots = sorted(p.name for p in (root / "reports/ldm/plots").iterdir())
-    assert plots == ["guidance.png", "loss_curves.png", "samples.png", "samples_step-0000002.png",
-                     "samples_step-0000004.png"]
+    assert plots == [
+        "guidance.png",
+        "loss_curves.png",
+        "samples.png",
+        "samples_step-0000002.png",
+        "samples_step-0000004.png",
+    ]
     model = root / "models/ldm"
-    for name in ("unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
-                 "condition.safetensors", "pretrain/model.safetensors", "prior/prior.safetensors", "sclmd.json"):
+    for name in (
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+        "condition.safetensors",
+        "pretrain/model.safetensors",
+        "prior/prior.safetensors",
+        "sclmd.json",
+    ):
         assert (model / name).exists(), name
     assert not (root / "checkpoints/ldm").exists()
 
 
 def generate(root, *args):
-    return subprocess.run([sys.executable, "-m", "sclmd", "generate", *map(str, args)], cwd=root,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sclmd", "generate", *map(str, args)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_generate_writes_faces_reproducibly_and_skips_bad_files(trained_project, tmp_path):
@@ -294,7 +342,9 @@ def test_generate_writes_faces_reproducibly_and_skips_bad_files(trained_project,
     rng = np.random.default_rng(0)
     # any rate, channel count and length: 3 s of 44.1 kHz stereo noise-modulated tone
     t = np.arange(int(44100 * 3)) / 44100
-    stereo = np.stack([np.sin(2 * np.pi * 180 * t), np.sin(2 * np.pi * 200 * t)], 1) * (0.3 + 0.1 * rng.random((len(t), 1)))
+    stereo = np.stack([np.sin(2 * np.pi * 180 * t), np.sin(2 * np.pi * 200 * t)], 1) * (
+        0.3 + 0.1 * rng.random((len(t), 1))
+    )
     sf.write(clips / "stereo.flac", stereo, 44100)
     (clips / "empty.wav").write_bytes(b"")
     (clips / "notes.mp3").write_text("not audio at all")
@@ -316,8 +366,24 @@ def test_generate_writes_faces_reproducibly_and_skips_bad_files(trained_project,
     again = generate(root, clips / "stereo.flac", "-o", tmp_path / "again", "--steps", "3", "--seed", "7")
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "again/stereo.png").read_bytes() == first  # same seed, same face
-    other = generate(root, clips / "stereo.flac", "-o", tmp_path / "other", "--steps", "3", "--seed", "8",
-                     "--samples", "2", "--sampler", "ddim", "--guidance", "1", "--prior-weight", "0")
+    other = generate(
+        root,
+        clips / "stereo.flac",
+        "-o",
+        tmp_path / "other",
+        "--steps",
+        "3",
+        "--seed",
+        "8",
+        "--samples",
+        "2",
+        "--sampler",
+        "ddim",
+        "--guidance",
+        "1",
+        "--prior-weight",
+        "0",
+    )
     assert other.returncode == 0, other.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["stereo_1.png", "stereo_2.png", "stereo_grid.png"]
     assert (tmp_path / "other/stereo_1.png").read_bytes() != first
@@ -393,8 +459,18 @@ def test_samplers_built_from_a_v_prediction_training_schedule_sample_with_v(samp
 
     scheduler = make_scheduler(sampler, trained.config)
     assert scheduler.config.prediction_type == "v_prediction"
-    out = sample_latents(oracle_v, scheduler, torch.zeros(2, 1, 8), None, torch.zeros(4, 8, 8), 0.0,
-                         4, 1.0, torch.Generator().manual_seed(2), tuple(z0.shape))
+    out = sample_latents(
+        oracle_v,
+        scheduler,
+        torch.zeros(2, 1, 8),
+        None,
+        torch.zeros(4, 8, 8),
+        0.0,
+        4,
+        1.0,
+        torch.Generator().manual_seed(2),
+        tuple(z0.shape),
+    )
     assert torch.allclose(out, z0, atol=1e-2)
     if sampler == "ddim":  # one step's clean-latent estimate: right read as v, wrong read as epsilon
         scheduler.set_timesteps(4)
@@ -402,8 +478,10 @@ def test_samplers_built_from_a_v_prediction_training_schedule_sample_with_v(samp
         a = alphas[int(t)]
         noisy = a.sqrt() * z0 + (1 - a).sqrt() * torch.randn(z0.shape, generator=torch.Generator().manual_seed(3))
         assert torch.allclose(scheduler.step(oracle_v(noisy, t, None), t, noisy).pred_original_sample, z0, atol=1e-4)
-        as_epsilon = make_scheduler(sampler, {**{k: v for k, v in dict(trained.config).items() if not k.startswith("_")},
-                                              "prediction_type": "epsilon"})
+        as_epsilon = make_scheduler(
+            sampler,
+            {**{k: v for k, v in dict(trained.config).items() if not k.startswith("_")}, "prediction_type": "epsilon"},
+        )
         as_epsilon.set_timesteps(4)
         wrong = as_epsilon.step(oracle_v(noisy, t, None), t, noisy).pred_original_sample
         assert not torch.allclose(wrong, z0, atol=1e-1)

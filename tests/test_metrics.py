@@ -135,7 +135,8 @@ def test_per_clip_values_average_to_the_metrics() -> None:
     accuracy = judge_accuracy_per_clip(verdicts, genders, ages, 5.0)
     assert np.isnan(accuracy["gender_acc"][0]) and np.isnan(accuracy["age_mae"][0])
     assert {k: float(np.nanmean(v)) for k, v in accuracy.items()} == pytest.approx(
-        judge_accuracy(verdicts, genders, ages, 5.0))
+        judge_accuracy(verdicts, genders, ages, 5.0)
+    )
 
 
 def _unit(x):
@@ -150,14 +151,22 @@ def test_evaluate_rows_carry_intervals_and_targets_read_paired_differences() -> 
     from sclmd.evaluate.bootstrap import ClusterBootstrap
     from sclmd.evaluate.judges import Verdicts
     from sclmd.evaluate.report import eval_report
-    from sclmd.stages.evaluate import METHOD_NAMES, PAPER_TABLE_2, PER_CLIP, comparisons, evaluate_method, \
-        method_metrics, targets
+    from sclmd.stages.evaluate import (
+        METHOD_NAMES,
+        PAPER_TABLE_2,
+        PER_CLIP,
+        comparisons,
+        evaluate_method,
+        method_metrics,
+        targets,
+    )
 
     rng = np.random.default_rng(4)
     n, k, d = 80, 3, 16
     speakers = np.repeat([f"s{i}" for i in range(n // 2)], 2)
-    rows = pd.DataFrame({"speaker_id": speakers, "gender": np.where(np.arange(n) % 4 < 2, "m", "f"),
-                         "age": rng.uniform(20, 70, size=n)})
+    rows = pd.DataFrame(
+        {"speaker_id": speakers, "gender": np.where(np.arange(n) % 4 < 2, "m", "f"), "age": rng.uniform(20, 70, size=n)}
+    )
     male = (rows["gender"] == "m").to_numpy().astype(float)
     true_features = _unit(rng.normal(size=(n, d)))
     truth = Verdicts(male, rows["age"].to_numpy(), true_features)
@@ -166,10 +175,26 @@ def test_evaluate_rows_carry_intervals_and_targets_read_paired_differences() -> 
     far = _unit(rng.normal(size=(n, d)))  # a baseline that ignores the voice
     boot = ClusterBootstrap(speakers, resamples=300, seed=0)
     results = {
-        "scldm": evaluate_method(Verdicts(male, rows["age"].to_numpy() + 3, close[:, 0]), truth, close, rows,
-                                 true_features, speakers, bootstrap=boot, frechet_resamples=30),
-        "speech2face": evaluate_method(Verdicts(1 - male, rows["age"].to_numpy() + 20, far), truth, far[:, None], rows,
-                                       true_features, speakers, bootstrap=boot, frechet_resamples=30),
+        "scldm": evaluate_method(
+            Verdicts(male, rows["age"].to_numpy() + 3, close[:, 0]),
+            truth,
+            close,
+            rows,
+            true_features,
+            speakers,
+            bootstrap=boot,
+            frechet_resamples=30,
+        ),
+        "speech2face": evaluate_method(
+            Verdicts(1 - male, rows["age"].to_numpy() + 20, far),
+            truth,
+            far[:, None],
+            rows,
+            true_features,
+            speakers,
+            bootstrap=boot,
+            frechet_resamples=30,
+        ),
     }
     scldm = results["scldm"].metrics
     for key in (*PER_CLIP, "frechet"):
@@ -177,30 +202,42 @@ def test_evaluate_rows_carry_intervals_and_targets_read_paired_differences() -> 
         assert low <= scldm[key] <= high, key
     assert scldm["gender_acc"] == 1.0 and scldm["gender_acc_ci"] == [1.0, 1.0]
     assert results["speech2face"].metrics["diversity_ci"] == [0.0, 0.0]
-    assert method_metrics(truth, truth, true_features[:, None], rows, true_features, speakers, real_faces=True)["cos"] \
-        == pytest.approx(0.0, abs=1e-6)  # the old call, no intervals
+    assert method_metrics(truth, truth, true_features[:, None], rows, true_features, speakers, real_faces=True)[
+        "cos"
+    ] == pytest.approx(0.0, abs=1e-6)  # the old call, no intervals
     compared = comparisons(results, boot)
     assert compared["speech2face"]["best_of_k_cos"]["ci"][1] < 0 and compared["speech2face"]["cos"]["ci"][1] < 0
     methods = {name: r.metrics for name, r in results.items()}
     methods["scldm"].update(two_sample_acc=0.7, two_sample_acc_ci=[0.65, 0.75])
-    references = {"real": {"gender_acc": 0.98}, "reconstruction": {"two_sample_acc": 0.8, "gender_acc": 0.95,
-                                                                     "age_acc": 0.4, "cos": 11.0}}
+    references = {
+        "real": {"gender_acc": 0.98},
+        "reconstruction": {"two_sample_acc": 0.8, "gender_acc": 0.95, "age_acc": 0.4, "cos": 11.0},
+    }
     met = targets(methods, references, compared)
     assert met["cos_best_of_k_ahead_of_baselines"] and met["l1_single_level_with_baselines"]
     assert met["two_sample_acc_at_most_0.8"] and met["gender_acc_within_0.03_of_judges"]
     assert not met["reconstruction_two_sample_acc_at_most_0.75"] and met["reconstruction_cos_at_most_12"]
     assert "gender_acc_at_least_0.98" not in met and "age_acc_at_least_0.85" not in met
     # SCLDM behind beyond the interval: not level
-    behind = targets(methods, references, {"speech2face": comparisons({"scldm": results["speech2face"],
-                                                                       "x": results["scldm"]}, boot)["x"]})
+    behind = targets(
+        methods,
+        references,
+        {"speech2face": comparisons({"scldm": results["speech2face"], "x": results["scldm"]}, boot)["x"]},
+    )
     assert not behind["cos_single_level_with_baselines"] and not behind["cos_best_of_k_ahead_of_baselines"]
-    metrics = {"split": "test", "n_clips": n, "n_speakers": n // 2, "judges": {"source": "test judges"},
-               "sampling": {"sampler": "dpm", "steps": 20, "guidance": 1.0, "prior_weight": 0.01,
-                            "samples_per_clip": k},
-               "bootstrap": {"resamples": 300, "frechet_resamples": 30, "seed": 0},
-               "two_sample": {"folds": 2, "epochs": 40}, "methods": methods,
-               "references": {"real": methods["scldm"], "reconstruction": methods["speech2face"]},
-               "comparisons": compared, "targets": met}
+    metrics = {
+        "split": "test",
+        "n_clips": n,
+        "n_speakers": n // 2,
+        "judges": {"source": "test judges"},
+        "sampling": {"sampler": "dpm", "steps": 20, "guidance": 1.0, "prior_weight": 0.01, "samples_per_clip": k},
+        "bootstrap": {"resamples": 300, "frechet_resamples": 30, "seed": 0},
+        "two_sample": {"folds": 2, "epochs": 40},
+        "methods": methods,
+        "references": {"real": methods["scldm"], "reconstruction": methods["speech2face"]},
+        "comparisons": compared,
+        "targets": met,
+    }
     report = eval_report(metrics, METHOD_NAMES, PAPER_TABLE_2)
     low, high = scldm["cos_ci"]
     assert f"{scldm['cos']:.2f} [{low:.2f}, {high:.2f}]" in report

@@ -74,8 +74,11 @@ def test_paper_sizes_build():
 
 def test_vgg_face_weights_load_by_name_and_misfits_are_clear(tmp_path):
     reference = FaceEncoder(face_config("paper", 64, 4, 64))
-    state = {f"{n}.{p}": getattr(getattr(reference, n), p).detach().clone()
-             for n in reference.conv_names for p in ("weight", "bias")}
+    state = {
+        f"{n}.{p}": getattr(getattr(reference, n), p).detach().clone()
+        for n in reference.conv_names
+        for p in ("weight", "bias")
+    }
     state["fc8.weight"] = torch.zeros(2622, 4096)  # extra layers of the converted file are ignored
     torch.save(state, tmp_path / "vgg_face_dag.pth")
     fresh = FaceEncoder(face_config("paper", 64, 4, 64))

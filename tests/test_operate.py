@@ -54,10 +54,19 @@ class Ops:
         self.env: dict[str, str] = {}
 
     def run(self, *cmd: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run(list(cmd), cwd=self.root, env=clean_env(self.env), capture_output=True, text=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            list(cmd),
+            cwd=self.root,
+            env=clean_env(self.env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if check:
-            assert out.returncode == 0, f"{' '.join(cmd)} -> {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+            assert out.returncode == 0, (
+                f"{' '.join(cmd)} -> {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+            )
         return out
 
     def sclmd(self, *args: str, **kw) -> subprocess.CompletedProcess:
@@ -97,22 +106,38 @@ def ops(ran_pipeline, tmp_path_factory):
 
 
 def test_infra_up_starts_servers_worker_and_deployments(ops):
-    assert ops.env == {"PREFECT_API_URL": f"http://127.0.0.1:{ops.ports[0]}/api",
-                       "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ops.ports[1]}"}
+    assert ops.env == {
+        "PREFECT_API_URL": f"http://127.0.0.1:{ops.ports[0]}/api",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ops.ports[1]}",
+    }
     status = ops.sclmd("infra", "status").stdout
     for name in ("prefect-server", "mlflow-server", "prefect-worker"):
         assert f"{name}" in status and "running" in status.split(name)[1].splitlines()[0]
     deployments = ops.run(str(BIN / "prefect"), "deployment", "ls").stdout
-    for name in ("sclmd-pipeline/local", "sclmd-pipeline/gpu", "sclmd-promote/local", "sclmd-talker/local",
-                 "sclmd-release/local", "sclmd-release/gpu"):
+    for name in (
+        "sclmd-pipeline/local",
+        "sclmd-pipeline/gpu",
+        "sclmd-promote/local",
+        "sclmd-talker/local",
+        "sclmd-release/local",
+        "sclmd-release/gpu",
+    ):
         assert name.split("/")[1] in deployments and name.split("/")[0] in deployments
     again = ops.sclmd("infra", "up", "--prefect-port", str(ops.ports[0]), "--mlflow-port", str(ops.ports[1]))
     assert "already running" in again.stdout
 
 
 def test_local_deployment_runs_the_pipeline_to_completed_and_registers(ops):
-    out = ops.run(str(BIN / "prefect"), "deployment", "run", "sclmd-pipeline/local", "--watch",
-                  "--watch-timeout", "900", timeout=960)
+    out = ops.run(
+        str(BIN / "prefect"),
+        "deployment",
+        "run",
+        "sclmd-pipeline/local",
+        "--watch",
+        "--watch-timeout",
+        "900",
+        timeout=960,
+    )
     assert "Completed" in out.stdout + out.stderr
     client = ops.client()
     challenger = client.get_model_version_by_alias("sclmd", "challenger")
@@ -139,8 +164,14 @@ def test_first_promotion_makes_the_first_champion(ops):
 def test_check_voices_and_the_demo_use_the_champion(ops, tmp_path, monkeypatch):
     from sclmd.model_choice import choose_model
 
-    out = ops.sclmd("check-voices", "real_voices", "--samples", "1",  # no --model: the champion, and it says so
-                    "--json", str(tmp_path / "voices.json"))
+    out = ops.sclmd(
+        "check-voices",
+        "real_voices",
+        "--samples",
+        "1",  # no --model: the champion, and it says so
+        "--json",
+        str(tmp_path / "voices.json"),
+    )
     assert "gender_agreement" in out.stdout
     assert "model: models:/sclmd@champion (the registry's champion)" in out.stdout
     assert json.loads((tmp_path / "voices.json").read_text())["n_voices"] == 9
@@ -150,8 +181,18 @@ def test_check_voices_and_the_demo_use_the_champion(ops, tmp_path, monkeypatch):
 
 def test_deployment_with_set_params_is_a_dvc_experiment_and_a_new_version(ops):
     params_before = (ops.root / "params.yaml").read_text()
-    out = ops.run(str(BIN / "prefect"), "deployment", "run", "sclmd-pipeline/local", "--watch",
-                  "--param", 'set_params={"ldm.seed": 1}', "--param", "experiment=ldm-seed1", timeout=960)
+    out = ops.run(
+        str(BIN / "prefect"),
+        "deployment",
+        "run",
+        "sclmd-pipeline/local",
+        "--watch",
+        "--param",
+        'set_params={"ldm.seed": 1}',
+        "--param",
+        "experiment=ldm-seed1",
+        timeout=960,
+    )
     assert "Completed" in out.stdout + out.stderr
     assert (ops.root / "params.yaml").read_text() == params_before  # the workspace is back
     exps = json.loads(ops.run(str(BIN / "dvc"), "exp", "show", "--json").stdout)
@@ -212,8 +253,18 @@ def test_promote_passes_then_rollback_returns_the_previous_champion(ops):
 def test_forced_promotion_through_the_promote_deployment_records_the_reason(ops):
     failing, _ = _gate_rules(ops)
     ops.set_gates({"cos": failing})
-    out = ops.run(str(BIN / "prefect"), "deployment", "run", "sclmd-promote/local", "--watch",
-                  "--param", "force=true", "--param", "reason=hotfix for the demo", timeout=300)
+    out = ops.run(
+        str(BIN / "prefect"),
+        "deployment",
+        "run",
+        "sclmd-promote/local",
+        "--watch",
+        "--param",
+        "force=true",
+        "--param",
+        "reason=hotfix for the demo",
+        timeout=300,
+    )
     assert "Completed" in out.stdout + out.stderr
     client = ops.client()
     assert client.get_model_version_by_alias("sclmd", "champion").version == "2"
@@ -236,15 +287,17 @@ def test_generate_from_the_registered_champion(ops, tmp_path):
     assert "1 of 1 files done" in out.stdout
     png = tmp_path / (_wav(ops).stem + ".png")
     assert Image.open(png).size == (64, 64)
-    bad = ops.sclmd("generate", str(_wav(ops)), "--model", "models:/sclmd@nosuchalias", "-o", str(tmp_path),
-                    check=False)
+    bad = ops.sclmd(
+        "generate", str(_wav(ops)), "--model", "models:/sclmd@nosuchalias", "-o", str(tmp_path), check=False
+    )
     assert bad.returncode == 2 and "--model models:/sclmd@nosuchalias" in bad.stderr
 
 
 def _post(port: int, body) -> tuple[int, dict]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=data,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=data, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -262,10 +315,28 @@ def _serve_champion(ops, attempts: int = 3) -> tuple[subprocess.Popen, int]:
     for attempt in range(attempts):
         port = free_port()
         with open(log_path, "wb") as log:
-            server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/sclmd@champion",
-                                       "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-                                      cwd=ops.root, env=clean_env(ops.env), stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+            server = subprocess.Popen(
+                [
+                    str(BIN / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    "models:/sclmd@champion",
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-w",
+                    "1",
+                ],
+                cwd=ops.root,
+                env=clean_env(ops.env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 180
         while server.poll() is None:
             try:
@@ -287,8 +358,9 @@ def test_mlflow_models_serve_answers_audio_with_a_face_and_bad_requests_with_4xx
     server, port = _serve_champion(ops)
     try:
         audio = base64.b64encode(_wav(ops).read_bytes()).decode()
-        code, answer = _post(port, {"dataframe_split": {"columns": ["audio"], "data": [[audio]]},
-                                    "params": {"samples": 2, "seed": 1}})
+        code, answer = _post(
+            port, {"dataframe_split": {"columns": ["audio"], "data": [[audio]]}, "params": {"samples": 2, "seed": 1}}
+        )
         assert code == 200, answer
         faces = answer["predictions"]
         assert [(f["input"], f["sample"]) for f in faces] == [(0, 0), (0, 1)]

@@ -52,8 +52,10 @@ def test_gates_count_a_difference_only_beyond_the_intervals():
     assert not Gate("r", "not_higher", 0.30, 0.10, (0.22, 0.38), (0.05, 0.15)).passed
     for c, c_ci in ((60.0, (58.5, 61.5)), (64.2, (62.4, 66.0)), (70.0, (68.0, 72.0)), (64.75, (63.0, 66.5))):
         for strict, loose in (("lower", "not_lower"), ("higher", "not_higher")):
-            assert Gate("cos", strict, c, champion, c_ci, champion_ci).passed != \
-                Gate("cos", loose, c, champion, c_ci, champion_ci).passed
+            assert (
+                Gate("cos", strict, c, champion, c_ci, champion_ci).passed
+                != Gate("cos", loose, c, champion, c_ci, champion_ci).passed
+            )
     # the table shows the intervals, the message the rule
     refused = Promotion("sclmd", "2", "1", [noise])
     assert "| cos | lower | 64.2 [62.4, 66] | 64.75 [63, 66.5] | FAIL (within noise) |" in refused.table()
@@ -72,8 +74,10 @@ def test_gates_without_intervals_fall_back_to_the_point_values_and_say_so():
     promoted = Promotion("sclmd", "2", "1", [old_champion], promoted=True)
     assert "cos: compared by point value only, old rule" in promoted.summary()
     refused = Promotion("sclmd", "2", "1", [Gate("cos", "lower", 65.0, 64.75)])
-    assert "compared by point value only" in refused.summary() and "no interval on the challenger and champion" \
-        in refused.summary()
+    assert (
+        "compared by point value only" in refused.summary()
+        and "no interval on the challenger and champion" in refused.summary()
+    )
 
 
 def test_apply_overrides_keeps_comments_and_writes_nothing_when_invalid(tmp_path):
@@ -85,9 +89,11 @@ def test_apply_overrides_keeps_comments_and_writes_nothing_when_invalid(tmp_path
     assert params.ldm.max_steps == 7 and params.ldm.guidance_check == [1.0, 3.0]
     text = path.read_text()
     assert "# the speech-conditioned latent diffusion model" in text and load_params(path).ldm.max_steps == 7
-    for bad, words in [({"ldm.max_stepz": 3}, "unknown key 'ldm.max_stepz'"),
-                       ({"ldm.max_steps": -1}, "ldm.max_steps"),
-                       ({"nosection.x": 1}, "'nosection' is not a section")]:
+    for bad, words in [
+        ({"ldm.max_stepz": 3}, "unknown key 'ldm.max_stepz'"),
+        ({"ldm.max_steps": -1}, "ldm.max_steps"),
+        ({"nosection.x": 1}, "'nosection' is not a section"),
+    ]:
         with pytest.raises(SclmdError, match=words.replace(".", r"\.")):
             apply_overrides(path, bad)
         assert path.read_text() == text  # untouched
@@ -99,7 +105,12 @@ def test_request_params_and_audio_values_are_checked_row_by_row(tmp_path, monkey
     from sclmd.registry import pyfunc
 
     assert pyfunc.sampling_options({"samples": 2, "seed": 5, "steps": 0, "guidance": -1.0}) == {
-        "seed": 5, "samples": 2, "steps": None, "guidance": None, "prior_weight": None}
+        "seed": 5,
+        "samples": 2,
+        "steps": None,
+        "guidance": None,
+        "prior_weight": None,
+    }
     for bad in ({"samples": 0}, {"samples": 17}, {"colour": 1}, {"seed": "x"}):
         with pytest.raises(MlflowException) as err:
             pyfunc.sampling_options(bad)
@@ -181,8 +192,14 @@ def test_prefect_yaml_declares_the_deployments():
 
     from sclmd.infra import deployment_names
 
-    assert deployment_names(REPO) == ["sclmd-pipeline/local", "sclmd-pipeline/gpu", "sclmd-promote/local",
-                                      "sclmd-talker/local", "sclmd-release/local", "sclmd-release/gpu"]
+    assert deployment_names(REPO) == [
+        "sclmd-pipeline/local",
+        "sclmd-pipeline/gpu",
+        "sclmd-promote/local",
+        "sclmd-talker/local",
+        "sclmd-release/local",
+        "sclmd-release/gpu",
+    ]
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     gpu = next(d for d in config["deployments"] if d["work_pool"]["name"] == "gpu")
     assert gpu["work_pool"]["job_variables"]["env"]["SCLMD_DEVICE"] == "cuda"
@@ -209,8 +226,11 @@ def test_promote_and_rollback_on_the_sqlite_registry(tmp_path):
     client.set_model_version_tag("m", "2", "metric.cos_ci_low", "38")
     client.set_model_version_tag("m", "2", "metric.cos_ci_high", "42")
     for cos, low, high, promoted in ((38.0, 35.0, 41.0, False), (30.0, 28.0, 32.0, True)):
-        version = client.create_model_version("m", str(tmp_path / "src"), tags={
-            "metric.cos": str(cos), "metric.cos_ci_low": str(low), "metric.cos_ci_high": str(high)})
+        version = client.create_model_version(
+            "m",
+            str(tmp_path / "src"),
+            tags={"metric.cos": str(cos), "metric.cos_ci_low": str(low), "metric.cos_ci_high": str(high)},
+        )
         client.set_registered_model_alias("m", "challenger", version.version)
         result = promote(client, "m", {"cos": "lower"})
         assert result.promoted == promoted and result.gates[0].uses_interval, result.table()
@@ -248,8 +268,11 @@ def test_a_first_challenger_is_gated_against_the_shipped_release_model(tmp_path)
     client.create_registered_model("m")
     (tmp_path / "src").mkdir()
     for cos, low, high, promoted in ((39.0, 37.0, 41.0, False), (30.0, 28.0, 32.0, True)):
-        version = client.create_model_version("m", str(tmp_path / "src"), tags={
-            "metric.cos": str(cos), "metric.cos_ci_low": str(low), "metric.cos_ci_high": str(high)})
+        version = client.create_model_version(
+            "m",
+            str(tmp_path / "src"),
+            tags={"metric.cos": str(cos), "metric.cos_ci_low": str(low), "metric.cos_ci_high": str(high)},
+        )
         client.set_registered_model_alias("m", "challenger", version.version)
         result = promote(client, "m", {"cos": "lower"}, reference=reference)
         assert result.promoted == promoted, result.table()

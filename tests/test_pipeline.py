@@ -37,11 +37,23 @@ def project(ran_pipeline, tmp_path_factory):
 def test_pipeline_runs_all_stages_and_logs_to_mlflow(ran_pipeline, project):
     out = ran_pipeline[1]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert ("synth=ran, prepare=ran, validate=ran, pretrain=ran, prior=ran, train_ldm=ran, judges=ran, baselines=ran, "
-            "evaluate=ran, user_study=ran") in out.stdout + out.stderr
+    assert (
+        "synth=ran, prepare=ran, validate=ran, pretrain=ran, prior=ran, train_ldm=ran, judges=ran, baselines=ran, "
+        "evaluate=ran, user_study=ran"
+    ) in out.stdout + out.stderr
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "prepare", "validate", "pretrain", "prior", "train_ldm", "judges",
-                                   "baselines", "evaluate", "user_study"}
+    assert set(lock["stages"]) == {
+        "synth",
+        "prepare",
+        "validate",
+        "pretrain",
+        "prior",
+        "train_ldm",
+        "judges",
+        "baselines",
+        "evaluate",
+        "user_study",
+    }
     evaluation = json.loads((project / "reports/eval/metrics.json").read_text())
     assert set(evaluation["methods"]) == {"scldm", "speech2face", "ar_spm", "wav2pix", "wen"}
     # every run reports real speech: the shipped real-speaker voices, every method, and the speech probe
@@ -53,7 +65,9 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(ran_pipeline, project):
     assert "Real speakers' voices" in (project / "reports/eval/report.md").read_text()
     assert (project / "reports/eval/plots/real_voices.png").stat().st_size > 1000
     pretrained = json.loads((project / "reports/pretrain/metrics.json").read_text())
-    assert pretrained["trained"]["real_voices_n"] == 9 and 0 <= pretrained["trained"]["real_voices_gender_accuracy"] <= 1
+    assert (
+        pretrained["trained"]["real_voices_n"] == 9 and 0 <= pretrained["trained"]["real_voices_gender_accuracy"] <= 1
+    )
     assert (project / "reports/eval/report.md").exists() and (project / "reports/user_study/page/index.html").exists()
     assert json.loads((project / "reports/data_contract.json").read_text())["success"] is True
     assert (project / "reports/synth/contact_sheet.png").stat().st_size > 1000
@@ -63,8 +77,19 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(ran_pipeline, project):
     assert len(parents) == 1
     parent = parents[0]
     children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.info.run_name for r in children) == ["baselines", "evaluate", "judges", "prepare", "pretrain", "prior",
-                                                         "register", "synth", "train_ldm", "user_study", "validate"]
+    assert sorted(r.info.run_name for r in children) == [
+        "baselines",
+        "evaluate",
+        "judges",
+        "prepare",
+        "pretrain",
+        "prior",
+        "register",
+        "synth",
+        "train_ldm",
+        "user_study",
+        "validate",
+    ]
     # the run registered the model (the project's own sqlite registry): version 1, @challenger
     version = client.get_model_version_by_alias("sclmd", "challenger")
     assert str(version.version) == "1" and float(version.tags["metric.gender_accuracy"]) >= 0
@@ -101,8 +126,10 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(ran_pipeline, project):
 def test_second_run_skips_unchanged_stages(project):
     out = sclmd(project, "pipeline")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert ("synth=skipped, prepare=skipped, validate=skipped, pretrain=skipped, prior=skipped, train_ldm=skipped, "
-            "judges=skipped, baselines=skipped, evaluate=skipped, user_study=skipped") in out.stdout + out.stderr
+    assert (
+        "synth=skipped, prepare=skipped, validate=skipped, pretrain=skipped, prior=skipped, train_ldm=skipped, "
+        "judges=skipped, baselines=skipped, evaluate=skipped, user_study=skipped"
+    ) in out.stdout + out.stderr
 
 
 def test_changed_param_reruns_only_downstream_and_contract_failure_stops(project):

@@ -51,8 +51,7 @@ def test_loss_curves(tmp_path: Path) -> None:
 
 
 def test_loss_curves_with_negative_and_diverged_values(tmp_path: Path) -> None:
-    history = {"elbo": [(s, -100.0 + s + (np.nan if s == 7 else 0.0)) for s in range(20)],
-               "diverged": [(0, np.inf)]}
+    history = {"elbo": [(s, -100.0 + s + (np.nan if s == 7 else 0.0)) for s in range(20)], "diverged": [(0, np.inf)]}
     assert_png(plot_loss_curves(history, tmp_path / "loss.png", "mixed signs"))
 
 
@@ -87,8 +86,15 @@ def test_metric_comparison_uses_shared_numeric_metrics(tmp_path: Path) -> None:
 def test_sweep_one_panel_per_metric_with_the_chosen_value_marked(tmp_path: Path) -> None:
     scales = [20.0, 1.0, 5.0, 2.0, 10.0]  # unsorted on purpose: lines are drawn in x order
     curves = {"gender accuracy": [0.86, 0.53, 0.64, 0.55, 0.74], "frechet": [45.6, 116.1, 86.4, 110.0, 61.3]}
-    path = plot_sweep(scales, curves, tmp_path / "sweep.png", "guidance", "guidance scale", chosen=20.0,
-                      references={"gender accuracy": 0.84})
+    path = plot_sweep(
+        scales,
+        curves,
+        tmp_path / "sweep.png",
+        "guidance",
+        "guidance scale",
+        chosen=20.0,
+        references={"gender accuracy": 0.84},
+    )
     width, _ = assert_png(path)
     assert width >= 2 * 300  # two panels
     assert only_file(tmp_path) == ["sweep.png"]
@@ -106,8 +112,16 @@ def test_sweep_one_panel_per_metric_with_the_chosen_value_marked(tmp_path: Path)
         lambda path: plot_sweep([1.0, 2.0], {"acc": [0.5]}, path, "short curve", "x"),
         lambda path: plot_sweep([], {}, path, "empty", "x"),
     ],
-    ids=["reconstruction-shapes", "not-square", "labels", "loss-triples", "loss-empty", "bars-empty", "sweep-short",
-         "sweep-empty"],
+    ids=[
+        "reconstruction-shapes",
+        "not-square",
+        "labels",
+        "loss-triples",
+        "loss-empty",
+        "bars-empty",
+        "sweep-short",
+        "sweep-empty",
+    ],
 )
 def test_bad_input_leaves_the_existing_plot(tmp_path: Path, bad_call) -> None:
     path = tmp_path / "plot.png"

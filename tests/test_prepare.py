@@ -35,7 +35,9 @@ def test_manifest_splits_and_packed_content(tiny_project):
         wav, sr = sf.read(raw / row["audio_source"], dtype="int16")
         assert sr == 16000
         np.testing.assert_array_equal(batch.audio[i].numpy(), wav)
-        np.testing.assert_array_equal(batch.face[i].numpy(), np.asarray(Image.open(raw / row["face_source"]).convert("RGB")))
+        np.testing.assert_array_equal(
+            batch.face[i].numpy(), np.asarray(Image.open(raw / row["face_source"]).convert("RGB"))
+        )
     assert batch.face_float().shape == (len(ds), 3, 64, 64)
     assert -1.0 <= float(batch.face_float().min()) and float(batch.face_float().max()) <= 1.0
 
@@ -93,12 +95,34 @@ def test_prepare_on_a_separate_dask_scheduler_and_workers_matches_a_local_run(ti
     dask = os.path.join(os.path.dirname(sys.executable), "dask")
     root = make_project(tmp_path / "project", {"prepare": {"dask_address": address}})
     shutil.copytree(tiny_project / "data/raw", root / "data/raw")
-    cluster = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    cluster = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
-        cluster += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                                      "--no-dashboard", "--no-nanny", "--name", f"worker-{i}"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(2)]
+        cluster += [
+            subprocess.Popen(
+                [
+                    dask,
+                    "worker",
+                    address,
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--no-nanny",
+                    "--name",
+                    f"worker-{i}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for i in range(2)
+        ]
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
             workers = client.scheduler_info()["workers"]
@@ -109,7 +133,9 @@ def test_prepare_on_a_separate_dask_scheduler_and_workers_matches_a_local_run(ti
         assert metrics["clips"] == 24
         local, remote = tiny_project / "data/prepared", root / "data/prepared"
         files = sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file() and p.name != "info.json")
-        assert files == sorted(p.relative_to(remote) for p in remote.rglob("*") if p.is_file() and p.name != "info.json")
+        assert files == sorted(
+            p.relative_to(remote) for p in remote.rglob("*") if p.is_file() and p.name != "info.json"
+        )
         assert any(str(f).startswith("shards") for f in files)
         for f in files:
             assert (local / f).read_bytes() == (remote / f).read_bytes(), f

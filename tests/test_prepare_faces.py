@@ -63,14 +63,20 @@ def test_alignment_undoes_a_tilt_that_a_fixed_crop_keeps(tmp_path):
 
 def test_voxceleb_photos_detected_aligned_and_no_face_counted(tmp_path):
     raw = tmp_path / "raw"
-    speakers = [("id10001", "Collins", "f", ASTRONAUT), ("id10002", "Hopper", "f", HOPPER),
-                ("id10003", "Collins2", "m", ASTRONAUT), ("id10004", "Hopper2", "m", HOPPER)]
+    speakers = [
+        ("id10001", "Collins", "f", ASTRONAUT),
+        ("id10002", "Hopper", "f", HOPPER),
+        ("id10003", "Collins2", "m", ASTRONAUT),
+        ("id10004", "Hopper2", "m", HOPPER),
+    ]
     (raw).mkdir()
     meta = ["VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet"]
     for k, (vox_id, name, gender, source) in enumerate(speakers):
         meta.append(f"{vox_id}\t{name}\t{gender}\tUSA\tdev")
         for u in range(2):
-            write_wav(raw / "wav" / vox_id / f"yt{k}" / f"{u + 1:05d}.wav", voice_like(1.5, 16000, f0=110 + 40 * k), 16000)
+            write_wav(
+                raw / "wav" / vox_id / f"yt{k}" / f"{u + 1:05d}.wav", voice_like(1.5, 16000, f0=110 + 40 * k), 16000
+            )
         faces = raw / "faces" / name
         faces.mkdir(parents=True)
         base = photo(source)
@@ -81,10 +87,21 @@ def test_voxceleb_photos_detected_aligned_and_no_face_counted(tmp_path):
         framed.save(faces / "0002_01.jpg", quality=92)
     Image.open(COFFEE).convert("RGB").save(raw / "faces" / "Collins" / "0003_01.jpg")  # no face in it
     (raw / "vox1_meta.csv").write_text("\n".join(meta) + "\n")
-    root = make_project(tmp_path / "project", {"prepare": {
-        "source": "voxceleb1", "workers": 1, "split": {"train": 0.5, "val": 0.25, "test": 0.25},
-        "voxceleb1": {"meta": str(raw / "vox1_meta.csv"), "audio_dir": str(raw / "wav"),
-                      "faces_dir": str(raw / "faces")}}})
+    root = make_project(
+        tmp_path / "project",
+        {
+            "prepare": {
+                "source": "voxceleb1",
+                "workers": 1,
+                "split": {"train": 0.5, "val": 0.25, "test": 0.25},
+                "voxceleb1": {
+                    "meta": str(raw / "vox1_meta.csv"),
+                    "audio_dir": str(raw / "wav"),
+                    "faces_dir": str(raw / "faces"),
+                },
+            }
+        },
+    )
     metrics = prepare.run(load_params(root / "params.yaml"), root)
     prepared = root / "data/prepared"
     manifest = read_manifest(prepared)
@@ -94,8 +111,10 @@ def test_voxceleb_photos_detected_aligned_and_no_face_counted(tmp_path):
     assert set(metrics.get("rejected_by_reason", {})) <= {"no face found by the face detector"}
     assert all(r == "no face found by the face detector" for r in rejects["reason"])
     # the crops are the right people's faces
-    references = {"Collins": identity(detected_face(ASTRONAUT, 64, min_px=24)),
-                  "Hopper": identity(detected_face(HOPPER, 64, min_px=24))}
+    references = {
+        "Collins": identity(detected_face(ASTRONAUT, 64, min_px=24)),
+        "Hopper": identity(detected_face(HOPPER, 64, min_px=24)),
+    }
     for split in ("train", "val", "test"):
         clips = PackedClips(prepared, split)
         for i, row in clips.rows.reset_index(drop=True).iterrows():
@@ -124,13 +143,24 @@ def test_avspeech_frame_takes_the_face_nearest_the_given_centre(tmp_path):
         rows.append(f"{ytid},0.000000,2.000000,{x:.6f},0.400000\n")
         write_mp4(clips / f"{ytid}_0.000000_2.000000.mp4", 2.0, 5, (960, 540), 16000, picture=scene)
     (tmp_path / "avspeech.csv").write_text("".join(rows))
-    root = make_project(tmp_path / "project", {"prepare": {
-        "source": "avspeech", "workers": 1, "split": {"train": 0.34, "val": 0.33, "test": 0.33}, "min_clip_seconds": 1.0,
-        "avspeech": {"csv": str(tmp_path / "avspeech.csv"), "videos_dir": str(clips)}}})
+    root = make_project(
+        tmp_path / "project",
+        {
+            "prepare": {
+                "source": "avspeech",
+                "workers": 1,
+                "split": {"train": 0.34, "val": 0.33, "test": 0.33},
+                "min_clip_seconds": 1.0,
+                "avspeech": {"csv": str(tmp_path / "avspeech.csv"), "videos_dir": str(clips)},
+            }
+        },
+    )
     assert prepare.run(load_params(root / "params.yaml"), root)["clips"] == 3
     prepared = root / "data/prepared"
-    references = {"Collins": identity(detected_face(ASTRONAUT, 64, min_px=24)),
-                  "Hopper": identity(detected_face(HOPPER, 64, min_px=24))}
+    references = {
+        "Collins": identity(detected_face(ASTRONAUT, 64, min_px=24)),
+        "Hopper": identity(detected_face(HOPPER, 64, min_px=24)),
+    }
     for split in ("train", "val", "test"):
         clips_of = PackedClips(prepared, split)
         for i, row in clips_of.rows.reset_index(drop=True).iterrows():

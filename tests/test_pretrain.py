@@ -29,8 +29,9 @@ def project_with_data(tmp_path, tiny_project, name: str, overrides: dict | None 
 
 def stage(root, *, wait=True, env=None):
     cmd = [sys.executable, "-m", "sclmd", "stage", "pretrain"]
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+    )
     if wait:
         out, _ = proc.communicate(timeout=600)
         return proc.returncode, out
@@ -76,8 +77,12 @@ def test_killed_run_resumes_to_the_same_result(tiny_project, tmp_path):
     code, out = stage(killed)
     assert code == 0, out[-3000:]
     assert "resuming from" in out and "step-00000" in out
-    assert (killed / "reports/pretrain/metrics.json").read_text() == (straight / "reports/pretrain/metrics.json").read_text()
-    assert (killed / "models/pretrain/model.safetensors").read_bytes() == (straight / "models/pretrain/model.safetensors").read_bytes()
+    assert (killed / "reports/pretrain/metrics.json").read_text() == (
+        straight / "reports/pretrain/metrics.json"
+    ).read_text()
+    assert (killed / "models/pretrain/model.safetensors").read_bytes() == (
+        straight / "models/pretrain/model.safetensors"
+    ).read_bytes()
 
     metrics = json.loads((straight / "reports/pretrain/metrics.json").read_text())
     for side in ("trained", "control"):
@@ -191,10 +196,20 @@ def test_adversarial_pretraining_trains_the_discriminator_and_resumes_to_the_sam
     from sclmd.config import load_params
     from sclmd.train.pretrain import train
 
-    root = make_project(tmp_path / "gan", {"pretrain": {"face_init": None,  # the autoencoder trained in the run
-                                                        "adversarial_weight": 0.5, "adversarial_start": 2,
-                                                        "autoencoder_steps": 4, "max_steps": 2,
-                                                        "checkpoint_every": 3, "keep_checkpoints": 5}})
+    root = make_project(
+        tmp_path / "gan",
+        {
+            "pretrain": {
+                "face_init": None,  # the autoencoder trained in the run
+                "adversarial_weight": 0.5,
+                "adversarial_start": 2,
+                "autoencoder_steps": 4,
+                "max_steps": 2,
+                "checkpoint_every": 3,
+                "keep_checkpoints": 5,
+            }
+        },
+    )
     params = load_params(root / "params.yaml")
     prepared = tiny_project / "data/prepared"
     straight = train(params.pretrain, params.data, prepared, CheckpointStore(tmp_path / "a", "k"))

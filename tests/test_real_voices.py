@@ -30,18 +30,21 @@ def test_shipped_real_voices_are_labelled_with_provenance():
     assert "Debian" in readme and "never for training" in readme
 
 
-@pytest.mark.parametrize("labels, message", [
-    (None, "labels.csv: not found"),
-    ("", "labels.csv: empty"),
-    ("name,sex\na.wav,f\n", "no column 'file' or 'gender'"),
-    ("file,gender\na.wav,f\nb.wav,x\n", "line 3: gender 'x' for 'b.wav' is not f or m"),
-    ("file,gender\na.wav,f\nmissing.wav,m\n", "line 3: file 'missing.wav' does not exist"),
-    ("file,gender\n../a.wav,f\n", "line 2: file '../a.wav' is outside"),
-    ("file,gender\na.wav,f\na.wav,m\n", "line 3: file 'a.wav' is listed twice (also on line 2)"),
-    ("file,gender,age\na.wav,f,old\n", "line 2: age 'old' for 'a.wav' is not a number"),
-    ("file,gender\na.wav,f,extra\n", "line 2: 3 fields, but the header has 2"),
-    ("file,gender\n", "no voices listed"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (None, "labels.csv: not found"),
+        ("", "labels.csv: empty"),
+        ("name,sex\na.wav,f\n", "no column 'file' or 'gender'"),
+        ("file,gender\na.wav,f\nb.wav,x\n", "line 3: gender 'x' for 'b.wav' is not f or m"),
+        ("file,gender\na.wav,f\nmissing.wav,m\n", "line 3: file 'missing.wav' does not exist"),
+        ("file,gender\n../a.wav,f\n", "line 2: file '../a.wav' is outside"),
+        ("file,gender\na.wav,f\na.wav,m\n", "line 3: file 'a.wav' is listed twice (also on line 2)"),
+        ("file,gender,age\na.wav,f,old\n", "line 2: age 'old' for 'a.wav' is not a number"),
+        ("file,gender\na.wav,f,extra\n", "line 2: 3 fields, but the header has 2"),
+        ("file,gender\n", "no voices listed"),
+    ],
+)
 def test_labels_mistakes_are_errors_naming_the_line(tmp_path, labels, message):
     root = tmp_path / "voices"
     root.mkdir()
@@ -90,8 +93,17 @@ def test_agreement_is_the_mean_over_voices_of_faces_judged_the_labelled_gender(t
 @pytest.mark.slow
 def test_check_voices_cli_on_the_shipped_set_and_on_a_bad_folder(ran_pipeline, tmp_path):
     root = ran_pipeline[0]
-    out = sclmd_cli(root, "check-voices", "real_voices", "--samples", "2", "--json", str(tmp_path / "r.json"),
-                    "--grid", str(tmp_path / "grid.png"))
+    out = sclmd_cli(
+        root,
+        "check-voices",
+        "real_voices",
+        "--samples",
+        "2",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--grid",
+        str(tmp_path / "grid.png"),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["n_voices"] == 9 and len(result["voices"]) == 9 and result["samples_per_voice"] == 2

@@ -18,10 +18,24 @@ import yaml
 from sclmd.errors import SclmdError
 from tests.conftest import REPO, deep_merge, make_project, wait_for
 
-TINY_RELEASE = {"first_stage": {
-    "train_speakers": 16, "faces_per_speaker": 2, "val_speakers": 4, "test_speakers": 4, "batch_size": 4,
-    "max_steps": 20, "warmup_steps": 2, "evaluate_every": 10, "evaluate_faces": 8, "checkpoint_every": 5,
-    "log_every": 5, "adversarial_start": 5, "perceptual": "dssim", "decoder_width": 1.0}}
+TINY_RELEASE = {
+    "first_stage": {
+        "train_speakers": 16,
+        "faces_per_speaker": 2,
+        "val_speakers": 4,
+        "test_speakers": 4,
+        "batch_size": 4,
+        "max_steps": 20,
+        "warmup_steps": 2,
+        "evaluate_every": 10,
+        "evaluate_faces": 8,
+        "checkpoint_every": 5,
+        "log_every": 5,
+        "adversarial_start": 5,
+        "perceptual": "dssim",
+        "decoder_width": 1.0,
+    }
+}
 
 
 def release_project(root: Path, overrides: dict | None = None) -> Path:
@@ -35,8 +49,9 @@ def release(root: Path, *args: str, wait: bool = True):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     if not wait:  # its own process group: the kill reaches the stage's process too
-        return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
     out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     return out.returncode, out.stdout + out.stderr
 
@@ -55,16 +70,28 @@ def test_release_ships_the_first_stage_with_checksums_and_a_model_card(released)
     from sclmd.train.checkpoints import file_sha256
 
     shipped = released / "weights/face-autoencoder"
-    assert sorted(p.name for p in shipped.iterdir()) == ["README.md", "checksums.json", "config.json", "curves.png",
-                                                         "model.safetensors", "quality_vs_hours.png",
-                                                         "reconstructions.png"]
+    assert sorted(p.name for p in shipped.iterdir()) == [
+        "README.md",
+        "checksums.json",
+        "config.json",
+        "curves.png",
+        "model.safetensors",
+        "quality_vs_hours.png",
+        "reconstructions.png",
+    ]
     sums = json.loads((shipped / "checksums.json").read_text())
     assert sums == {name: file_sha256(shipped / name) for name in sums}
     card = (shipped / "README.md").read_text()
     config = json.loads((shipped / "config.json").read_text())
     metrics = config["metrics"]
-    for needle in ("sclmd release --part first-stage", metrics["data_sha256"]["train"], sums["model.safetensors"],
-                   f"{metrics['test']['c2st']:.3f}", "cores", "## Reproduce"):
+    for needle in (
+        "sclmd release --part first-stage",
+        metrics["data_sha256"]["train"],
+        sums["model.safetensors"],
+        f"{metrics['test']['c2st']:.3f}",
+        "cores",
+        "## Reproduce",
+    ):
         assert needle in card
     assert metrics["steps"] == 20 and metrics["chosen_step"] in (10, 20)  # chosen among the evaluations
     assert 0.0 <= metrics["test"]["c2st"] <= 1.0 and len(metrics["test"]["c2st_ci"]) == 2
@@ -174,8 +201,14 @@ def test_pretrain_keeps_a_frozen_first_stage_as_shipped(released, tiny_project, 
     from sclmd.train.checkpoints import CheckpointStore
     from sclmd.train.pretrain import build_model, train
 
-    params = pretrain_params(str(released / "weights/face-autoencoder"), batch_size=4, max_steps=3,
-                             checkpoint_every=10, log_every=1, perceptual="dssim")
+    params = pretrain_params(
+        str(released / "weights/face-autoencoder"),
+        batch_size=4,
+        max_steps=3,
+        checkpoint_every=10,
+        log_every=1,
+        perceptual="dssim",
+    )
     shutil.copytree(tiny_project / "data/prepared", tmp_path / "prepared")
     start = build_model(params, DataParams(), tmp_path)
     result = train(params, DataParams(), tmp_path / "prepared", CheckpointStore(tmp_path / "ck", "k"))
@@ -188,8 +221,12 @@ def test_pretrain_keeps_a_frozen_first_stage_as_shipped(released, tiny_project, 
     assert "loss_mae" not in result.history and "loss_contrastive" in result.history
 
     # the autoencoder phase is for training one from scratch: a frozen first stage skips it
-    again = train(params.model_copy(update={"autoencoder_steps": 2, "adversarial_weight": 0.5}), DataParams(),
-                  tmp_path / "prepared", CheckpointStore(tmp_path / "ck2", "k"))
+    again = train(
+        params.model_copy(update={"autoencoder_steps": 2, "adversarial_weight": 0.5}),
+        DataParams(),
+        tmp_path / "prepared",
+        CheckpointStore(tmp_path / "ck2", "k"),
+    )
     assert again.steps == 3 and "loss_adversarial" not in again.history
     assert all(torch.equal(v, decoder[k]) for k, v in again.model.face_decoder.state_dict().items())
 

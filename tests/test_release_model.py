@@ -23,8 +23,9 @@ def released(ran_pipeline, tmp_path_factory):
     root = copy_project(ran_pipeline[0], tmp_path_factory.mktemp("release_model") / "project")
     folder = seed_workspace(root, 1)  # the pipeline's own folder stands for the release workspace
     for stage in ("baselines", "evaluate"):
-        out = subprocess.run([sys.executable, "-m", "sclmd", "stage", stage], cwd=folder, capture_output=True,
-                             text=True, timeout=900)
+        out = subprocess.run(
+            [sys.executable, "-m", "sclmd", "stage", stage], cwd=folder, capture_output=True, text=True, timeout=900
+        )
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     summary = write_release_report(root, root / "reports/release", {1: folder})
     ship_scldm(root, root, summary, hours=0.1)

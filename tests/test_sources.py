@@ -209,8 +209,11 @@ def test_skip_tally_counts_every_skip_and_keeps_a_bounded_sample_of_each_kind() 
     for i in range(5):
         tally.append((f"v{i}", NOT_DOWNLOADED))
     tally.append(("x.csv row 7", "row 7: expected 5 fields (ytid,start,end,x,y), found 3"))
-    assert tally == [("v0", NOT_DOWNLOADED), ("v1", NOT_DOWNLOADED),
-                     ("x.csv row 7", "row 7: expected 5 fields (ytid,start,end,x,y), found 3")]
+    assert tally == [
+        ("v0", NOT_DOWNLOADED),
+        ("v1", NOT_DOWNLOADED),
+        ("x.csv row 7", "row 7: expected 5 fields (ytid,start,end,x,y), found 3"),
+    ]
     assert tally.total == 6 and tally.counts == {NOT_DOWNLOADED: 5, "row N": 1}
 
 
@@ -274,9 +277,7 @@ def test_voxceleb1_pairs_each_speaker_with_their_faces(tmp_path: Path) -> None:
         "id10000_yt0v1_x_00002",
     ]
     assert first[0].audio_path == "wav/id10000/yt0v0_x/00001.wav"
-    assert [c.face_path for c in first] == [
-        f"faces/Celebrity_0.Name/000{k}_01.jpg" for k in (1, 2, 1, 2)
-    ]
+    assert [c.face_path for c in first] == [f"faces/Celebrity_0.Name/000{k}_01.jpg" for k in (1, 2, 1, 2)]
     assert [scan.clips[i].gender for i in (0, 4, 8)] == ["m", "f", "m"]
     assert {c.age for c in scan.clips} == {None}
 
@@ -344,18 +345,14 @@ def test_voxceleb2_meta_with_trailing_spaces(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("source", ["voxceleb1", "voxceleb2"])
 def test_voxceleb_missing_meta_names_the_file(tmp_path: Path, source: str) -> None:
-    with pytest.raises(
-        SclmdError, match=rf"vox{source[-1]}_meta\.csv: {source} meta file not found"
-    ):
+    with pytest.raises(SclmdError, match=rf"vox{source[-1]}_meta\.csv: {source} meta file not found"):
         scan_source(PrepareParams(source=source), tmp_path)
 
 
 def test_voxceleb_meta_without_the_id_column_is_fatal(tmp_path: Path) -> None:
     tree = make_voxceleb1_tree(tmp_path / "vox1", n_speakers=1, videos_per_speaker=1)
     Path(tree.meta).write_text("name,sex\nBob,m\n")
-    with pytest.raises(
-        SclmdError, match=r"vox1_meta\.csv: not a voxceleb1 meta file: missing column"
-    ):
+    with pytest.raises(SclmdError, match=r"vox1_meta\.csv: not a voxceleb1 meta file: missing column"):
         scan_source(PrepareParams(source="voxceleb1", voxceleb1=tree), tmp_path)
 
 

@@ -38,7 +38,9 @@ def test_entry_points_answer_help(args):
 
 def test_unknown_stage_is_a_clear_error(tmp_path):
     (tmp_path / "params.yaml").write_text("{}\n")
-    out = subprocess.run([sys.executable, "-m", "sclmd", "stage", "trian"], cwd=tmp_path, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "sclmd", "stage", "trian"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert out.returncode == 2
     assert "unknown stage 'trian'" in out.stderr and "prepare" in out.stderr
     with pytest.raises(SclmdError):
@@ -116,8 +118,14 @@ def test_ui_serves_mlflow_on_loopback(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen([sys.executable, "-m", "sclmd", "ui", "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sclmd", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while True:

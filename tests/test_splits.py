@@ -12,9 +12,11 @@ from sclmd.errors import SclmdError
 
 def clips(n_speakers: int, per: int = 3, gender=True) -> list[RawClip]:
     return [
-        RawClip("t", "/r", f"s{s}_{c}", f"s{s:03d}", "a.wav", "f.png",
-                gender=("f" if s % 2 else "m") if gender else None)
-        for s in range(n_speakers) for c in range(per)
+        RawClip(
+            "t", "/r", f"s{s}_{c}", f"s{s:03d}", "a.wav", "f.png", gender=("f" if s % 2 else "m") if gender else None
+        )
+        for s in range(n_speakers)
+        for c in range(per)
     ]
 
 

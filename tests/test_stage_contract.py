@@ -13,9 +13,18 @@ from tests.conftest import REPO
 
 # Modules that decide where and how a stage runs, not what it computes (errors, atomic writes,
 # MLflow tags, process launching, the params loader whose values DVC tracks as params).
-NOT_OUTPUTS = {"sclmd/__init__.py", "sclmd/errors.py", "sclmd/io.py", "sclmd/env.py", "sclmd/tracking.py",
-               "sclmd/launch.py", "sclmd/orchestration.py", "sclmd/machine.py", "sclmd/config.py",
-               "sclmd/stages/__init__.py"}
+NOT_OUTPUTS = {
+    "sclmd/__init__.py",
+    "sclmd/errors.py",
+    "sclmd/io.py",
+    "sclmd/env.py",
+    "sclmd/tracking.py",
+    "sclmd/launch.py",
+    "sclmd/orchestration.py",
+    "sclmd/machine.py",
+    "sclmd/config.py",
+    "sclmd/stages/__init__.py",
+}
 
 
 def module_file(name: str) -> Path | None:
@@ -57,8 +66,9 @@ def closure(module: str) -> set[str]:
 def uncovered(stage: dict) -> list[str]:
     deps = [str(d) for d in stage.get("deps", [])]
     module = "sclmd.stages." + stage["cmd"].split()[-1]
-    return sorted(f for f in closure(module) - NOT_OUTPUTS
-                  if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
+    return sorted(
+        f for f in closure(module) - NOT_OUTPUTS if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)
+    )
 
 
 def test_every_stage_depends_on_the_code_it_imports():

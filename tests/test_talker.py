@@ -15,14 +15,25 @@ from tests.conftest import TINY, copy_project, deep_merge, sclmd_cli, write_para
 
 TINY_TALKER = {
     "talker_video": {"seconds": 1.2, "train_speakers": 4, "val_speakers": 2, "test_speakers": 2, "workers": 2},
-    "talker": {"unet_channels": [16, 32], "conformer_layers": 1, "ddim_steps": 2, "dae_steps": 4, "dae_batch_size": 4,
-               "speech2latent_steps": 3, "speech2latent_batch_size": 2, "regressor_steps": 3,
-               "regressor_batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
+    "talker": {
+        "unet_channels": [16, 32],
+        "conformer_layers": 1,
+        "ddim_steps": 2,
+        "dae_steps": 4,
+        "dae_batch_size": 4,
+        "speech2latent_steps": 3,
+        "speech2latent_batch_size": 2,
+        "regressor_steps": 3,
+        "regressor_batch_size": 2,
+        "warmup_steps": 1,
+        "checkpoint_every": 2,
+    },
     "evaluate_talker": {"probe_steps": 3, "probe_batch_size": 8, "bootstrap_resamples": 20, "strip_frames": 4},
 }
 
 
 # --- end to end: after the session's pipeline, `sclmd talker` then `sclmd talk` ------------------
+
 
 @pytest.fixture(scope="module")
 def talker_project(ran_pipeline, tmp_path_factory):
@@ -48,8 +59,15 @@ def test_talker_flow_trains_and_evaluates(talker_project):
     assert {"opening", "rounding", "blink", "yaw", "pitch", "roll", "phone"} <= set(tracks.files)
     assert len(tracks["opening"]) == 30
     metrics = json.loads((project / "reports/talker/metrics.json").read_text())
-    assert set(metrics["methods"]) == {"real", "real_autoencoder", "dae_photo", "dae_photo_inversion", "dae_scldm",
-                                       "regression", "still"}
+    assert set(metrics["methods"]) == {
+        "real",
+        "real_autoencoder",
+        "dae_photo",
+        "dae_photo_inversion",
+        "dae_scldm",
+        "regression",
+        "still",
+    }
     assert metrics["methods"]["still"]["lipsync"] == 0.0
     assert metrics["methods"]["still"]["identity_drift"] == pytest.approx(0.0, abs=1e-5)
     assert metrics["methods"]["still"]["distance_to_face"] == pytest.approx(0.0, abs=1e-5)  # it is the face given
@@ -58,8 +76,13 @@ def test_talker_flow_trains_and_evaluates(talker_project):
         assert -1.0 <= row["lipsync"] <= 1.0 and row["between_speakers"] >= 0
     sample = video_info(project / "reports/talker/sample.mp4")
     assert sample["frames"] == 30 and sample["width"] == 4 * 128 and sample["audio_rate"] == 16000
-    for png in ("reports/talker/frame_strip.png", "reports/talker/metrics.png", "reports/talker_video/frames.png",
-                "reports/talker_train/losses.png", "reports/talker_train/val_reconstructions.png"):
+    for png in (
+        "reports/talker/frame_strip.png",
+        "reports/talker/metrics.png",
+        "reports/talker_video/frames.png",
+        "reports/talker_train/losses.png",
+        "reports/talker_train/val_reconstructions.png",
+    ):
         assert (project / png).stat().st_size > 5000, png
     assert (project / "models/talker/pretrain/model.safetensors").exists()  # the folder talks on its own
     import mlflow
@@ -68,11 +91,14 @@ def test_talker_flow_trains_and_evaluates(talker_project):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     parent = [r for r in runs if r.data.tags.get("sclmd.stage") == "talker"]
     assert parent and "lipsync_dae" not in parent[0].data.metrics
-    children = {r.data.tags.get("sclmd.stage") for r in runs
-                if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
+    children = {
+        r.data.tags.get("sclmd.stage") for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id
+    }
     assert {"synth_video", "train_talker", "evaluate_talker"} <= children
     again = sclmd_cli(project, "talker")  # nothing changed: DVC skips every stage
-    assert again.returncode == 0 and (again.stdout + again.stderr).count("didn't change, skipping") == 3, again.stderr[-2000:]
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("didn't change, skipping") == 3, again.stderr[
+        -2000:
+    ]
 
 
 def test_talk_from_a_voice_file_alone(talker_project, tmp_path):
@@ -89,8 +115,19 @@ def test_talk_from_a_voice_file_alone(talker_project, tmp_path):
     assert info["width"] == info["height"] == 256  # 64 px frames shown 4x
     face = next((project / "data/raw/voxsynth/faces").rglob("*.png"))
     (tmp_path / "pose.csv").write_text("yaw,pitch,roll\n" + "10,0,0\n" * 150)
-    out = sclmd_cli(project, "talk", str(voice), "--face", str(face), "--pose", str(tmp_path / "pose.csv"),
-                    "-o", str(tmp_path / "posed.mp4"), "--scale", "1")
+    out = sclmd_cli(
+        project,
+        "talk",
+        str(voice),
+        "--face",
+        str(face),
+        "--pose",
+        str(tmp_path / "pose.csv"),
+        "-o",
+        str(tmp_path / "posed.mp4"),
+        "--scale",
+        "1",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "pose.csv" in out.stdout
     assert read_frames(tmp_path / "posed.mp4").shape == (150, 64, 64, 3)
@@ -104,8 +141,15 @@ def test_talk_from_a_voice_file_alone(talker_project, tmp_path):
 def test_talker_ablations_measure_the_val_speakers_and_retrain_variants(talker_project):
     project, result = talker_project
     assert result.returncode == 0
-    rows = ["dae", "dae_noise_seed1", "dae_mean_over_8_noise_seeds", "regression", "autoencoder", "oracle",
-            "talker_seed1"]
+    rows = [
+        "dae",
+        "dae_noise_seed1",
+        "dae_mean_over_8_noise_seeds",
+        "regression",
+        "autoencoder",
+        "oracle",
+        "talker_seed1",
+    ]
     out = sclmd_cli(project, "talker-ablations", *[a for r in rows[:-1] for a in ("--only", r)], "--retrain", rows[-1])
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     metrics = json.loads((project / "reports/talker_ablations/metrics.json").read_text())
@@ -134,8 +178,9 @@ def test_talker_ablations_measure_the_val_speakers_and_retrain_variants(talker_p
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              "tags.`sclmd.stage` = 'talker_ablations'")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.`sclmd.stage` = 'talker_ablations'"
+    )
     assert runs and "dae.lipsync" in runs[0].data.metrics
     logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "reports/talker_ablations")}
     assert "reports/talker_ablations/lipsync.png" in logged

@@ -9,6 +9,7 @@ import torch
 
 # --- data: phones, mouth tracks, frames, video files ---------------------------------------------
 
+
 def test_phone_timeline_comes_with_the_same_audio():
     from sclmd.data.voxsynth.attributes import sample_speakers
     from sclmd.data.voxsynth.generate import _rng
@@ -74,6 +75,7 @@ def test_mp4_round_trip_keeps_frames_and_sound(tmp_path):
 
 
 # --- models -----------------------------------------------------------------------------------------
+
 
 def _small_config():
     from sclmd.models.talker import TalkerConfig
@@ -151,7 +153,7 @@ def test_motion_is_the_difference_of_two_frames_codes():
     # Clips whose codes are a constant per clip (identity) plus motion of spread 1 in every dimension.
     codes = 10 * torch.randn(5, 1, 16) + torch.randn(5, 400, 16)
     set_code_statistics(bundle, codes)
-    assert torch.allclose(bundle.motion_std, torch.full((16,), 2 ** 0.5), atol=0.1)  # identity does not count
+    assert torch.allclose(bundle.motion_std, torch.full((16,), 2**0.5), atol=0.1)  # identity does not count
     assert bundle.code_std.min() > 3  # but it does in the codes the reference enters as
     latents = torch.randn(2, 3, 4, 16, 16)
     with torch.no_grad():
@@ -177,7 +179,7 @@ def test_probe_reads_what_it_was_trained_on():
     opening = torch.rand(n, generator=generator)
     images = -torch.ones(n, 3, 64, 64)
     for i in range(n):  # a dark bar whose height is the opening
-        images[i, :, 40:40 + int(2 + 14 * opening[i]), 24:40] = 1.0
+        images[i, :, 40 : 40 + int(2 + 14 * opening[i]), 24:40] = 1.0
     targets = torch.stack([opening, torch.zeros(n), torch.zeros(n), torch.zeros(n)], -1)
     probe = train_probe(images, targets, steps=60, batch_size=32, lr=2e-3, max_blur=0.0, seed=0)
     read = probe_read(probe, images)
@@ -186,6 +188,7 @@ def test_probe_reads_what_it_was_trained_on():
 
 
 # --- bad input to `sclmd talk` (no trained talker needed for these) ------------------------------
+
 
 def test_talk_input_errors_name_the_file_and_the_fix(tmp_path):
     from sclmd.errors import SclmdError
@@ -223,14 +226,14 @@ def test_talk_input_errors_name_the_file_and_the_fix(tmp_path):
     assert not (tmp_path / "out.mp4").exists()
 
 
-
 def test_val_clips_are_optional_but_a_broken_val_clip_is_an_error(tmp_path):
     from sclmd.errors import SclmdError
     from sclmd.train.talker import has_clips, load_clips
 
     assert not has_clips(tmp_path, "val")  # no manifest yet
-    (tmp_path / "manifest.csv").write_text("speaker_id,split,gender,age,video,tracks\n"
-                                           "vs0001,train,f,30,train/vs0001.mp4,train/vs0001.npz\n")
+    (tmp_path / "manifest.csv").write_text(
+        "speaker_id,split,gender,age,video,tracks\nvs0001,train,f,30,train/vs0001.mp4,train/vs0001.npz\n"
+    )
     assert has_clips(tmp_path, "train") and not has_clips(tmp_path, "val")
     with (tmp_path / "manifest.csv").open("a") as f:
         f.write("vs0002,val,m,40,../../etc/passwd,val/vs0002.npz\n")

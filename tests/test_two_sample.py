@@ -28,10 +28,12 @@ def colour_blobs(faces: torch.Tensor, sigma: float = 4.0, saturation: float = 3.
     kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
     kernel = kernel / kernel.sum()
     c = faces.shape[1]
-    out = F.conv2d(F.pad(faces, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
-                   groups=c)
-    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
-                   groups=c)
+    out = F.conv2d(
+        F.pad(faces, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c
+    )
+    out = F.conv2d(
+        F.pad(out, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c
+    )
     grey = out.mean(dim=1, keepdim=True)
     return ((out - grey) * saturation + grey).clamp(-1, 1)
 
@@ -61,16 +63,24 @@ def test_colour_blobs_are_told_apart(faces) -> None:
 def test_deterministic_for_a_seed_and_leaves_the_global_rng_alone(faces) -> None:
     real, other, speakers = faces
     subset = slice(0, 48)
-    run = lambda seed: classifier_two_sample_test(real[subset], colour_blobs(other[subset], 1.0, 1.5),  # noqa: E731
-                                                  speakers[subset], speakers[subset], epochs=5, seed=seed)
+
+    def run(seed):
+        blobs = colour_blobs(other[subset], 1.0, 1.5)
+        return classifier_two_sample_test(real[subset], blobs, speakers[subset], speakers[subset], epochs=5, seed=seed)
+
     torch.manual_seed(123)
     expected = torch.rand(1)
     torch.manual_seed(123)
     first = run(0)
     assert torch.rand(1) == expected  # the test's own RNG use did not move the caller's
     threads = torch.get_num_threads()
-    assert classifier_two_sample_test(real[subset], other[subset], speakers[subset], speakers[subset], epochs=1,
-                                      threads=1).n == 96 and torch.get_num_threads() == threads  # restored
+    assert (
+        classifier_two_sample_test(
+            real[subset], other[subset], speakers[subset], speakers[subset], epochs=1, threads=1
+        ).n
+        == 96
+        and torch.get_num_threads() == threads
+    )  # restored
     assert run(0) == first
     assert run(0).acc == first.acc and run(1).n == first.n
 

@@ -26,9 +26,7 @@ from sclmd.data.voxsynth.attributes import MAX_AGE, MIN_AGE, csv_columns
 from sclmd.data.voxsynth.voice import voice_profile
 
 SR = 16000
-SMALL_SYNTH = SynthParams(
-    seed=7, n_speakers=8, utterances_per_speaker=2, faces_per_speaker=2, workers=1
-)
+SMALL_SYNTH = SynthParams(seed=7, n_speakers=8, utterances_per_speaker=2, faces_per_speaker=2, workers=1)
 SMALL_DATA = DataParams(sample_rate=SR, clip_seconds=2.0, image_size=32)
 
 
@@ -158,8 +156,9 @@ def test_old_voices_are_less_periodic(monkeypatch):
     for i, attrs in enumerate(sample_speakers(12, seed=4)):
         young, old = voice_profile(replace(attrs, age=20)), voice_profile(replace(attrs, age=80))
         assert old.jitter > young.jitter and old.shimmer > young.shimmer and old.breath > young.breath
-        aged = replace(young, jitter=old.jitter, shimmer=old.shimmer, breath=old.breath,
-                       tremor_semitones=old.tremor_semitones)
+        aged = replace(
+            young, jitter=old.jitter, shimmer=old.shimmer, breath=old.breath, tremor_semitones=old.tremor_semitones
+        )
         peaks = []
         for profile in (young, aged):
             monkeypatch.setattr(voice, "voice_profile", lambda _attrs, p=profile: p)
@@ -199,9 +198,7 @@ def test_utterances_of_one_speaker_differ():
 
 
 def test_face_format():
-    image = render_face(
-        sample_speakers(6, seed=0)[0], np.random.default_rng(0), size=48, supersample=2
-    )
+    image = render_face(sample_speakers(6, seed=0)[0], np.random.default_rng(0), size=48, supersample=2)
     assert isinstance(image, Image.Image) and image.mode == "RGB" and image.size == (48, 48)
     pixels = np.asarray(image)
     assert pixels.dtype == np.uint8 and pixels.shape == (48, 48, 3)
@@ -229,10 +226,7 @@ def test_faces_resemble_their_speaker_more_than_others():
     centre = slice(16, 48)  # the face, without most of the background
     images = np.array(
         [
-            [
-                np.asarray(render_face(a, np.random.default_rng([i, k])))[centre, centre]
-                for k in range(3)
-            ]
+            [np.asarray(render_face(a, np.random.default_rng([i, k])))[centre, centre] for k in range(3)]
             for i, a in enumerate(speakers)
         ],
         dtype=float,
@@ -291,9 +285,7 @@ def test_layout_and_speakers_csv(small_set):
 def test_same_seed_gives_identical_files_whatever_the_worker_count(small_set, tmp_path):
     out, _ = small_set
     again = tmp_path / "two_workers"
-    generate_voxsynth(
-        again, SMALL_SYNTH.model_copy(update={"workers": 2}), SMALL_DATA, progress=False
-    )
+    generate_voxsynth(again, SMALL_SYNTH.model_copy(update={"workers": 2}), SMALL_DATA, progress=False)
     assert _digest_tree(again) == _digest_tree(out)
 
 
@@ -315,9 +307,7 @@ def test_contact_sheet_and_sample_wavs(small_set, tmp_path):
         assert image.mode == "RGB" and image.width >= 6 * 128 and image.height >= 128
     wavs = pick_sample_wavs(out, 4)
     assert len(wavs) == 4 and all(p.exists() for p in wavs)
-    genders = {
-        row["speaker_id"]: row["gender"] for row in csv.DictReader((out / "speakers.csv").open())
-    }
+    genders = {row["speaker_id"]: row["gender"] for row in csv.DictReader((out / "speakers.csv").open())}
     assert {genders[p.parent.name] for p in wavs} == {"f", "m"}
     assert pick_sample_wavs(out, 0) == []
 

@@ -31,9 +31,7 @@ from sclmd.errors import ClipRejected
 _RESAMPLE_MARGIN_SECONDS = 0.01
 
 
-def decode_audio(
-    path: Path, start: float | None = None, end: float | None = None
-) -> tuple[np.ndarray, int]:
+def decode_audio(path: Path, start: float | None = None, end: float | None = None) -> tuple[np.ndarray, int]:
     """float32 samples [channels, samples] in [-1, 1] and their sample rate.
 
     `start`/`end` (seconds from the file's start) cut a segment; either may be None
@@ -55,8 +53,7 @@ def decode_audio(
             return _decode_with_pyav(path, start, end)
         except (av.FFmpegError, ValueError) as pyav_error:
             raise ClipRejected(
-                "not readable as audio "
-                f"(soundfile: {soundfile_error}; PyAV: {_describe(pyav_error)})",
+                f"not readable as audio (soundfile: {soundfile_error}; PyAV: {_describe(pyav_error)})",
                 str(path),
             ) from None
 
@@ -65,9 +62,7 @@ def _describe(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
-def _decode_with_soundfile(
-    path: Path, start: float | None, end: float | None
-) -> tuple[np.ndarray, int]:
+def _decode_with_soundfile(path: Path, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
     with soundfile.SoundFile(path) as audio_file:
         sample_rate = audio_file.samplerate
         first = 0 if start is None else round(start * sample_rate)

@@ -21,8 +21,16 @@ from sclmd.data.store import MANIFEST, SPLITS, read_manifest
 from sclmd.io import is_inside
 
 REQUIRED_COLUMNS = [
-    "clip_id", "speaker_id", "split", "source", "audio_file", "audio_index", "face_file", "face_index",
-    "sample_rate", "duration_s",
+    "clip_id",
+    "speaker_id",
+    "split",
+    "source",
+    "audio_file",
+    "audio_index",
+    "face_file",
+    "face_index",
+    "sample_rate",
+    "duration_s",
 ]
 OPTIONAL_COLUMNS = ["gender", "age"]  # unknown for some sources (AVSpeech has no labels)
 SUITE_NAME = "sclmd_data_contract"
@@ -149,7 +157,10 @@ def _expectations(data: DataParams, params: ValidateParams, frame: pd.DataFrame)
                 ("index_in_range", "{k} index within its shard"),
             )
         ],
-        (E.ExpectColumnValuesToBeInSet(column="audio_shape", value_set=[str(data.clip_samples)]), "clip length in samples"),
+        (
+            E.ExpectColumnValuesToBeInSet(column="audio_shape", value_set=[str(data.clip_samples)]),
+            "clip length in samples",
+        ),
         (E.ExpectColumnValuesToBeInSet(column="audio_dtype", value_set=["int16"]), "audio dtype"),
         (E.ExpectColumnValuesToBeInSet(column="sample_rate", value_set=[data.sample_rate]), "sample rate"),
         (E.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0, strict_min=True), "source duration > 0"),
@@ -162,8 +173,10 @@ def _expectations(data: DataParams, params: ValidateParams, frame: pd.DataFrame)
         if frame[f"is_female_{split}"].notna().sum() == 0:
             continue  # no gender labels in this split (e.g. AVSpeech): nothing to balance
         checks.append(
-            (E.ExpectColumnMeanToBeBetween(column=f"is_female_{split}", min_value=0.5 - tol, max_value=0.5 + tol),
-             f"gender balance in {split} (share of women)")
+            (
+                E.ExpectColumnMeanToBeBetween(column=f"is_female_{split}", min_value=0.5 - tol, max_value=0.5 + tol),
+                f"gender balance in {split} (share of women)",
+            )
         )
     return checks
 

@@ -3,7 +3,8 @@
 - Detector: dlib's HOG frontal-face detector (in `dlib-bin`, no weights file; ~0.1 s for a
   512 px picture on one CPU core), kept above a score of 0.3: at dlib's default 0 it also took
   the mission patch on scikit-image's astronaut photo for a face (score 0.12; the real faces
-  there and on matplotlib's Grace Hopper score 1.16 and 1.27).  dlib's CNN detector (`mmod_human_face_detector.dat`) finds
+  there and on matplotlib's Grace Hopper score 1.16 and 1.27).  dlib's CNN detector
+  (`mmod_human_face_detector.dat`) finds
   more faces but took 9 s per picture here, too slow for `prepare` on a CPU.
 - Landmarks: dlib's 5-point shape predictor (eye corners and nose), from the
   `face_recognition_models` wheel (CC0).
@@ -33,11 +34,16 @@ def model_file(name: str) -> str:
     """A model file of the `face_recognition_models` wheel, found without importing it (its
     `__init__` needs setuptools' pkg_resources)."""
     spec = importlib.util.find_spec("face_recognition_models")
-    path = None if spec is None or not spec.submodule_search_locations else (
-        Path(list(spec.submodule_search_locations)[0]) / "models" / name)
+    path = (
+        None
+        if spec is None or not spec.submodule_search_locations
+        else (Path(list(spec.submodule_search_locations)[0]) / "models" / name)
+    )
     if path is None or not path.is_file():
-        raise SclmdError(f"{name} not found: it ships in the `face_recognition_models` package (with `dlib-bin`). "
-                         "Install the project's requirements (`make install`); nothing is downloaded at run time.")
+        raise SclmdError(
+            f"{name} not found: it ships in the `face_recognition_models` package (with `dlib-bin`). "
+            "Install the project's requirements (`make install`); nothing is downloaded at run time."
+        )
     return str(path)
 
 

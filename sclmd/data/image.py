@@ -114,9 +114,7 @@ def prepare_face(
     width, height = image.size  # a 90-degree EXIF rotation swaps them
     left, top, right, bottom = _crop_box(width, height, center, box)
     if right - left < min_px:
-        raise ClipRejected(
-            f"face crop too small: {right - left:.0f} px, need at least {min_px} px", where
-        )
+        raise ClipRejected(f"face crop too small: {right - left:.0f} px, need at least {min_px} px", where)
     face = image.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, right, bottom))
     return np.array(face, dtype=np.uint8)
 
@@ -169,9 +167,7 @@ def _frame_nearest(path: Path, time: float) -> Image.Image:
                 break
         if best is None or best_distance > frame_seconds:
             end = "" if best is None else f" (last frame at {best.time:.3f} s)"
-            raise ClipRejected(
-                f"frame time {time:g} s is beyond the end of the video{end}", str(path)
-            )
+            raise ClipRejected(f"frame time {time:g} s is beyond the end of the video{end}", str(path))
         return best.to_image()
 
 

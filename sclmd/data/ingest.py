@@ -46,11 +46,20 @@ def _load_face(clip: RawClip, face_path: Path, data: DataParams, prep: PreparePa
     detect = detects_faces(prep)
     box = prep.avspeech.face_box if clip.face_center else None
     if face_path.suffix.lower() in VIDEO_SUFFIXES:
-        return face_from_video(face_path, clip.face_time or 0.0, data.image_size, min_px=prep.min_face_px,
-                               center=clip.face_center, box=box, detect=detect, padding=prep.face_padding)
+        return face_from_video(
+            face_path,
+            clip.face_time or 0.0,
+            data.image_size,
+            min_px=prep.min_face_px,
+            center=clip.face_center,
+            box=box,
+            detect=detect,
+            padding=prep.face_padding,
+        )
     if detect:
-        return detected_face(face_path, data.image_size, min_px=prep.min_face_px, center=clip.face_center,
-                             padding=prep.face_padding)
+        return detected_face(
+            face_path, data.image_size, min_px=prep.min_face_px, center=clip.face_center, padding=prep.face_padding
+        )
     return prepare_face(face_path, data.image_size, min_px=prep.min_face_px, center=clip.face_center, box=box)
 
 
@@ -75,8 +84,13 @@ def pack_shard(job: ShardJob, out_dir: Path, data: DataParams, prep: PreparePara
             face = _load_face(clip, root / clip.face_path, data, prep)
         except ClipRejected as e:
             rejects.append(
-                {"clip_id": clip.clip_id, "speaker_id": clip.speaker_id, "split": job.split,
-                 "file": e.path or clip.audio_path, "reason": e.reason}
+                {
+                    "clip_id": clip.clip_id,
+                    "speaker_id": clip.speaker_id,
+                    "split": job.split,
+                    "file": e.path or clip.audio_path,
+                    "reason": e.reason,
+                }
             )
             continue
         rows.append(

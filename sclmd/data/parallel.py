@@ -13,9 +13,16 @@ Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 
-def map_in_processes(fn: Callable[[Job], Result], jobs: Iterable[Job], workers: int, desc: str, unit: str,
-                     progress: bool = True, initializer: Callable[[], None] | None = None,
-                     chunks_per_worker: int = 8) -> list[Result]:
+def map_in_processes(
+    fn: Callable[[Job], Result],
+    jobs: Iterable[Job],
+    workers: int,
+    desc: str,
+    unit: str,
+    progress: bool = True,
+    initializer: Callable[[], None] | None = None,
+    chunks_per_worker: int = 8,
+) -> list[Result]:
     """`fn` over `jobs` in `workers` processes (0: one per core; 1: in this process), results in job order.
 
     Small chunks keep the bar moving while amortising the pickling."""

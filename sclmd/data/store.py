@@ -64,9 +64,7 @@ def shard_names(split: str, index: int) -> tuple[str, str]:
 def read_manifest(prepared: Path) -> pd.DataFrame:
     path = Path(prepared) / MANIFEST
     if not path.exists():
-        raise SclmdError(
-            f"{path}: no manifest. Is {prepared} a prepared folder? Run `sclmd stage prepare` first."
-        )
+        raise SclmdError(f"{path}: no manifest. Is {prepared} a prepared folder? Run `sclmd stage prepare` first.")
     try:
         return pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a broken file

@@ -44,8 +44,9 @@ def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray | None, sample_r
                 pcm = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)[None]
                 chunk = 1024
                 for start in range(0, pcm.shape[1], chunk):
-                    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, start:start + chunk]),
-                                                       format="fltp", layout="mono")
+                    frame = av.AudioFrame.from_ndarray(
+                        np.ascontiguousarray(pcm[:, start : start + chunk]), format="fltp", layout="mono"
+                    )
                     frame.sample_rate = sample_rate
                     frame.pts = start
                     frame.time_base = Fraction(1, sample_rate)
@@ -76,5 +77,10 @@ def video_info(path: Path) -> dict:
         v = container.streams.video[0]
         a = container.streams.audio[0] if container.streams.audio else None
         n = sum(1 for _ in container.decode(video=0))
-        return {"frames": n, "fps": float(v.average_rate), "width": v.codec_context.width,
-                "height": v.codec_context.height, "audio_rate": a.rate if a else None}
+        return {
+            "frames": n,
+            "fps": float(v.average_rate),
+            "width": v.codec_context.width,
+            "height": v.codec_context.height,
+            "audio_rate": a.rate if a else None,
+        }

@@ -8,7 +8,8 @@ faces with the chosen pipeline and has the run's judges read each face's gender 
 
 Bad uploads are answered with a status in the 4xx range and `{"error": "..."}` that the page
 shows as it is: empty or without the page's X-Filename header (400), too large (413), not
-usable as audio (422: unreadable, silent, too short).  Nothing a client sends can produce a 500; an unexpected failure inside the
+usable as audio (422: unreadable, silent, too short).  Nothing a client sends can produce a 500; an unexpected
+failure inside the
 model is logged and answered 500 with a generic message, never a traceback.
 """
 
@@ -68,19 +69,31 @@ def faces_for_audio(model: DemoModel, data: bytes, filename: str | None) -> dict
     emb = pipeline.speech_embedding(torch.from_numpy(wave)[None])
     faces = pipeline(emb, seed=model.seed, samples=model.samples)
     verdicts = model.judges(faces)
-    shown = [{"png": base64.b64encode(face_png(face)).decode(), "male_probability": float(p), "age": float(a)}
-             for face, p, a in zip(faces, verdicts.male_probability, verdicts.age)]
+    shown = [
+        {"png": base64.b64encode(face_png(face)).decode(), "male_probability": float(p), "age": float(a)}
+        for face, p, a in zip(faces, verdicts.male_probability, verdicts.age)
+    ]
     male = sum(f["male_probability"] > 0.5 for f in shown)
-    return {"faces": shown, "summary": {"faces": len(shown), "judged_male": int(male),
-                                        "judged_female": len(shown) - int(male),
-                                        "mean_age": sum(f["age"] for f in shown) / len(shown)}}
+    return {
+        "faces": shown,
+        "summary": {
+            "faces": len(shown),
+            "judged_male": int(male),
+            "judged_female": len(shown) - int(male),
+            "mean_age": sum(f["age"] for f in shown) / len(shown),
+        },
+    }
 
 
 def create_app(model: DemoModel) -> FastAPI:
     app = FastAPI(title="sclmd demo", docs_url=None, redoc_url=None, openapi_url=None)
     lock = threading.Lock()  # one generation at a time: the model is not shared-state safe, and CPU-bound
-    page = (PAGE.read_text(encoding="utf-8").replace("{{SOURCE}}", html.escape(model.source))
-            .replace("{{SAMPLES}}", str(model.samples)).replace("{{MAX_MB}}", str(MAX_UPLOAD_BYTES // 2**20)))
+    page = (
+        PAGE.read_text(encoding="utf-8")
+        .replace("{{SOURCE}}", html.escape(model.source))
+        .replace("{{SAMPLES}}", str(model.samples))
+        .replace("{{MAX_MB}}", str(MAX_UPLOAD_BYTES // 2**20))
+    )
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -105,14 +118,19 @@ def create_app(model: DemoModel) -> FastAPI:
             return error(400, "missing the X-Filename header (send uploads from the demo page, or set it).")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-            return error(413, f"the file is {int(declared) / 2**20:.1f} MB; the limit is "
-                              f"{MAX_UPLOAD_BYTES // 2**20} MB. Send a shorter recording (6 s are used).")
+            return error(
+                413,
+                f"the file is {int(declared) / 2**20:.1f} MB; the limit is "
+                f"{MAX_UPLOAD_BYTES // 2**20} MB. Send a shorter recording (6 s are used).",
+            )
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
             if len(data) > MAX_UPLOAD_BYTES:
-                return error(413, f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB. "
-                                  "Send a shorter recording (6 s are used).")
+                return error(
+                    413,
+                    f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB. Send a shorter recording (6 s are used).",
+                )
         if not data:
             return error(400, "the upload is empty. Record your voice or choose an audio file.")
         filename = unquote(request.headers.get("x-filename") or "")[:200] or None
@@ -120,8 +138,11 @@ def create_app(model: DemoModel) -> FastAPI:
             return await run_in_threadpool(generate_locked, bytes(data), filename)
         except ClipRejected as e:
             name = f"'{filename}'" if filename else "the upload"
-            return error(422, f"{name} cannot be used: {e.reason}. Record a few seconds of speech, or choose an "
-                              "audio file (wav, flac, mp3, m4a, ogg, webm...).")
+            return error(
+                422,
+                f"{name} cannot be used: {e.reason}. Record a few seconds of speech, or choose an "
+                "audio file (wav, flac, mp3, m4a, ogg, webm...).",
+            )
         except Exception:  # a bug, not the user's upload: say so without a traceback on the page
             log.exception("demo: generating faces failed")
             return error(500, "generating faces failed inside the model (see the server's log).")

@@ -168,9 +168,7 @@ def _fold_ids(strata: np.ndarray, groups: np.ndarray | None, n_folds: int) -> np
     return unit_fold[row_unit.reshape(-1)]
 
 
-def _labelled(
-    x: Any, labels: np.ndarray, groups: Any, name: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _labelled(x: Any, labels: np.ndarray, groups: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Features, labels and groups of the rows whose label is known."""
     features = _as_matrix(x, f"{name}_x")
     if len(labels) != len(features):
@@ -182,10 +180,7 @@ def _labelled(
 
 def _too_few(train_rows: int, test_rows: int) -> str | None:
     if train_rows < MIN_LABELLED_ROWS or test_rows < MIN_LABELLED_ROWS:
-        return (
-            f"too few labelled rows: {train_rows} train, {test_rows} test "
-            f"(need {MIN_LABELLED_ROWS} each)"
-        )
+        return f"too few labelled rows: {train_rows} train, {test_rows} test (need {MIN_LABELLED_ROWS} each)"
     return None
 
 
@@ -199,8 +194,7 @@ def _select(
 ) -> float:
     """The grid value with the lowest mean validation loss; the first wins ties."""
     losses = [
-        np.mean([validation_loss(value, folds != fold, folds == fold) for fold in np.unique(folds)])
-        for value in grid
+        np.mean([validation_loss(value, folds != fold, folds == fold) for fold in np.unique(folds)]) for value in grid
     ]
     return float(grid[int(np.argmin(losses))])
 

@@ -31,8 +31,9 @@ class Embedded:
 
 
 @torch.no_grad()
-def embed_split(model, dataset: PackedClips, perceptual, batch_size: int, examples: int = 8,
-                reconstruct: bool = True) -> Embedded:
+def embed_split(
+    model, dataset: PackedClips, perceptual, batch_size: int, examples: int = 8, reconstruct: bool = True
+) -> Embedded:
     """Speech and face embeddings of a split; with `reconstruct`, also the decoder's reconstruction
     errors (the train split's probes need only the embeddings: half the cost of scoring)."""
     model.eval()
@@ -54,9 +55,13 @@ def embed_split(model, dataset: PackedClips, perceptual, batch_size: int, exampl
             shown = (images[:examples].numpy(), recon[:examples].numpy())
     nan = float("nan")
     return Embedded(
-        np.concatenate(speech), np.concatenate(face), dataset.rows,
-        float(np.concatenate(mae).mean()) if mae else nan, float(np.concatenate(perc).mean()) if perc else nan,
-        shown if shown is not None else (np.zeros(0), np.zeros(0)), np.concatenate(latents),
+        np.concatenate(speech),
+        np.concatenate(face),
+        dataset.rows,
+        float(np.concatenate(mae).mean()) if mae else nan,
+        float(np.concatenate(perc).mean()) if perc else nan,
+        shown if shown is not None else (np.zeros(0), np.zeros(0)),
+        np.concatenate(latents),
     )
 
 
@@ -72,8 +77,9 @@ def speaker_means(values: np.ndarray, rows) -> tuple[np.ndarray, list[str]]:
     return np.stack([values[ids == s].mean(axis=0) for s in speakers]), speakers
 
 
-def score(model, prepared: Path, perceptual, batch_size: int, split: str = "test",
-          real_voices=None) -> tuple[dict, dict]:
+def score(
+    model, prepared: Path, perceptual, batch_size: int, split: str = "test", real_voices=None
+) -> tuple[dict, dict]:
     """(metrics, artefacts for plots) of `model` on `split` (test, or val for model selection), probes fitted on train.
 
     With `real_voices` (`real_voices.Voices`), the same gender probe, fitted on the train split's
@@ -83,10 +89,14 @@ def score(model, prepared: Path, perceptual, batch_size: int, split: str = "test
     test = embed_split(model, PackedClips(prepared, split), perceptual, batch_size)
     gallery = first_per_speaker(test.rows)
     metrics = retrieval_recall(
-        test.speech, test.rows["speaker_id"].to_numpy(),
-        test.face[gallery], test.rows["speaker_id"].to_numpy()[gallery],
+        test.speech,
+        test.rows["speaker_id"].to_numpy(),
+        test.face[gallery],
+        test.rows["speaker_id"].to_numpy()[gallery],
     )
-    metrics.update(probe_gender(train.speech, train.rows["gender"].to_numpy(), test.speech, test.rows["gender"].to_numpy()))
+    metrics.update(
+        probe_gender(train.speech, train.rows["gender"].to_numpy(), test.speech, test.rows["gender"].to_numpy())
+    )
     metrics.update(probe_age(train.speech, train.rows["age"].to_numpy(), test.speech, test.rows["age"].to_numpy()))
     if real_voices is not None and len(real_voices.voices):
         with torch.no_grad():

@@ -59,12 +59,23 @@ class JudgeNet(nn.Module):
         in_ch = 3
         for block in range(4):
             out_ch = cfg.width * min(2**block, 8)
-            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True),
-                       nn.Conv2d(out_ch, out_ch, 3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1),
+                nn.BatchNorm2d(out_ch),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(out_ch, out_ch, 3, padding=1),
+                nn.BatchNorm2d(out_ch),
+                nn.ReLU(inplace=True),
+            ]
             in_ch = out_ch
         self.trunk = nn.Sequential(*layers)
-        self.features = nn.Sequential(nn.Flatten(), nn.Linear(in_ch, cfg.feature_dim), nn.BatchNorm1d(cfg.feature_dim),
-                                      nn.ReLU(inplace=True), nn.Dropout(0.2))
+        self.features = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_ch, cfg.feature_dim),
+            nn.BatchNorm1d(cfg.feature_dim),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.2),
+        )
         self.head = nn.Linear(cfg.feature_dim, outputs)
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
@@ -114,8 +125,9 @@ class Judges(nn.Module):
             for task in TASKS:
                 state = {k: v.detach().cpu().contiguous() for k, v in self.net(task).state_dict().items()}
                 save_file(state, str(tmp / f"{task}.safetensors"))
-            (tmp / CONFIG).write_text(json.dumps({"config": self.config.to_dict(), "source": self.source,
-                                                  **(extra or {})}, indent=2) + "\n")
+            (tmp / CONFIG).write_text(
+                json.dumps({"config": self.config.to_dict(), "source": self.source, **(extra or {})}, indent=2) + "\n"
+            )
 
     @classmethod
     def from_pretrained(cls, directory: Path) -> "Judges":
@@ -132,8 +144,10 @@ class Judges(nn.Module):
             for task in TASKS:
                 judges.net(task).load_state_dict(load_file(str(directory / f"{task}.safetensors")))
         except FileNotFoundError as e:
-            raise SclmdError(f"{directory}: no judges ({Path(e.filename).name} missing). Run `sclmd stage judges`, "
-                             f"or point judges.pretrained at a folder it wrote.") from None
+            raise SclmdError(
+                f"{directory}: no judges ({Path(e.filename).name} missing). Run `sclmd stage judges`, "
+                f"or point judges.pretrained at a folder it wrote."
+            ) from None
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise SclmdError(f"{directory}: unreadable judges ({e}). Re-run `sclmd stage judges`.") from None
         return judges
@@ -185,9 +199,23 @@ class JudgeTraining:
     history: dict[str, list[tuple[int, float]]]
 
 
-def train_judges(faces: torch.Tensor, genders, ages, speakers, *, image_size: int, width: int, feature_dim: int,
-                 epochs: int, batch_size: int, lr: float, max_blur: float, colour: float, seed: int,
-                 log=None) -> JudgeTraining:
+def train_judges(
+    faces: torch.Tensor,
+    genders,
+    ages,
+    speakers,
+    *,
+    image_size: int,
+    width: int,
+    feature_dim: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    max_blur: float,
+    colour: float,
+    seed: int,
+    log=None,
+) -> JudgeTraining:
     """Train the three judges on real faces [N, 3, H, W] in [-1, 1] with their labels.
 
     Each judge learns only from rows that carry its label (unknown gender or age rows are
@@ -200,17 +228,22 @@ def train_judges(faces: torch.Tensor, genders, ages, speakers, *, image_size: in
     ids, identity = np.unique(np.asarray(speakers).astype(str), return_inverse=True)
     known_age = np.isfinite(age)
     if known_age.sum() < 2 or np.isfinite(male).sum() < 2 or not (male == 0).any() or not (male == 1).any():
-        raise SclmdError("judges need training faces of both genders and with ages; the train split has "
-                         f"{int(np.nansum(male == 1))} male, {int(np.nansum(male == 0))} female and "
-                         f"{int(known_age.sum())} aged faces.")
-    cfg = JudgeConfig(image_size, width, feature_dim, len(ids), float(age[known_age].mean()),
-                      float(max(age[known_age].std(), 1.0)))
+        raise SclmdError(
+            "judges need training faces of both genders and with ages; the train split has "
+            f"{int(np.nansum(male == 1))} male, {int(np.nansum(male == 0))} female and "
+            f"{int(known_age.sum())} aged faces."
+        )
+    cfg = JudgeConfig(
+        image_size, width, feature_dim, len(ids), float(age[known_age].mean()), float(max(age[known_age].std(), 1.0))
+    )
     torch.manual_seed(seed)
     judges = Judges(cfg)
     targets = {
         "gender": (np.flatnonzero(np.isfinite(male)), torch.as_tensor(np.nan_to_num(male), dtype=torch.float32)),
-        "age": (np.flatnonzero(known_age),
-                torch.as_tensor((np.nan_to_num(age) - cfg.age_mean) / cfg.age_std, dtype=torch.float32)),
+        "age": (
+            np.flatnonzero(known_age),
+            torch.as_tensor((np.nan_to_num(age) - cfg.age_mean) / cfg.age_std, dtype=torch.float32),
+        ),
         "identity": (np.arange(len(faces)), torch.as_tensor(identity, dtype=torch.int64)),
     }
     history: dict[str, list[tuple[int, float]]] = {f"loss_{t}": [] for t in TASKS}

@@ -114,8 +114,11 @@ def best_of_k_per_clip(samples: Any, true: Any) -> dict[str, np.ndarray]:
     t = _unit(_as_matrix(true, "true"))
     s = _samples(samples, t)
     gap = s - t[:, None]
-    return {"l1": np.abs(gap).sum(axis=2).min(axis=1), "l2": np.linalg.norm(gap, axis=2).min(axis=1),
-            "cos": ((1 - np.einsum("nkd,nd->nk", s, t)) * 100).min(axis=1)}
+    return {
+        "l1": np.abs(gap).sum(axis=2).min(axis=1),
+        "l2": np.linalg.norm(gap, axis=2).min(axis=1),
+        "cos": ((1 - np.einsum("nkd,nd->nk", s, t)) * 100).min(axis=1),
+    }
 
 
 def best_of_k_cos(samples: Any, true: Any) -> dict[str, float]:
@@ -147,8 +150,9 @@ def diversity(samples: Any) -> float:
     return float(per_clip.mean()) if len(per_clip) else 0.0
 
 
-def speaker_retrieval(queries: Any, query_speakers, gallery: Any, gallery_speakers, ks=(1, 5),
-                      leave_one_out: bool = False) -> dict[str, float]:
+def speaker_retrieval(
+    queries: Any, query_speakers, gallery: Any, gallery_speakers, ks=(1, 5), leave_one_out: bool = False
+) -> dict[str, float]:
     """Find each query's speaker among the gallery's: the gallery holds the mean (unit) feature
     of each speaker's faces; recall@k = share of queries whose speaker ranks in the top k.
     `leave_one_out` (queries = gallery) leaves a query's own face out of its speaker's mean;
@@ -162,8 +166,9 @@ def speaker_retrieval(queries: Any, query_speakers, gallery: Any, gallery_speake
     return out
 
 
-def speaker_retrieval_per_clip(queries: Any, query_speakers, gallery: Any, gallery_speakers, ks=(1, 5),
-                               leave_one_out: bool = False) -> dict[str, np.ndarray]:
+def speaker_retrieval_per_clip(
+    queries: Any, query_speakers, gallery: Any, gallery_speakers, ks=(1, 5), leave_one_out: bool = False
+) -> dict[str, np.ndarray]:
     """`speaker_retrieval` per query: 1.0 when the query's speaker ranks in the top k, 0.0 when
     not, NaN for a query that is not counted (its speaker is not in the gallery, or has no
     other face with `leave_one_out`).  Arrays [N] per k."""

@@ -128,8 +128,12 @@ def plot_reconstructions(inputs: Any, outputs: Any, path: Path | str, n: int = 8
     originals, rebuilt = originals[:count], rebuilt[:count]
     errors = np.mean(np.abs(np.nan_to_num(rebuilt) - np.nan_to_num(originals)), axis=(1, 2, 3))
 
-    return plot_face_grid(np.stack([originals, rebuilt]), ["input", "reconstruction"],
-                          [f"#{column}  MAE {error:.3f}" for column, error in enumerate(errors)], path)
+    return plot_face_grid(
+        np.stack([originals, rebuilt]),
+        ["input", "reconstruction"],
+        [f"#{column}  MAE {error:.3f}" for column, error in enumerate(errors)],
+        path,
+    )
 
 
 def face_png(image: Any) -> bytes:
@@ -144,16 +148,18 @@ def face_png(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-def plot_face_grid(grid: Any, row_labels: list[str], column_labels: list[str], path: Path | str,
-                   title: str | None = None) -> Path:
+def plot_face_grid(
+    grid: Any, row_labels: list[str], column_labels: list[str], path: Path | str, title: str | None = None
+) -> Path:
     """Faces in a grid: `grid` is [rows, columns, C, H, W] in [-1, 1], labels on the left and top."""
     faces = _as_array(grid)
     if faces.ndim != 5 or faces.shape[2] not in (1, 3) or 0 in faces.shape[:2]:
         raise ValueError(f"grid must be [rows, columns, 3, H, W] with at least one face, got shape {faces.shape}")
     n_rows, n_columns = faces.shape[:2]
     if len(row_labels) != n_rows or len(column_labels) != n_columns:
-        raise ValueError(f"need {n_rows} row labels and {n_columns} column labels, "
-                         f"got {len(row_labels)} and {len(column_labels)}")
+        raise ValueError(
+            f"need {n_rows} row labels and {n_columns} column labels, got {len(row_labels)} and {len(column_labels)}"
+        )
     height, width = faces.shape[3:]
     scale = max(1, math.ceil(MIN_FACE_PX / height))
     pad = 4
@@ -172,16 +178,19 @@ def plot_face_grid(grid: Any, row_labels: list[str], column_labels: list[str], p
     fig_w = (sheet.shape[1] + margin_left + 10) / DPI
     fig_h = (sheet.shape[0] + margin_top + margin_bottom) / DPI
     fig = Figure(figsize=(fig_w, fig_h))
-    ax = fig.add_axes((
-        margin_left / DPI / fig_w,
-        margin_bottom / DPI / fig_h,
-        sheet.shape[1] / DPI / fig_w,
-        sheet.shape[0] / DPI / fig_h,
-    ))
+    ax = fig.add_axes(
+        (
+            margin_left / DPI / fig_w,
+            margin_bottom / DPI / fig_h,
+            sheet.shape[1] / DPI / fig_w,
+            sheet.shape[0] / DPI / fig_h,
+        )
+    )
     ax.imshow(sheet, interpolation="nearest")
     ax.set_yticks([pad + row * (cell_h + pad) + cell_h / 2 for row in range(n_rows)], row_labels, fontsize=8)
-    ax.set_xticks([pad + column * (cell_w + pad) + cell_w / 2 for column in range(n_columns)], column_labels,
-                  fontsize=7)
+    ax.set_xticks(
+        [pad + column * (cell_w + pad) + cell_w / 2 for column in range(n_columns)], column_labels, fontsize=7
+    )
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     for spine in ax.spines.values():
@@ -201,8 +210,9 @@ def plot_convergence(table: list[dict], path: Path | str, title: str) -> Path:
     ax = fig.add_subplot()
     ax.plot(n2, distance, marker="o", color=ROW_COLOURS[0])
     for row in table:
-        ax.annotate(f"{row['relative']:.1%}", (row["n2"], row["l2"]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=7)
+        ax.annotate(
+            f"{row['relative']:.1%}", (row["n2"], row["l2"]), textcoords="offset points", xytext=(4, 4), fontsize=7
+        )
     ax.set_xscale("log", base=2)
     if np.all(distance > 0):
         ax.set_yscale("log")
@@ -238,8 +248,14 @@ def plot_similarity_matrix(sim: Any, labels: list[str], path: Path | str, title:
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="viridis", interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
-    ax.scatter(best, np.arange(speakers), s=max(2.0, 400 / speakers), c="white", edgecolors="black",
-               linewidths=0.4 if speakers <= MAX_SIMILARITY_TICK_LABELS else 0.0)
+    ax.scatter(
+        best,
+        np.arange(speakers),
+        s=max(2.0, 400 / speakers),
+        c="white",
+        edgecolors="black",
+        linewidths=0.4 if speakers <= MAX_SIMILARITY_TICK_LABELS else 0.0,
+    )
     if speakers <= MAX_SIMILARITY_TICK_LABELS:
         ax.set_xticks(range(speakers), labels, rotation=90, fontsize=7)
         ax.set_yticks(range(speakers), labels, fontsize=7)
@@ -248,8 +264,9 @@ def plot_similarity_matrix(sim: Any, labels: list[str], path: Path | str, title:
         ax.set_yticks([])
     ax.set_xlabel("face of speaker")
     ax.set_ylabel("speech of speaker")
-    ax.set_title(f"{title}\ndiagonal = true pairs; dot = best match per row ({hits}/{speakers} on the diagonal)",
-                 fontsize=10)
+    ax.set_title(
+        f"{title}\ndiagonal = true pairs; dot = best match per row ({hits}/{speakers} on the diagonal)", fontsize=10
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -279,9 +296,7 @@ def plot_metric_comparison(rows: dict[str, dict[str, float]], path: Path | str, 
     numeric = {name: {metric: _metric_value(value) for metric, value in rows[name].items()} for name in row_names}
     # Non-numeric entries (e.g. a probe's "skipped" reason) are notes, not metrics.
     shared = [
-        metric
-        for metric in numeric[row_names[0]]
-        if all(numeric[name].get(metric) is not None for name in row_names)
+        metric for metric in numeric[row_names[0]] if all(numeric[name].get(metric) is not None for name in row_names)
     ]
     if not shared:
         raise ValueError(f"the rows {row_names} share no numeric metric")
@@ -299,14 +314,19 @@ def plot_metric_comparison(rows: dict[str, dict[str, float]], path: Path | str, 
         ax.axhline(0.0, color="black", linewidth=0.6)
         for position, value in zip(positions, metric_values):
             text = f"{value:.3g}" if np.isfinite(value) else "n/a"
-            ax.annotate(text, (position, value if np.isfinite(value) else 0.0), textcoords="offset points",
-                        xytext=(0, 3 if not np.isfinite(value) or value >= 0 else -10),
-                        ha="center", fontsize=8)
+            ax.annotate(
+                text,
+                (position, value if np.isfinite(value) else 0.0),
+                textcoords="offset points",
+                xytext=(0, 3 if not np.isfinite(value) or value >= 0 else -10),
+                ha="center",
+                fontsize=8,
+            )
         ax.set_xticks(positions, row_names, fontsize=8, rotation=20 if len(row_names) > 3 else 0)
         ax.set_xlim(-0.6, len(row_names) - 0.4)
         ax.margins(y=0.15)
         ax.set_title(metric, fontsize=9)
-    for ax in axes.flat[len(shared):]:
+    for ax in axes.flat[len(shared) :]:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
@@ -316,8 +336,15 @@ def plot_metric_comparison(rows: dict[str, dict[str, float]], path: Path | str, 
 # --- parameter sweeps -------------------------------------------------------------------
 
 
-def plot_sweep(x: Any, curves: dict[str, Any], path: Path | str, title: str, xlabel: str,
-               chosen: float | None = None, references: dict[str, float] | None = None) -> Path:
+def plot_sweep(
+    x: Any,
+    curves: dict[str, Any],
+    path: Path | str,
+    title: str,
+    xlabel: str,
+    chosen: float | None = None,
+    references: dict[str, float] | None = None,
+) -> Path:
     """One panel per metric against a swept parameter (e.g. guidance), each on its own y scale.
 
     `chosen` marks the value in use with a dashed line; `references` draws a dotted level

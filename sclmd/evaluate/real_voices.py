@@ -59,8 +59,10 @@ class Voices:
 
 
 def _labels_error(path: Path, what: str) -> SclmdError:
-    return SclmdError(f"{path}: {what}. A voice folder needs {LABELS} with a header line and the columns "
-                      f"`file` (audio path relative to the folder), `gender` (f or m) and optionally `age` (years).")
+    return SclmdError(
+        f"{path}: {what}. A voice folder needs {LABELS} with a header line and the columns "
+        f"`file` (audio path relative to the folder), `gender` (f or m) and optionally `age` (years)."
+    )
 
 
 def read_labels(directory: Path) -> list[LabelledVoice]:
@@ -81,8 +83,9 @@ def read_labels(directory: Path) -> list[LabelledVoice]:
     header = [cell.strip().lower() for cell in lines[0]]
     missing = [c for c in ("file", "gender") if c not in header]
     if missing:
-        raise _labels_error(path, f"no column {' or '.join(repr(c) for c in missing)} in its header "
-                                  f"({', '.join(header)})")
+        raise _labels_error(
+            path, f"no column {' or '.join(repr(c) for c in missing)} in its header ({', '.join(header)})"
+        )
     col = {name: header.index(name) for name in ("file", "gender", "age") if name in header}
     root = directory.resolve()
     voices: list[LabelledVoice] = []
@@ -92,8 +95,9 @@ def read_labels(directory: Path) -> list[LabelledVoice]:
             continue  # blank line
         where = f"{path} line {number}"
         if len(cells) != len(header):
-            raise SclmdError(f"{where}: {len(cells)} fields, but the header has {len(header)}. "
-                             "Quote a value that contains a comma.")
+            raise SclmdError(
+                f"{where}: {len(cells)} fields, but the header has {len(header)}. Quote a value that contains a comma."
+            )
         file = cells[col["file"]].strip()
         if not file:
             raise SclmdError(f"{where}: the `file` column is empty.")
@@ -116,8 +120,10 @@ def read_labels(directory: Path) -> list[LabelledVoice]:
             except ValueError:
                 age = float("nan")
             if not math.isfinite(age) or not 0 <= age <= 120:
-                raise SclmdError(f"{where}: age '{raw}' for '{file}' is not a number of years (0-120). "
-                                 "Leave it empty when it is not known.")
+                raise SclmdError(
+                    f"{where}: age '{raw}' for '{file}' is not a number of years (0-120). "
+                    "Leave it empty when it is not known."
+                )
         voices.append(LabelledVoice(number, file, target, gender, age))
     if not voices:
         raise _labels_error(path, "no voices listed under the header")
@@ -163,12 +169,21 @@ def judge_voices(faces, voices: Voices, judges, *, seed: int = 0) -> dict:
         is_male = voices.genders == "m"
         agreement = (judged_male == is_male[:, None]).mean(axis=1)
         for i, voice in enumerate(voices.voices):
-            rows.append({"file": voice.file, "gender": voice.gender, "age": voice.age,
-                         "share_judged_male": float(judged_male[i].mean()),
-                         "mean_judged_age": float(judged_age[i].mean()), "agreement": float(agreement[i])})
+            rows.append(
+                {
+                    "file": voice.file,
+                    "gender": voice.gender,
+                    "age": voice.age,
+                    "share_judged_male": float(judged_male[i].mean()),
+                    "mean_judged_age": float(judged_age[i].mean()),
+                    "agreement": float(agreement[i]),
+                }
+            )
     aged = [(r["mean_judged_age"], r["age"]) for r in rows if r["age"] is not None]
     # No number is better than NaN in a JSON file (strict parsers reject NaN): None when undefined.
-    interval = [v if math.isfinite(v) else None for v in agreement_interval(agreement, seed=seed)] if n else [None, None]
+    interval = (
+        [v if math.isfinite(v) else None for v in agreement_interval(agreement, seed=seed)] if n else [None, None]
+    )
     return {
         "gender_agreement": float(agreement.mean()) if n else None,
         "gender_agreement_ci": interval,
@@ -195,8 +210,9 @@ def scldm_faces(pipeline, voices: Voices, samples: int, seed: int = 0):
     return torch.stack(out)
 
 
-def check_voices(directory: Path, pipeline, judges, samples: int = 8, seed: int = 0,
-                 faces_of: Callable | None = None) -> tuple[dict, "object", Voices]:
+def check_voices(
+    directory: Path, pipeline, judges, samples: int = 8, seed: int = 0, faces_of: Callable | None = None
+) -> tuple[dict, "object", Voices]:
     """(result, faces [N, K, 3, H, W], voices) for a voice folder and a trained pipeline."""
     if samples < 1:
         raise SclmdError(f"--samples must be 1 or more, got {samples}")
@@ -209,18 +225,24 @@ def format_table(result: dict) -> str:
     """The per-voice table and the summary, as plain text for a terminal."""
     rows = result["voices"]
     width = max([len("voice")] + [len(r["file"]) for r in rows])
-    lines = [f"{'voice':<{width}}  label  age   judged male  judged age  agreement",
-             f"{'-' * width}  -----  ----  -----------  ----------  ---------"]
+    lines = [
+        f"{'voice':<{width}}  label  age   judged male  judged age  agreement",
+        f"{'-' * width}  -----  ----  -----------  ----------  ---------",
+    ]
     for r in rows:
         age = "" if r["age"] is None else f"{r['age']:g}"
-        lines.append(f"{r['file']:<{width}}  {r['gender']:^5}  {age:>4}  {r['share_judged_male']:>11.2f}  "
-                     f"{r['mean_judged_age']:>10.1f}  {r['agreement']:>9.2f}")
+        lines.append(
+            f"{r['file']:<{width}}  {r['gender']:^5}  {age:>4}  {r['share_judged_male']:>11.2f}  "
+            f"{r['mean_judged_age']:>10.1f}  {r['agreement']:>9.2f}"
+        )
     for s in result["skipped"]:
         lines.append(f"{s['file']:<{width}}  skipped: {s['reason']}")
     low, high = (f"{v:.3f}" if v is not None else "n/a" for v in result["gender_agreement_ci"])
     agreement = result["gender_agreement"]
     lines.append("")
-    lines.append(f"gender_agreement {'n/a' if agreement is None else f'{agreement:.3f}'} (95% interval {low}-{high}) over "
-                 f"{result['n_voices']} voices, {result['samples_per_voice']} faces each"
-                 + (f"; {result['n_skipped']} skipped" if result["n_skipped"] else ""))
+    lines.append(
+        f"gender_agreement {'n/a' if agreement is None else f'{agreement:.3f}'} (95% interval {low}-{high}) over "
+        f"{result['n_voices']} voices, {result['samples_per_voice']} faces each"
+        + (f"; {result['n_skipped']} skipped" if result["n_skipped"] else "")
+    )
     return "\n".join(lines)

@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import math
 
-COLUMNS = (("l1", "L1 ↓", "{:.2f}"), ("l2", "L2 ↓", "{:.3f}"), ("cos", "cos ↓", "{:.2f}"),
-           ("gender_acc", "gender % ↑", "pct"), ("age_acc", "age % ↑", "pct"))
-BEYOND = (("frechet", "Fréchet ↓", "{:.3f}"), ("retrieval_r1", "R@1 ↑", "{:.3f}"), ("retrieval_r5", "R@5 ↑", "{:.3f}"),
-          ("diversity", "diversity", "{:.2f}"), ("best_of_k_cos", "best-of-K cos ↓", "best"), ("age_mae", "age MAE", "{:.1f}"),
-          ("two_sample_acc", "C2ST acc ↓", "{:.3f}"))  # C2ST: classifier two-sample test (realism)
+COLUMNS = (
+    ("l1", "L1 ↓", "{:.2f}"),
+    ("l2", "L2 ↓", "{:.3f}"),
+    ("cos", "cos ↓", "{:.2f}"),
+    ("gender_acc", "gender % ↑", "pct"),
+    ("age_acc", "age % ↑", "pct"),
+)
+BEYOND = (
+    ("frechet", "Fréchet ↓", "{:.3f}"),
+    ("retrieval_r1", "R@1 ↑", "{:.3f}"),
+    ("retrieval_r5", "R@5 ↑", "{:.3f}"),
+    ("diversity", "diversity", "{:.2f}"),
+    ("best_of_k_cos", "best-of-K cos ↓", "best"),
+    ("age_mae", "age MAE", "{:.1f}"),
+    ("two_sample_acc", "C2ST acc ↓", "{:.3f}"),
+)  # C2ST: classifier two-sample test (realism)
 
 DIFFERENCES = (
     "What differs from the paper: the data (this run's data set, not AVSpeech; VoxSynth on the embedded "
@@ -38,8 +49,11 @@ def _number(value, fmt: str) -> str:
 
 def _interval(ci, fmt: str) -> str:
     """' [low, high]' for a finite interval, else ''."""
-    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or any(
-            v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+    if (
+        not isinstance(ci, (list, tuple))
+        or len(ci) != 2
+        or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci)
+    ):
         return ""
     return f" [{_number(ci[0], fmt)}, {_number(ci[1], fmt)}]"
 
@@ -57,8 +71,10 @@ def _cell(value, fmt: str, row: dict | None = None, key: str | None = None) -> s
 def table(rows: dict[str, dict], names: dict[str, str], columns=COLUMNS, first: str = "method") -> str:
     head = f"| {first} | " + " | ".join(c[1] for c in columns) + " |"
     rule = "|---|" + "---|" * len(columns)
-    body = [f"| {names.get(key, key)} | " + " | ".join(_cell(row.get(c[0]), c[2], row, c[0]) for c in columns) + " |"
-            for key, row in rows.items()]
+    body = [
+        f"| {names.get(key, key)} | " + " | ".join(_cell(row.get(c[0]), c[2], row, c[0]) for c in columns) + " |"
+        for key, row in rows.items()
+    ]
     return "\n".join([head, rule, *body])
 
 
@@ -84,18 +100,19 @@ def paper_layout(methods: dict, names: dict[str, str], paper: dict[str, dict[str
         for method in order:
             if method in methods:
                 rows[f"{method}:ours"] = methods[method]
-                labels[f"{method}:ours"] = (f"{names.get(method, method).removesuffix(' (ours)')}, ours"
-                                            f"{_status_mark(methods[method])}")
+                labels[f"{method}:ours"] = (
+                    f"{names.get(method, method).removesuffix(' (ours)')}, ours{_status_mark(methods[method])}"
+                )
             if method in published:
                 rows[f"{method}:paper"] = published[method]
                 labels[f"{method}:paper"] = f"{names.get(method, method).removesuffix(' (ours)')}, paper"
         for method in methods:
             if method not in order:
                 rows[f"{method}:ours"] = methods[method]
-                labels[f"{method}:ours"] = (f"{names.get(method, method)}, ours (not in the paper's table)"
-                                            f"{_status_mark(methods[method])}")
-        lines += [f"### Paper {title}: feature similarity and identity preservation", "",
-                  table(rows, labels), ""]
+                labels[f"{method}:ours"] = (
+                    f"{names.get(method, method)}, ours (not in the paper's table){_status_mark(methods[method])}"
+                )
+        lines += [f"### Paper {title}: feature similarity and identity preservation", "", table(rows, labels), ""]
     return lines
 
 
@@ -121,8 +138,11 @@ def eval_report(metrics: dict, names: dict[str, str], paper: dict[str, dict]) ->
         "",
     ]
     for name, row in failed.items():
-        lines += [f"**{plain.get(name, name)}: training {row['training_status']}** ({row.get('training_note', '')}). "
-                  "Its numbers below describe a failed run, not the method.", ""]
+        lines += [
+            f"**{plain.get(name, name)}: training {row['training_status']}** ({row.get('training_note', '')}). "
+            "Its numbers below describe a failed run, not the method.",
+            "",
+        ]
     lines += [
         "## Feature similarity and identity preservation (paper Tables 2-3)",
         "",
@@ -160,26 +180,38 @@ def eval_report(metrics: dict, names: dict[str, str], paper: dict[str, dict]) ->
     ]
     lines += _interval_notes(metrics)
     if metrics.get("comparisons"):
-        lines += ["## SCLDM against each baseline, clip by clip", "",
-                  "SCLDM's per-clip value minus the baseline's on the same clips (negative: SCLDM lower, i.e. "
-                  "better), with the paired bootstrap's 95% interval. *ahead* when the whole interval is below 0, "
-                  "*behind* when above, *level* when it contains 0.", "",
-                  "| baseline | metric | SCLDM − baseline | 95% interval | verdict |", "|---|---|---|---|---|"]
+        lines += [
+            "## SCLDM against each baseline, clip by clip",
+            "",
+            "SCLDM's per-clip value minus the baseline's on the same clips (negative: SCLDM lower, i.e. "
+            "better), with the paired bootstrap's 95% interval. *ahead* when the whole interval is below 0, "
+            "*behind* when above, *level* when it contains 0.",
+            "",
+            "| baseline | metric | SCLDM − baseline | 95% interval | verdict |",
+            "|---|---|---|---|---|",
+        ]
         for other, row in metrics["comparisons"].items():
             for key, diff in row.items():
                 verdict = _verdict(key, diff["ci"])
                 fmt = "{:.3f}" if key.endswith(("l2", "frechet", "gender_acc")) else "{:.2f}"
-                lines.append(f"| {names.get(other, other)} | {COMPARISON_TEXT.get(key, key)} | "
-                             f"{_number(diff['diff'], fmt)} |{_interval(diff['ci'], fmt) or ' n/a'} | {verdict} |")
+                lines.append(
+                    f"| {names.get(other, other)} | {COMPARISON_TEXT.get(key, key)} | "
+                    f"{_number(diff['diff'], fmt)} |{_interval(diff['ci'], fmt) or ' n/a'} | {verdict} |"
+                )
         lines.append("")
     lines += _real_voice_section(metrics.get("real_voices"), names)
     if "targets" in metrics:
         lines += ["## Targets", "", "| target | met |", "|---|---|"]
         k = f"best-of-{sampling['samples_per_clip']}"
-        lines += [f"| {TARGET_TEXT.get(key, key).replace('best-of-K', k)} | {'yes' if met else '**no**'} |"
-                  for key, met in metrics["targets"].items()]
-        lines += ["", "Any target not met is a finding, not a tuning target: nothing here was tuned on the "
-                  "test split.", ""]
+        lines += [
+            f"| {TARGET_TEXT.get(key, key).replace('best-of-K', k)} | {'yes' if met else '**no**'} |"
+            for key, met in metrics["targets"].items()
+        ]
+        lines += [
+            "",
+            "Any target not met is a finding, not a tuning target: nothing here was tuned on the test split.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -188,8 +220,11 @@ def _finding(metrics: dict, names: dict[str, str]) -> list[str]:
     compared = metrics.get("comparisons") or {}
     if not compared:
         return []
-    out = ["**The paper's finding, tested here** (SCLDM ahead of every baseline on cos and on gender; paired "
-           "bootstrap over speakers, 95%):", ""]
+    out = [
+        "**The paper's finding, tested here** (SCLDM ahead of every baseline on cos and on gender; paired "
+        "bootstrap over speakers, 95%):",
+        "",
+    ]
     for key, text, better in (("cos", "cos distance", "lower"), ("gender_acc", "gender accuracy", "higher")):
         verdicts = {}
         for other, row in compared.items():
@@ -198,8 +233,11 @@ def _finding(metrics: dict, names: dict[str, str]) -> list[str]:
         ahead = [o for o, v in verdicts.items() if v == "ahead"]
         rest = ", ".join(f"{names.get(o, o)} {v}" for o, v in verdicts.items() if v != "ahead")
         head = "yes" if verdicts and len(ahead) == len(verdicts) else "no"
-        out.append(f"- {text} ({better} is better): SCLDM ahead of all {len(verdicts)}: **{head}**"
-                   + (f" (ahead of {', '.join(names.get(o, o) for o in ahead)}; {rest})" if rest else "") + ".")
+        out.append(
+            f"- {text} ({better} is better): SCLDM ahead of all {len(verdicts)}: **{head}**"
+            + (f" (ahead of {', '.join(names.get(o, o) for o in ahead)}; {rest})" if rest else "")
+            + "."
+        )
     return out + [""]
 
 
@@ -221,20 +259,34 @@ def _real_voice_section(real_voices: dict | None, names: dict[str, str]) -> list
     lines = ["## Real speakers' voices (`real_voices/`)", ""]
     if "methods" not in real_voices:
         return lines + [f"Not measured: {real_voices.get('skipped', 'no voices')}.", ""]
-    lines += [f"{real_voices['n_voices']} labelled voices of real speakers (not VoxSynth; never used for training"
-              + (f"; {real_voices['n_skipped']} skipped" if real_voices.get("n_skipped") else "")
-              + "). Gender agreement: the share of a voice's faces that the judges read as the voice's labelled "
-              "gender, averaged over voices, with a 95% bootstrap interval over voices. Chance is 0.5.", "",
-              "| method | faces per voice | gender agreement | 95% interval |", "|---|---|---|---|"]
+    lines += [
+        f"{real_voices['n_voices']} labelled voices of real speakers (not VoxSynth; never used for training"
+        + (f"; {real_voices['n_skipped']} skipped" if real_voices.get("n_skipped") else "")
+        + "). Gender agreement: the share of a voice's faces that the judges read as the voice's labelled "
+        "gender, averaged over voices, with a 95% bootstrap interval over voices. Chance is 0.5.",
+        "",
+        "| method | faces per voice | gender agreement | 95% interval |",
+        "|---|---|---|---|",
+    ]
     for name, row in real_voices["methods"].items():
-        lines.append(f"| {names.get(name, name)} | {row['samples_per_voice']} | {_number(row['gender_agreement'], '{:.3f}')} |"
-                     f"{_interval(row['gender_agreement_ci'], '{:.3f}') or ' n/a'} |")
+        lines.append(
+            f"| {names.get(name, name)} | {row['samples_per_voice']} | {_number(row['gender_agreement'], '{:.3f}')} |"
+            f"{_interval(row['gender_agreement_ci'], '{:.3f}') or ' n/a'} |"
+        )
     scldm = real_voices["methods"].get("scldm")
     if scldm:
-        lines += ["", "SCLDM per voice:", "", "| voice | label | judged male | judged age | agreement |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {v['file']} | {v['gender']} | {v['share_judged_male']:.2f} | {v['mean_judged_age']:.1f} | "
-                  f"{v['agreement']:.2f} |" for v in scldm["voices"]]
+        lines += [
+            "",
+            "SCLDM per voice:",
+            "",
+            "| voice | label | judged male | judged age | agreement |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {v['file']} | {v['gender']} | {v['share_judged_male']:.2f} | {v['mean_judged_age']:.1f} | "
+            f"{v['agreement']:.2f} |"
+            for v in scldm["voices"]
+        ]
     return lines + [""]
 
 
@@ -242,20 +294,29 @@ def _interval_notes(metrics: dict) -> list[str]:
     boot, c2st = metrics.get("bootstrap"), metrics.get("two_sample")
     if not boot:
         return []
-    notes = [f"Intervals: [low, high] is a 95% percentile bootstrap over the test clips, resampling the "
-             f"{metrics['n_speakers']} speakers ({boot['resamples']} resamples, seed {boot['seed']}; the Fréchet "
-             f"distance's on the first {boot['frechet_resamples']}, shifted by the bootstrap's estimate of its bias)."]
+    notes = [
+        f"Intervals: [low, high] is a 95% percentile bootstrap over the test clips, resampling the "
+        f"{metrics['n_speakers']} speakers ({boot['resamples']} resamples, seed {boot['seed']}; the Fréchet "
+        f"distance's on the first {boot['frechet_resamples']}, shifted by the bootstrap's estimate of its bias)."
+    ]
     if c2st:
-        notes.append(f"C2ST: {c2st['folds']} folds, {c2st['epochs']} epochs; its interval is Wilson's over the "
-                     "held-out predictions.")
+        notes.append(
+            f"C2ST: {c2st['folds']} folds, {c2st['epochs']} epochs; its interval is Wilson's over the "
+            "held-out predictions."
+        )
         notes += [f"C2ST not run for {names}: {why}." for names, why in (c2st.get("not_run") or {}).items()]
     return [" ".join(notes), ""]
 
 
 COMPARISON_TEXT = {
-    "cos": "cos (single sample)", "l1": "L1 (single sample)", "l2": "L2 (single sample)",
-    "best_of_k_cos": "cos (best-of-K)", "best_of_k_l1": "L1 (best-of-K)", "best_of_k_l2": "L2 (best-of-K)",
-    "frechet": "Fréchet", "gender_acc": "gender accuracy (higher is better: ahead when above 0)",
+    "cos": "cos (single sample)",
+    "l1": "L1 (single sample)",
+    "l2": "L2 (single sample)",
+    "best_of_k_cos": "cos (best-of-K)",
+    "best_of_k_l1": "L1 (best-of-K)",
+    "best_of_k_l2": "L2 (best-of-K)",
+    "frechet": "Fréchet",
+    "gender_acc": "gender accuracy (higher is better: ahead when above 0)",
 }
 
 TARGET_TEXT = {

@@ -38,12 +38,15 @@ def _blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 def probe_targets(tracks: dict[str, torch.Tensor]) -> torch.Tensor:
     """[..., 4]: opening (0..1) and yaw, pitch, roll in degrees / POSE_SCALE."""
-    return torch.stack([tracks["opening"], tracks["yaw"] / POSE_SCALE, tracks["pitch"] / POSE_SCALE,
-                        tracks["roll"] / POSE_SCALE], dim=-1)
+    return torch.stack(
+        [tracks["opening"], tracks["yaw"] / POSE_SCALE, tracks["pitch"] / POSE_SCALE, tracks["roll"] / POSE_SCALE],
+        dim=-1,
+    )
 
 
-def train_probe(images: torch.Tensor, targets: torch.Tensor, *, steps: int, batch_size: int, lr: float,
-                max_blur: float, seed: int) -> MotionProbe:
+def train_probe(
+    images: torch.Tensor, targets: torch.Tensor, *, steps: int, batch_size: int, lr: float, max_blur: float, seed: int
+) -> MotionProbe:
     """images float [N, 3, H, W] in [-1, 1], targets [N, 4] -> a trained probe (eval mode)."""
     torch.manual_seed(seed)
     probe = MotionProbe().train()
@@ -58,8 +61,9 @@ def train_probe(images: torch.Tensor, targets: torch.Tensor, *, steps: int, batc
         if max_blur > 0:
             x = _blur(x, torch.rand(batch_size, generator=generator) * max_blur)
         # Brightness and colour vary between the decoder's frames and real ones: do not let the probe rely on them.
-        x = (x * (1 + 0.15 * torch.randn(batch_size, 3, 1, 1, generator=generator))
-             + 0.1 * torch.randn(batch_size, 1, 1, 1, generator=generator))
+        x = x * (1 + 0.15 * torch.randn(batch_size, 3, 1, 1, generator=generator)) + 0.1 * torch.randn(
+            batch_size, 1, 1, 1, generator=generator
+        )
         loss = F.smooth_l1_loss(probe(x), targets[rows], beta=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -69,8 +73,9 @@ def train_probe(images: torch.Tensor, targets: torch.Tensor, *, steps: int, batc
     return probe.eval()
 
 
-def fit_probe(talker, video_dir: Path, *, steps: int, batch_size: int, lr: float, max_blur: float, seed: int,
-              n_frames: int = 6000) -> MotionProbe:
+def fit_probe(
+    talker, video_dir: Path, *, steps: int, batch_size: int, lr: float, max_blur: float, seed: int, n_frames: int = 6000
+) -> MotionProbe:
     """The probe every talking-face measurement reads with: about `n_frames` real frames of the training
     speakers' clips and the face autoencoder's reconstructions of the same frames, with their true tracks."""
     from sclmd.train.talker import encode_frames, load_clips, to_unit
@@ -82,14 +87,21 @@ def fit_probe(talker, video_dir: Path, *, steps: int, batch_size: int, lr: float
     real = to_unit(frames)
     with torch.no_grad():
         recon = talker.decode_latents(encode_frames(talker.face.face_encoder, frames[None])[0])
-    return train_probe(torch.cat([real, recon]), torch.cat([targets, targets]), steps=steps, batch_size=batch_size,
-                       lr=lr, max_blur=max_blur, seed=seed)
+    return train_probe(
+        torch.cat([real, recon]),
+        torch.cat([targets, targets]),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        max_blur=max_blur,
+        seed=seed,
+    )
 
 
 @torch.no_grad()
 def probe_read(probe: MotionProbe, images: torch.Tensor, batch: int = 500) -> np.ndarray:
     """[N, 4]: opening, then yaw, pitch, roll in degrees."""
-    out = torch.cat([probe(images[s:s + batch].float()) for s in range(0, len(images), batch)]).numpy()
+    out = torch.cat([probe(images[s : s + batch].float()) for s in range(0, len(images), batch)]).numpy()
     out[:, 1:] *= POSE_SCALE
     return out
 
@@ -132,8 +144,15 @@ def side_by_side(columns: list[np.ndarray], scale: int = 2) -> np.ndarray:
     return joined.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
-def frame_strip(rows: dict[str, np.ndarray], truth: np.ndarray, readings: dict[str, np.ndarray], png: Path,
-                n_frames: int, span: int, title: str) -> None:
+def frame_strip(
+    rows: dict[str, np.ndarray],
+    truth: np.ndarray,
+    readings: dict[str, np.ndarray],
+    png: Path,
+    n_frames: int,
+    span: int,
+    title: str,
+) -> None:
     """Rows of frames (uint8 [T, H, W, 3] per method) over the first `span` frames, with the true mouth
     opening and what the probe read off each row drawn underneath."""
     import matplotlib
@@ -143,8 +162,12 @@ def frame_strip(rows: dict[str, np.ndarray], truth: np.ndarray, readings: dict[s
 
     span = min(span, len(truth))
     idx = np.linspace(0, span - 1, n_frames).astype(int)
-    fig, axes = plt.subplots(len(rows) + 1, 1, figsize=(n_frames * 0.95, 1.05 * len(rows) + 2.0),
-                             gridspec_kw={"height_ratios": [1] * len(rows) + [1.6]})
+    fig, axes = plt.subplots(
+        len(rows) + 1,
+        1,
+        figsize=(n_frames * 0.95, 1.05 * len(rows) + 2.0),
+        gridspec_kw={"height_ratios": [1] * len(rows) + [1.6]},
+    )
     for ax, (name, frames) in zip(axes, rows.items()):
         ax.imshow(np.concatenate(list(frames[idx]), axis=1))
         ax.set_yticks([])
@@ -175,9 +198,14 @@ def metric_bars(table: dict[str, dict], png: Path) -> None:
 
     names = list(table)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for ax, (key, label) in zip(axes, [("lipsync", "lip sync r (higher is better)"),
-                                       ("identity_drift", "identity drift (lower is better)"),
-                                       ("frechet", "Fréchet vs real frames (lower is better)")]):
+    for ax, (key, label) in zip(
+        axes,
+        [
+            ("lipsync", "lip sync r (higher is better)"),
+            ("identity_drift", "identity drift (lower is better)"),
+            ("frechet", "Fréchet vs real frames (lower is better)"),
+        ],
+    ):
         values = [table[n].get(key, np.nan) for n in names]
         ax.bar(range(len(names)), values, color="tab:blue")
         for i, n in enumerate(names):

@@ -81,8 +81,16 @@ def group_folds(groups: np.ndarray, folds: int, rng: np.random.Generator) -> np.
     return fold_of_group[inverse]
 
 
-def _train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-           generator: torch.Generator) -> None:
+def _train(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+) -> None:
     positives = float(y.sum())
     pos_weight = torch.tensor((len(y) - positives) / max(positives, 1.0))  # balanced classes in the loss
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
@@ -100,9 +108,19 @@ def _train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, bat
     net.eval()
 
 
-def classifier_two_sample_test(real: torch.Tensor, generated: torch.Tensor, real_groups, generated_groups, *,
-                               folds: int = 2, epochs: int = 40, batch_size: int = 64, lr: float = 1e-3,
-                               seed: int = 0, threads: int | None = 1) -> TwoSampleResult:
+def classifier_two_sample_test(
+    real: torch.Tensor,
+    generated: torch.Tensor,
+    real_groups,
+    generated_groups,
+    *,
+    folds: int = 2,
+    epochs: int = 40,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    threads: int | None = 1,
+) -> TwoSampleResult:
     """Held-out accuracy of a small CNN telling `real` from `generated` faces ([N, 3, H, W] in [-1, 1]).
 
     `*_groups`: a group id per face (the speaker); folds are split by group, so no group is on
@@ -116,11 +134,14 @@ def classifier_two_sample_test(real: torch.Tensor, generated: torch.Tensor, real
     real_groups = np.asarray(real_groups).astype(str)
     generated_groups = np.asarray(generated_groups).astype(str)
     if len(real_groups) != len(real) or len(generated_groups) != len(generated):
-        raise ValueError(f"one group per face: {len(real)} real faces with {len(real_groups)} groups, "
-                         f"{len(generated)} generated with {len(generated_groups)}")
+        raise ValueError(
+            f"one group per face: {len(real)} real faces with {len(real_groups)} groups, "
+            f"{len(generated)} generated with {len(generated_groups)}"
+        )
     if real.shape[1:] != generated.shape[1:]:
-        raise ValueError(f"real {tuple(real.shape[1:])} and generated {tuple(generated.shape[1:])} faces differ "
-                         "in shape")
+        raise ValueError(
+            f"real {tuple(real.shape[1:])} and generated {tuple(generated.shape[1:])} faces differ in shape"
+        )
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
     rng = np.random.default_rng(seed)

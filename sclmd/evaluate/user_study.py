@@ -25,8 +25,10 @@ import numpy as np
 from sclmd.errors import SclmdError
 
 CRITERIA = ("realism", "identity")
-QUESTIONS = {"realism": "Which image looks most like a real photo of a face?",
-             "identity": "Which image looks most like the same person as the true face?"}
+QUESTIONS = {
+    "realism": "Which image looks most like a real photo of a face?",
+    "identity": "Which image looks most like the same person as the true face?",
+}
 ANSWERS_FORMAT = "sclmd-user-study-answers/1"
 KEY_FORMAT = "sclmd-user-study-key/1"
 
@@ -48,8 +50,9 @@ def study_id(key_items: list[dict]) -> str:
     return hashlib.sha256(json.dumps(key_items, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_study(faces: dict[str, np.ndarray], clip_ids, methods: list[str], n_clips: int,
-                seed: int) -> tuple[str, dict]:
+def build_study(
+    faces: dict[str, np.ndarray], clip_ids, methods: list[str], n_clips: int, seed: int
+) -> tuple[str, dict]:
     """(page HTML, answer key) for `n_clips` clips drawn from `clip_ids` (capped by what there is).
 
     `faces` holds uint8 [N, H, W, 3] arrays: "true" and one per method, row-aligned with clip_ids.
@@ -68,20 +71,32 @@ def build_study(faces: dict[str, np.ndarray], clip_ids, methods: list[str], n_cl
         items.append({"item": number, "clip_id": clip_ids[row], "options": options})
         cells = "".join(
             f'<figure><img src="{_png_uri(faces[options[letter]][row])}" alt="option {letter}">'
-            f"<figcaption>{letter}</figcaption></figure>" for letter in letters)
+            f"<figcaption>{letter}</figcaption></figure>"
+            for letter in letters
+        )
         questions = "".join(
-            f'<fieldset><legend>{html.escape(QUESTIONS[c])}</legend>'
-            + "".join(f'<label><input type="radio" name="q{number}-{c}" value="{letter}"> {letter}</label>'
-                      for letter in letters)
-            + "</fieldset>" for c in CRITERIA)
+            f"<fieldset><legend>{html.escape(QUESTIONS[c])}</legend>"
+            + "".join(
+                f'<label><input type="radio" name="q{number}-{c}" value="{letter}"> {letter}</label>'
+                for letter in letters
+            )
+            + "</fieldset>"
+            for c in CRITERIA
+        )
         blocks.append(
             f'<section class="item" id="item{number}"><h2>Clip {number} of {len(chosen)}</h2>'
             f'<div class="row"><figure class="true"><img src="{_png_uri(faces["true"][row])}" alt="true face">'
-            f"<figcaption>true face</figcaption></figure>{cells}</div>{questions}</section>")
+            f"<figcaption>true face</figcaption></figure>{cells}</div>{questions}</section>"
+        )
     key = {"format": KEY_FORMAT, "methods": list(methods), "criteria": list(CRITERIA), "items": items}
     key["study_id"] = study_id(items)
-    page = PAGE.format(study_id=key["study_id"], n_items=len(items), items="\n".join(blocks),
-                       criteria=json.dumps(list(CRITERIA)), answers_format=ANSWERS_FORMAT)
+    page = PAGE.format(
+        study_id=key["study_id"],
+        n_items=len(items),
+        items="\n".join(blocks),
+        criteria=json.dumps(list(CRITERIA)),
+        answers_format=ANSWERS_FORMAT,
+    )
     return page, key
 
 
@@ -153,14 +168,25 @@ class Tally:
     answered: dict[str, int]  # criterion -> answers counted over all evaluators
 
     def to_dict(self) -> dict:
-        return {"methods": self.methods, "evaluators": self.evaluators, "answered": self.answered,
-                "preference": {c: {m: {"mean": v[0], "std": v[1]} for m, v in per.items()}
-                               for c, per in self.preference.items()}}
+        return {
+            "methods": self.methods,
+            "evaluators": self.evaluators,
+            "answered": self.answered,
+            "preference": {
+                c: {m: {"mean": v[0], "std": v[1]} for m, v in per.items()} for c, per in self.preference.items()
+            },
+        }
 
     def table(self) -> str:
         head = "| method | " + " | ".join(f"{c} (mean ± std)" for c in CRITERIA) + " |"
-        rows = [f"| {m} | " + " | ".join(f"{100 * self.preference[c][m][0]:.1f}% ± {100 * self.preference[c][m][1]:.1f}"
-                                           for c in CRITERIA) + " |" for m in self.methods]
+        rows = [
+            f"| {m} | "
+            + " | ".join(
+                f"{100 * self.preference[c][m][0]:.1f}% ± {100 * self.preference[c][m][1]:.1f}" for c in CRITERIA
+            )
+            + " |"
+            for m in self.methods
+        ]
         return "\n".join([head, "|---|" + "---|" * len(CRITERIA), *rows])
 
 
@@ -168,8 +194,10 @@ def read_key(path: Path) -> dict:
     try:
         key = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise SclmdError(f"{path}: no answer key. Run `sclmd stage user_study` (it writes "
-                         "reports/user_study/answer_key.json) or pass --key.") from None
+        raise SclmdError(
+            f"{path}: no answer key. Run `sclmd stage user_study` (it writes "
+            "reports/user_study/answer_key.json) or pass --key."
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SclmdError(f"{path}: not a JSON answer key ({e}).") from None
     if not isinstance(key, dict) or key.get("format") != KEY_FORMAT or "items" not in key:
@@ -184,13 +212,16 @@ def _read_answers(path: Path, key: dict) -> tuple[str, list[dict]]:
     except FileNotFoundError:
         raise SclmdError(f"{path}: no such answers file.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SclmdError(f"{path}: not valid JSON ({e}). Answers files are what the study page's "
-                         "'Save answers' button downloads.") from None
+        raise SclmdError(
+            f"{path}: not valid JSON ({e}). Answers files are what the study page's 'Save answers' button downloads."
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != ANSWERS_FORMAT:
         raise SclmdError(f"{path}: not an sclmd user-study answers file (expected format '{ANSWERS_FORMAT}').")
     if payload.get("study_id") != key["study_id"]:
-        raise SclmdError(f"{path}: answers to another study ({payload.get('study_id')!r}); this key is study "
-                         f"{key['study_id']!r}. Tally each study with its own answer key (--key).")
+        raise SclmdError(
+            f"{path}: answers to another study ({payload.get('study_id')!r}); this key is study "
+            f"{key['study_id']!r}. Tally each study with its own answer key (--key)."
+        )
     answers = payload.get("answers")
     evaluator = payload.get("evaluator")
     if not isinstance(answers, list) or not isinstance(evaluator, str) or not evaluator.strip():
@@ -200,16 +231,20 @@ def _read_answers(path: Path, key: dict) -> tuple[str, list[dict]]:
     seen = set()
     for position, entry in enumerate(answers, start=1):
         if not isinstance(entry, dict) or not isinstance(entry.get("item"), int) or not 1 <= entry["item"] <= n_items:
-            raise SclmdError(f"{path}: answer {position}: 'item' must be a clip number 1..{n_items}, got "
-                             f"{entry.get('item') if isinstance(entry, dict) else entry!r}.")
+            raise SclmdError(
+                f"{path}: answer {position}: 'item' must be a clip number 1..{n_items}, got "
+                f"{entry.get('item') if isinstance(entry, dict) else entry!r}."
+            )
         if entry["item"] in seen:
             raise SclmdError(f"{path}: answer {position}: clip {entry['item']} is answered twice.")
         seen.add(entry["item"])
         for criterion in CRITERIA:
             choice = entry.get(criterion)
             if choice is not None and choice not in letters:
-                raise SclmdError(f"{path}: answer {position} (clip {entry['item']}): {criterion} must be one of "
-                                 f"{', '.join(sorted(letters))} or null, got {choice!r}.")
+                raise SclmdError(
+                    f"{path}: answer {position} (clip {entry['item']}): {criterion} must be one of "
+                    f"{', '.join(sorted(letters))} or null, got {choice!r}."
+                )
     return evaluator.strip(), answers
 
 
@@ -230,9 +265,16 @@ def tally(answer_files: list[Path], key: dict) -> Tally:
             answered[criterion] += len(picks)
             for method in methods:
                 shares[criterion][method].append(picks.count(method) / len(picks) if picks else math.nan)
-    preference = {c: {m: (float(np.nanmean(v)) if not np.all(np.isnan(v)) else math.nan,
-                          float(np.nanstd(v)) if not np.all(np.isnan(v)) else math.nan)
-                      for m, v in per.items()} for c, per in shares.items()}
+    preference = {
+        c: {
+            m: (
+                float(np.nanmean(v)) if not np.all(np.isnan(v)) else math.nan,
+                float(np.nanstd(v)) if not np.all(np.isnan(v)) else math.nan,
+            )
+            for m, v in per.items()
+        }
+        for c, per in shares.items()
+    }
     return Tally(methods, evaluators, preference, answered)
 
 
@@ -249,8 +291,15 @@ def plot_tally(result: Tally, path: Path, names: dict[str, str] | None = None) -
     for i, method in enumerate(result.methods):
         means = [100 * result.preference[c][method][0] for c in CRITERIA]
         stds = [100 * result.preference[c][method][1] for c in CRITERIA]
-        ax.bar(np.arange(len(CRITERIA)) + i * width, means, width, yerr=stds, capsize=4,
-               color=ROW_COLOURS[i % len(ROW_COLOURS)], label=names.get(method, method))
+        ax.bar(
+            np.arange(len(CRITERIA)) + i * width,
+            means,
+            width,
+            yerr=stds,
+            capsize=4,
+            color=ROW_COLOURS[i % len(ROW_COLOURS)],
+            label=names.get(method, method),
+        )
     ax.set_xticks(np.arange(len(CRITERIA)) + width * (len(result.methods) - 1) / 2, list(CRITERIA))
     ax.set_ylabel("preferred, % of clips (mean ± std over evaluators)")
     ax.set_title(f"user study: {len(result.evaluators)} evaluator(s)")

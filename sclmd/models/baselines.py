@@ -49,8 +49,12 @@ class Speech2FaceRegressor(nn.Module):
         super().__init__()
         self.config = cfg
         self.net = nn.Sequential(
-            nn.Linear(cfg.embed_dim, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
-            nn.Linear(cfg.hidden, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
+            nn.Linear(cfg.embed_dim, cfg.hidden),
+            nn.LayerNorm(cfg.hidden),
+            nn.GELU(),
+            nn.Linear(cfg.hidden, cfg.hidden),
+            nn.LayerNorm(cfg.hidden),
+            nn.GELU(),
             nn.Linear(cfg.hidden, cfg.latent_dim),
         )
 
@@ -64,8 +68,14 @@ class ARSPM(nn.Module):
         super().__init__()
         self.config = cfg
         self.register_buffer("prior", prior_scaled.detach().float().reshape(cfg.latent_shape).clone())
-        self.encode = nn.Sequential(nn.Linear(cfg.embed_dim, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
-                                    nn.Linear(cfg.hidden, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU())
+        self.encode = nn.Sequential(
+            nn.Linear(cfg.embed_dim, cfg.hidden),
+            nn.LayerNorm(cfg.hidden),
+            nn.GELU(),
+            nn.Linear(cfg.hidden, cfg.hidden),
+            nn.LayerNorm(cfg.hidden),
+            nn.GELU(),
+        )
         self.attention = nn.Linear(cfg.hidden, cfg.hidden)  # a sigmoid gate per hidden unit
         self.residual = nn.Linear(cfg.hidden, cfg.latent_dim)
         nn.init.zeros_(self.residual.weight)
@@ -80,8 +90,7 @@ class ARSPM(nn.Module):
 def tri_item_loss(predicted: torch.Tensor, target: torch.Tensor, w2: float, w1: float, wc: float) -> torch.Tensor:
     """AR-SPM's loss: a weighted sum of L2, L1 and negative cosine (as 1 - cos, so 0 is perfect)."""
     p, t = predicted.flatten(1), target.flatten(1)
-    return (w2 * F.mse_loss(p, t) + w1 * F.l1_loss(p, t)
-            + wc * (1 - F.cosine_similarity(p, t, dim=-1)).mean())
+    return w2 * F.mse_loss(p, t) + w1 * F.l1_loss(p, t) + wc * (1 - F.cosine_similarity(p, t, dim=-1)).mean()
 
 
 def build(method: str, cfg: BaselineConfig, prior_scaled: torch.Tensor) -> nn.Module:
@@ -97,8 +106,10 @@ def save_baselines(directory: Path, models: dict[str, nn.Module], cfg: BaselineC
 
     with atomic_dir(Path(directory)) as tmp:
         for name, model in models.items():
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                      str(tmp / f"{name}.safetensors"))
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                str(tmp / f"{name}.safetensors"),
+            )
         (tmp / CONFIG).write_text(json.dumps({"config": cfg.to_dict(), **extra}, indent=2) + "\n")
 
 
@@ -125,8 +136,9 @@ def load_baselines(directory: Path) -> dict[str, nn.Module]:
             if name in meta.get("gan_configs", {}):
                 models[name] = load_gan(directory, name, meta)
     except FileNotFoundError as e:
-        raise SclmdError(f"{directory}: no baselines ({Path(e.filename).name} missing). "
-                         "Run `sclmd stage baselines`.") from None
+        raise SclmdError(
+            f"{directory}: no baselines ({Path(e.filename).name} missing). Run `sclmd stage baselines`."
+        ) from None
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise SclmdError(f"{directory}: unreadable baselines ({e}). Re-run `sclmd stage baselines`.") from None
     return models

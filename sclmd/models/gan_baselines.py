@@ -57,10 +57,16 @@ class Wav2PixConfig:
     @classmethod
     def for_size(cls, size: str, image_size: int, sample_rate: int, n_identities: int, **kw) -> "Wav2PixConfig":
         ups = _n_doublings(image_size)
-        return cls(image_size, sample_rate, n_identities, size,
-                   encoder_channels=_widths(size, (16, 32, 128, 256, 512, 1024), (8, 16, 32, 64, 128, 128)),
-                   generator_channels=_pyramid(_widths(size, (512,), (128,))[0], ups, descending=True),
-                   discriminator_channels=_pyramid(_widths(size, (64,), (16,))[0], ups, descending=False), **kw)
+        return cls(
+            image_size,
+            sample_rate,
+            n_identities,
+            size,
+            encoder_channels=_widths(size, (16, 32, 128, 256, 512, 1024), (8, 16, 32, 64, 128, 128)),
+            generator_channels=_pyramid(_widths(size, (512,), (128,))[0], ups, descending=True),
+            discriminator_channels=_pyramid(_widths(size, (64,), (16,))[0], ups, descending=False),
+            **kw,
+        )
 
     @property
     def audio_samples(self) -> int:
@@ -103,12 +109,17 @@ class RawSpeechEncoder(nn.Module):
         layers, in_ch, length = [], 1, cfg.audio_samples
         for ch in cfg.encoder_channels:
             # kernel 15, stride 4, padded 6 left and 7 right as in the original: length -> ceil(length / 4)
-            layers += [nn.ConstantPad1d((6, 7), 0.0), nn.Conv1d(in_ch, ch, 15, stride=4), nn.BatchNorm1d(ch),
-                       nn.LeakyReLU(0.3)]
+            layers += [
+                nn.ConstantPad1d((6, 7), 0.0),
+                nn.Conv1d(in_ch, ch, 15, stride=4),
+                nn.BatchNorm1d(ch),
+                nn.LeakyReLU(0.3),
+            ]
             in_ch, length = ch, (length + 13 - 15) // 4 + 1
         self.convs = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Linear(in_ch * length, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                                  nn.Linear(128, cfg.embed_dim))
+        self.head = nn.Sequential(
+            nn.Linear(in_ch * length, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, cfg.embed_dim)
+        )
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """[B, audio_samples] (pre-emphasised, peak-normalised) -> [B, embed_dim]."""
@@ -119,8 +130,11 @@ class Wav2PixGenerator(nn.Module):
     def __init__(self, cfg: Wav2PixConfig):
         super().__init__()
         chans = cfg.generator_channels
-        layers: list[nn.Module] = [spectral_norm(nn.ConvTranspose2d(cfg.embed_dim, chans[0], 4, 1, 0, bias=False)),
-                                   nn.Dropout(cfg.dropout), nn.ReLU()]
+        layers: list[nn.Module] = [
+            spectral_norm(nn.ConvTranspose2d(cfg.embed_dim, chans[0], 4, 1, 0, bias=False)),
+            nn.Dropout(cfg.dropout),
+            nn.ReLU(),
+        ]
         for a, b in zip(chans, chans[1:]):
             layers += [spectral_norm(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False)), nn.Dropout(cfg.dropout), nn.ReLU()]
         layers += [spectral_norm(nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1, bias=False)), nn.Tanh()]
@@ -153,8 +167,9 @@ class IdentityHead(nn.Module):
 
     def __init__(self, embed_dim: int, n_identities: int, hidden: int = 200):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(embed_dim, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, n_identities))
+        self.net = nn.Sequential(
+            nn.Linear(embed_dim, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, n_identities)
+        )
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.net(embedding)
@@ -172,7 +187,8 @@ class Wav2Pix(nn.Module):
         self.generator = Wav2PixGenerator(cfg)
 
     def condition(self, wave: torch.Tensor) -> torch.Tensor:
-        """[B, N] float waveform -> the encoder's input: a window of `audio_seconds`, peak-normalised, pre-emphasised."""
+        """[B, N] float waveform -> the encoder's input: a window of `audio_seconds`, peak-normalised,
+        pre-emphasised."""
         if wave.shape[1] != self.config.audio_samples:
             wave = centre_crop(wave, self.config.audio_samples)
         peak = wave.abs().amax(dim=1, keepdim=True).clamp_min(1e-4)
@@ -205,10 +221,16 @@ class WenConfig:
     @classmethod
     def for_size(cls, size: str, image_size: int, sample_rate: int, n_identities: int, **kw) -> "WenConfig":
         ups = _n_doublings(image_size)
-        return cls(image_size, sample_rate, n_identities, size,
-                   voice_channels=_widths(size, (256, 384, 576, 864), (64, 96, 128, 160)),
-                   generator_channels=_pyramid(_widths(size, (1024,), (128,))[0], ups + 1, descending=True),
-                   face_channels=_pyramid(_widths(size, (32,), (8,))[0], ups + 1, descending=False), **kw)
+        return cls(
+            image_size,
+            sample_rate,
+            n_identities,
+            size,
+            voice_channels=_widths(size, (256, 384, 576, 864), (64, 96, 128, 160)),
+            generator_channels=_pyramid(_widths(size, (1024,), (128,))[0], ups + 1, descending=True),
+            face_channels=_pyramid(_widths(size, (32,), (8,))[0], ups + 1, descending=False),
+            **kw,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -224,9 +246,16 @@ class LogMelFilterbank(nn.Module):
         import torchaudio
 
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=1024, win_length=int(0.025 * sample_rate),
-            hop_length=int(0.010 * sample_rate), f_min=20.0, f_max=7200.0, n_mels=n_mels,
-            window_fn=torch.hamming_window, power=2.0)
+            sample_rate=sample_rate,
+            n_fft=1024,
+            win_length=int(0.025 * sample_rate),
+            hop_length=int(0.010 * sample_rate),
+            f_min=20.0,
+            f_max=7200.0,
+            n_mels=n_mels,
+            window_fn=torch.hamming_window,
+            power=2.0,
+        )
 
     @torch.no_grad()
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

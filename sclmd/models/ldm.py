@@ -46,8 +46,12 @@ class LDMConfig:
 
 def unet_kwargs(cfg: LDMConfig) -> dict:
     """UNet2DConditionModel arguments of the named size."""
-    common = dict(sample_size=cfg.latent_size, in_channels=cfg.latent_channels, out_channels=cfg.latent_channels,
-                  cross_attention_dim=cfg.cross_attention_dim)
+    common = dict(
+        sample_size=cfg.latent_size,
+        in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels,
+        cross_attention_dim=cfg.cross_attention_dim,
+    )
     if cfg.time_conditioning:
         common |= dict(class_embed_type="projection", projection_class_embeddings_input_dim=cfg.cross_attention_dim)
     if cfg.size == "small" and cfg.latent_size >= 16:
@@ -56,27 +60,33 @@ def unet_kwargs(cfg: LDMConfig) -> dict:
         # 1.5 M parameters, ~0.43 s a batch-64 step on 2 CPU cores; attention at 8x8 as well
         # (32-64-96 wide) measured 0.74 s, too slow for the budget.
         return common | dict(
-            block_out_channels=(32, 64, 64), layers_per_block=1,
+            block_out_channels=(32, 64, 64),
+            layers_per_block=1,
             down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-            attention_head_dim=8, norm_num_groups=8,
+            attention_head_dim=8,
+            norm_num_groups=8,
         )
     if cfg.size == "small":
         # Two levels over an 8x8 latent, attention at both; 1.1 M parameters, ~0.22 s a
         # batch-64 step on 2 CPU cores (64/128 wide: 0.69 s, too slow for the budget).
         return common | dict(
-            block_out_channels=(32, 64), layers_per_block=1,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            attention_head_dim=4, norm_num_groups=8,
+            attention_head_dim=4,
+            norm_num_groups=8,
         )
     if cfg.size == "paper":
         # Stable Diffusion's widths (the paper builds on it), one level fewer for an 8x8 latent.
         return common | dict(
-            block_out_channels=(320, 640, 1280), layers_per_block=2,
+            block_out_channels=(320, 640, 1280),
+            layers_per_block=2,
             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            attention_head_dim=8, norm_num_groups=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
         )
     raise ValueError(f"unknown LDM size '{cfg.size}' (small | paper)")
 

@@ -41,8 +41,17 @@ class SamplingDefaults:
 
 
 class SpeechToFacePipeline:
-    def __init__(self, config: LDMConfig, unet, condition: SpeechCondition, encoders: SpeechFaceModel,
-                 prior: FacePrior, scheduler_config: dict, defaults: SamplingDefaults, data: dict):
+    def __init__(
+        self,
+        config: LDMConfig,
+        unet,
+        condition: SpeechCondition,
+        encoders: SpeechFaceModel,
+        prior: FacePrior,
+        scheduler_config: dict,
+        defaults: SamplingDefaults,
+        data: dict,
+    ):
         self.config, self.unet, self.condition, self.encoders = config, unet, condition, encoders
         self.prior, self.scheduler_config, self.defaults, self.data = prior, dict(scheduler_config), defaults, data
         self.device = torch.device("cpu")
@@ -69,9 +78,18 @@ class SpeechToFacePipeline:
         return self.encoders.face_decoder(latents / self.config.latent_scale).clamp(-1, 1)
 
     @torch.no_grad()
-    def __call__(self, speech_emb: torch.Tensor, *, seed: int = 0, samples: int = 1, steps: int | None = None,
-                 sampler: str | None = None, guidance: float | None = None, prior_weight: float | None = None,
-                 progress: bool = False) -> torch.Tensor:
+    def __call__(
+        self,
+        speech_emb: torch.Tensor,
+        *,
+        seed: int = 0,
+        samples: int = 1,
+        steps: int | None = None,
+        sampler: str | None = None,
+        guidance: float | None = None,
+        prior_weight: float | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
         """Faces [B * samples, 3, H, W] for speech embeddings [B, D]; row b*samples+k is sample k of input b.
 
         The same seed gives the same faces: all noise comes from one generator seeded here.
@@ -83,9 +101,16 @@ class SpeechToFacePipeline:
         null = self.condition.unconditional(len(emb))
         c, s = self.config.latent_channels, self.config.latent_size
         latents = sample_latents(
-            unet_denoiser(self.unet), scheduler, tokens, null, self.scaled_prior,
-            d.prior_weight if prior_weight is None else prior_weight, steps or d.steps,
-            d.guidance if guidance is None else guidance, torch.Generator().manual_seed(seed), (len(emb), c, s, s),
+            unet_denoiser(self.unet),
+            scheduler,
+            tokens,
+            null,
+            self.scaled_prior,
+            d.prior_weight if prior_weight is None else prior_weight,
+            steps or d.steps,
+            d.guidance if guidance is None else guidance,
+            torch.Generator().manual_seed(seed),
+            (len(emb), c, s, s),
             progress=progress,
         )
         return self.decode(latents)
@@ -99,24 +124,38 @@ class SpeechToFacePipeline:
         with atomic_dir(Path(directory)) as tmp:
             self.unet.save_pretrained(tmp / "unet", safe_serialization=True)
             DDPMScheduler.from_config(self.scheduler_config).save_pretrained(tmp / "scheduler")
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.condition.state_dict().items()},
-                      str(tmp / CONDITION))
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in self.condition.state_dict().items()}, str(tmp / CONDITION)
+            )
             shutil.copytree(pretrain_dir, tmp / "pretrain")
             shutil.copytree(prior_dir, tmp / "prior")
-            (tmp / CONFIG).write_text(json.dumps({
-                "ldm": self.config.to_dict(), "sampling": self.defaults.__dict__, "data": self.data,
-            }, indent=2) + "\n")
+            (tmp / CONFIG).write_text(
+                json.dumps(
+                    {
+                        "ldm": self.config.to_dict(),
+                        "sampling": self.defaults.__dict__,
+                        "data": self.data,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
 
     @classmethod
     def from_pretrained(cls, directory: Path) -> "SpeechToFacePipeline":
         from diffusers import DDPMScheduler, UNet2DConditionModel
 
         directory = Path(directory)
-        missing = [name for name in (CONFIG, CONDITION, "unet", "scheduler", "pretrain", "prior")
-                   if not (directory / name).exists()]
+        missing = [
+            name
+            for name in (CONFIG, CONDITION, "unet", "scheduler", "pretrain", "prior")
+            if not (directory / name).exists()
+        ]
         if missing:
-            raise SclmdError(f"{directory}: not a trained sclmd pipeline (missing {', '.join(missing)}). "
-                             "Train one with `sclmd stage train_ldm` or pass --checkpoint DIR.")
+            raise SclmdError(
+                f"{directory}: not a trained sclmd pipeline (missing {', '.join(missing)}). "
+                "Train one with `sclmd stage train_ldm` or pass --checkpoint DIR."
+            )
         try:
             meta = json.loads((directory / CONFIG).read_text())
             config = LDMConfig(**meta["ldm"])
@@ -127,9 +166,18 @@ class SpeechToFacePipeline:
         except SclmdError:
             raise
         except Exception as e:
-            raise SclmdError(f"{directory}: unreadable pipeline ({type(e).__name__}: {e}). "
-                             "Re-run `sclmd stage train_ldm`.") from None
+            raise SclmdError(
+                f"{directory}: unreadable pipeline ({type(e).__name__}: {e}). Re-run `sclmd stage train_ldm`."
+            ) from None
         encoders = SpeechFaceModel.from_pretrained(directory / "pretrain")
         prior = FacePrior.load(directory / "prior")
-        return cls(config, unet, condition, encoders, prior, scheduler_config,
-                   SamplingDefaults(**meta["sampling"]), meta["data"])
+        return cls(
+            config,
+            unet,
+            condition,
+            encoders,
+            prior,
+            scheduler_config,
+            SamplingDefaults(**meta["sampling"]),
+            meta["data"],
+        )

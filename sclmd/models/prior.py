@@ -35,7 +35,9 @@ class FacePrior:
 
     def info(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "mean"} | {
-            "capped": self.capped, "shape": list(self.mean.shape)}
+            "capped": self.capped,
+            "shape": list(self.mean.shape),
+        }
 
     def save(self, directory: Path, extra_files: dict[str, bytes] | None = None) -> None:
         """Atomically: the tensor, the facts, and any extra files (e.g. the decoded picture)."""
@@ -52,8 +54,9 @@ class FacePrior:
             info = json.loads((directory / INFO).read_text())
             mean = load_file(str(directory / WEIGHTS))["prior"]
         except FileNotFoundError as e:
-            raise SclmdError(f"{directory}: no face prior ({Path(e.filename).name} missing). "
-                             "Run `sclmd stage prior`.") from None
+            raise SclmdError(
+                f"{directory}: no face prior ({Path(e.filename).name} missing). Run `sclmd stage prior`."
+            ) from None
         except Exception as e:  # a damaged file: say which, never a deep traceback
             raise SclmdError(f"{directory}: unreadable face prior ({e}). Re-run `sclmd stage prior`.") from None
         return cls(mean, int(info["n_faces"]), int(info["n_female"]), int(info["n_male"]), int(info["requested"]))

@@ -21,8 +21,10 @@ CARD = "README.md"
 
 
 def restore_hint(folder: Path) -> str:
-    return (f"Restore it with `git checkout -- {folder}` (a fresh clone has it), or train it again with "
-            "`sclmd release` (the model card's command)")
+    return (
+        f"Restore it with `git checkout -- {folder}` (a fresh clone has it), or train it again with "
+        "`sclmd release` (the model card's command)"
+    )
 
 
 def verify_folder(folder: Path, required: tuple[str, ...], what: str) -> None:
@@ -46,8 +48,10 @@ def verify_folder(folder: Path, required: tuple[str, ...], what: str) -> None:
         if not (folder / name).is_file():
             raise SclmdError(f"{folder}: {what} is incomplete: {name} missing. {restore_hint(folder)}.")
         if file_sha256(folder / name) != digest:
-            raise SclmdError(f"{folder / name}: does not match its sha256 in {CHECKSUMS} (truncated, modified or a "
-                             f"Git LFS pointer). It was not loaded. {restore_hint(folder)}.")
+            raise SclmdError(
+                f"{folder / name}: does not match its sha256 in {CHECKSUMS} (truncated, modified or a "
+                f"Git LFS pointer). It was not loaded. {restore_hint(folder)}."
+            )
 
 
 def write_checksums(folder: Path) -> dict[str, str]:
@@ -56,8 +60,11 @@ def write_checksums(folder: Path) -> dict[str, str]:
     from sclmd.train.checkpoints import file_sha256
 
     folder = Path(folder)
-    sums = {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.relative_to(folder).as_posix() not in (CHECKSUMS, CARD)}
+    sums = {
+        p.relative_to(folder).as_posix(): file_sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).as_posix() not in (CHECKSUMS, CARD)
+    }
     write_json(Path(folder) / CHECKSUMS, sums)
     return sums
 
@@ -77,8 +84,10 @@ def load_face_autoencoder(folder: Path):
         state = load_file(str(folder / "model.safetensors"))
     except Exception as e:  # noqa: BLE001 - any unreadable content gets the same clear message
         raise SclmdError(f"{folder}: unreadable face autoencoder ({e}). {restore_hint(folder)}.") from None
-    split = {name: {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
-             for name in ("encoder", "decoder")}
+    split = {
+        name: {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
+        for name in ("encoder", "decoder")
+    }
     return face, split["encoder"], split["decoder"]
 
 

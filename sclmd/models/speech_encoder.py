@@ -57,27 +57,46 @@ class SpeechEncoderConfig:
         return cls(**{**d, "convs": convs})
 
 
-def speech_encoder_config(size: str, embed_dim: int, magnitude_channel: bool = False,
-                          pitch_features: bool = False) -> SpeechEncoderConfig:
+def speech_encoder_config(
+    size: str, embed_dim: int, magnitude_channel: bool = False, pitch_features: bool = False
+) -> SpeechEncoderConfig:
     if size == "paper":
         # Speech2Face's published voice encoder widths: conv 64, 64, 128, then 128-128-256-512
         # with 2x1 max pooling over time, 512, 512; FC 4096 before the embedding.
         convs = (
-            ConvSpec(64, (1, 1)), ConvSpec(64, (1, 1)), ConvSpec(128, (1, 1), (2, 1), cbam=True),
-            ConvSpec(128, (1, 1), (2, 1), cbam=True), ConvSpec(128, (1, 1), (2, 1), cbam=True),
-            ConvSpec(256, (1, 1), (2, 1), cbam=True), ConvSpec(512, (1, 1)), ConvSpec(512, (1, 1)),
+            ConvSpec(64, (1, 1)),
+            ConvSpec(64, (1, 1)),
+            ConvSpec(128, (1, 1), (2, 1), cbam=True),
+            ConvSpec(128, (1, 1), (2, 1), cbam=True),
+            ConvSpec(128, (1, 1), (2, 1), cbam=True),
+            ConvSpec(256, (1, 1), (2, 1), cbam=True),
+            ConvSpec(512, (1, 1)),
+            ConvSpec(512, (1, 1)),
             ConvSpec(512, (2, 2), cbam=True),
         )
-        return SpeechEncoderConfig(convs=convs, hidden=4096, embed_dim=embed_dim, magnitude_channel=magnitude_channel,
-                                   pitch_features=pitch_features)
+        return SpeechEncoderConfig(
+            convs=convs,
+            hidden=4096,
+            embed_dim=embed_dim,
+            magnitude_channel=magnitude_channel,
+            pitch_features=pitch_features,
+        )
     if size == "small":
         # Strided from the first layer: sized for the 2-core CPU budget of the embedded default.
         convs = (
-            ConvSpec(8, (2, 2)), ConvSpec(16, (2, 2)), ConvSpec(32, (2, 2)),
-            ConvSpec(64, (2, 2), cbam=True), ConvSpec(96, (2, 2), cbam=True),
+            ConvSpec(8, (2, 2)),
+            ConvSpec(16, (2, 2)),
+            ConvSpec(32, (2, 2)),
+            ConvSpec(64, (2, 2), cbam=True),
+            ConvSpec(96, (2, 2), cbam=True),
         )
-        return SpeechEncoderConfig(convs=convs, hidden=256, embed_dim=embed_dim, magnitude_channel=magnitude_channel,
-                                   pitch_features=pitch_features)
+        return SpeechEncoderConfig(
+            convs=convs,
+            hidden=256,
+            embed_dim=embed_dim,
+            magnitude_channel=magnitude_channel,
+            pitch_features=pitch_features,
+        )
     raise ValueError(f"unknown model size '{size}' (small | paper)")
 
 
@@ -112,8 +131,9 @@ F0_REFERENCE = 150.0  # Hz: log F0 is given relative to this, in octaves
 
 
 @torch.no_grad()
-def pitch_statistics(wave: torch.Tensor, sample_rate: int, frame_ms: float = 50.0, hop_ms: float = 20.0,
-                     voicing: float = 0.5) -> torch.Tensor:
+def pitch_statistics(
+    wave: torch.Tensor, sample_rate: int, frame_ms: float = 50.0, hop_ms: float = 20.0, voicing: float = 0.5
+) -> torch.Tensor:
     """[B, N] waveform -> [B, 4]: median, 10th and 90th percentile of log2(F0 / 150 Hz) over voiced
     frames, and the share of voiced frames.  Autocorrelation pitch tracking on the batch (no grad):
     a frame is voiced when its normalised autocorrelation peak in the F0 range exceeds `voicing`
@@ -130,8 +150,9 @@ def pitch_statistics(wave: torch.Tensor, sample_rate: int, frame_ms: float = 50.
     size = 1 << (2 * frame - 1).bit_length()
     spectrum = torch.fft.rfft(frames, size)
     acf = torch.fft.irfft(spectrum.real.square() + spectrum.imag.square(), size)[..., :frame]
-    window_acf = torch.fft.irfft(torch.fft.rfft(torch.hann_window(frame, device=wave.device), size).abs().square(),
-                                 size)[:frame]
+    window_acf = torch.fft.irfft(
+        torch.fft.rfft(torch.hann_window(frame, device=wave.device), size).abs().square(), size
+    )[:frame]
     energy = acf[..., :1]
     normalised = acf / energy.clamp_min(1e-10) / (window_acf / window_acf[0]).clamp_min(1e-3)
     low, high = int(sample_rate / F0_RANGE[1]), int(sample_rate / F0_RANGE[0])

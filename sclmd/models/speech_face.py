@@ -34,12 +34,21 @@ class SpeechFaceModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     @classmethod
-    def from_params(cls, size: str, embed_dim: int, latent_channels: int, image_size: int,
-                    magnitude_channel: bool = False, pitch_features: bool = False,
-                    **face_options) -> "SpeechFaceModel":
+    def from_params(
+        cls,
+        size: str,
+        embed_dim: int,
+        latent_channels: int,
+        image_size: int,
+        magnitude_channel: bool = False,
+        pitch_features: bool = False,
+        **face_options,
+    ) -> "SpeechFaceModel":
         """`face_options`: latent_downsample, decoder_width, latent_norm (see `face_config`)."""
-        return cls(speech_encoder_config(size, embed_dim, magnitude_channel, pitch_features),
-                   face_config(size, embed_dim, latent_channels, image_size, **face_options))
+        return cls(
+            speech_encoder_config(size, embed_dim, magnitude_channel, pitch_features),
+            face_config(size, embed_dim, latent_channels, image_size, **face_options),
+        )
 
     def config_dict(self) -> dict:
         return {"speech": self.speech_encoder.config.to_dict(), "face": self.face_encoder.config.to_dict()}
@@ -48,8 +57,14 @@ class SpeechFaceModel(nn.Module):
         scale = self.logit_scale.clamp(max=math.log(100)).exp()  # CLIP caps the scale at 100
         return scale * F.normalize(speech_emb, dim=-1) @ F.normalize(face_emb, dim=-1).T
 
-    def forward(self, wave: torch.Tensor | None, image: torch.Tensor, shared_grad: float = 1.0,
-                latent_noise: float = 0.0, reconstruct: bool = True) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        wave: torch.Tensor | None,
+        image: torch.Tensor,
+        shared_grad: float = 1.0,
+        latent_noise: float = 0.0,
+        reconstruct: bool = True,
+    ) -> dict[str, torch.Tensor]:
         """One pre-training pass; through forward() so that DDP syncs every parameter's gradient.
 
         `wave=None` is the autoencoder phase: only z and the reconstruction.  `shared_grad`: see
@@ -57,6 +72,7 @@ class SpeechFaceModel(nn.Module):
         noise of this standard deviation (relative to z's own spread).  `reconstruct=False` skips
         the decoder (a frozen first stage has nothing to learn from the reconstruction).
         """
+
         def decode(z: torch.Tensor) -> torch.Tensor:
             if self.training and latent_noise > 0:
                 z = z + latent_noise * z.detach().std() * torch.randn_like(z)
@@ -67,8 +83,12 @@ class SpeechFaceModel(nn.Module):
             return {"z": z, "recon": decode(z)}
         speech_emb = self.speech_encoder(wave)
         z, face_emb = self.face_encoder(image, shared_grad)
-        out = {"speech_emb": speech_emb, "face_emb": face_emb, "z": z,
-               "logits": self.contrastive_logits(speech_emb, face_emb)}
+        out = {
+            "speech_emb": speech_emb,
+            "face_emb": face_emb,
+            "z": z,
+            "logits": self.contrastive_logits(speech_emb, face_emb),
+        }
         if reconstruct:
             out["recon"] = decode(z)
         return out
@@ -76,8 +96,12 @@ class SpeechFaceModel(nn.Module):
     def first_stage_modules(self) -> list[nn.Module]:
         """What the first stage trained: the face encoder's latent blocks (to z) and the decoder."""
         enc = self.face_encoder
-        blocks = [getattr(enc, prefix + name[4:]) for name in enc.conv_names
-                  if int(name[4:].split("_")[0]) <= enc.config.latent_blocks for prefix in ("conv", "norm")]
+        blocks = [
+            getattr(enc, prefix + name[4:])
+            for name in enc.conv_names
+            if int(name[4:].split("_")[0]) <= enc.config.latent_blocks
+            for prefix in ("conv", "norm")
+        ]
         return [*blocks, enc.to_latent, enc.latent_norm, self.face_decoder]
 
     def save_pretrained(self, directory: Path, extra: dict | None = None) -> None:
@@ -93,9 +117,13 @@ class SpeechFaceModel(nn.Module):
             cfg = json.loads((directory / CONFIG).read_text())
             state = load_file(str(directory / WEIGHTS), device=map_location)
         except FileNotFoundError as e:
-            raise SclmdError(f"{directory}: no pre-trained model ({e.filename} missing). Run `sclmd stage pretrain`.") from None
+            raise SclmdError(
+                f"{directory}: no pre-trained model ({e.filename} missing). Run `sclmd stage pretrain`."
+            ) from None
         except Exception as e:
-            raise SclmdError(f"{directory}: unreadable pre-trained model ({e}). Re-run `sclmd stage pretrain`.") from None
+            raise SclmdError(
+                f"{directory}: unreadable pre-trained model ({e}). Re-run `sclmd stage pretrain`."
+            ) from None
         model = cls(SpeechEncoderConfig.from_dict(cfg["speech"]), FaceConfig(**cfg["face"]))
         model.load_state_dict(state)
         return model

@@ -114,8 +114,9 @@ class SpeechFrames(nn.Module):
         import torchaudio
 
         self.cfg = cfg
-        self.mel = torchaudio.transforms.MelSpectrogram(cfg.sample_rate, n_fft=400, win_length=400, hop_length=cfg.hop,
-                                                        n_mels=cfg.n_mels, center=True)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            cfg.sample_rate, n_fft=400, win_length=400, hop_length=cfg.hop, n_mels=cfg.n_mels, center=True
+        )
 
     def forward(self, wave: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
         cfg = self.cfg
@@ -137,9 +138,14 @@ class SpeechContext(nn.Module):
 
         self.features = SpeechFrames(cfg)
         self.inp = nn.Sequential(nn.Linear(cfg.feature_dim, cfg.conformer_dim), nn.LayerNorm(cfg.conformer_dim))
-        self.conformer = Conformer(input_dim=cfg.conformer_dim, num_heads=cfg.conformer_heads,
-                                   ffn_dim=2 * cfg.conformer_dim, num_layers=cfg.conformer_layers,
-                                   depthwise_conv_kernel_size=cfg.conformer_kernel, dropout=0.1)
+        self.conformer = Conformer(
+            input_dim=cfg.conformer_dim,
+            num_heads=cfg.conformer_heads,
+            ffn_dim=2 * cfg.conformer_dim,
+            num_layers=cfg.conformer_layers,
+            depthwise_conv_kernel_size=cfg.conformer_kernel,
+            dropout=0.1,
+        )
 
     def forward(self, wave: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
         x = self.inp(self.features(wave, n_frames))
@@ -155,11 +161,17 @@ class Speech2Latent(nn.Module):
         d = cfg.conformer_dim
         self.context = SpeechContext(cfg)
         self.pose_head = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 3))
-        self.latent_head = nn.Sequential(nn.Linear(d + 3 + cfg.motion_dim, 2 * d), nn.SiLU(),
-                                         nn.Linear(2 * d, cfg.motion_dim))
+        self.latent_head = nn.Sequential(
+            nn.Linear(d + 3 + cfg.motion_dim, 2 * d), nn.SiLU(), nn.Linear(2 * d, cfg.motion_dim)
+        )
 
-    def forward(self, wave: torch.Tensor, reference_code: torch.Tensor, n_frames: int | None = None,
-                pose: torch.Tensor | None = None):
+    def forward(
+        self,
+        wave: torch.Tensor,
+        reference_code: torch.Tensor,
+        n_frames: int | None = None,
+        pose: torch.Tensor | None = None,
+    ):
         """(z [B, T, motion_dim], pose [B, T, 3] in degrees) of `wave` [B, samples] spoken by the face whose
         normalised semantic code is `reference_code` [B, motion_dim]; `pose` given: used instead of the predicted."""
         h = self.context(wave, n_frames)
@@ -177,10 +189,17 @@ class SemanticEncoder(nn.Module):
         super().__init__()
         w = cfg.encoder_width
         self.net = nn.Sequential(
-            nn.Conv2d(cfg.latent_channels, w, 3, padding=1), nn.GroupNorm(8, w), nn.SiLU(),
-            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.SiLU(),
-            nn.Conv2d(2 * w, 2 * w, 4, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.SiLU(),
-            nn.Flatten(), nn.Linear(2 * w * (cfg.latent_size // 4) ** 2, cfg.motion_dim),
+            nn.Conv2d(cfg.latent_channels, w, 3, padding=1),
+            nn.GroupNorm(8, w),
+            nn.SiLU(),
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),
+            nn.GroupNorm(8, 2 * w),
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 2 * w, 4, stride=2, padding=1),
+            nn.GroupNorm(8, 2 * w),
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(2 * w * (cfg.latent_size // 4) ** 2, cfg.motion_dim),
         )
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
@@ -192,11 +211,16 @@ def make_unet(cfg: TalkerConfig, in_channels: int):
 
     n = len(cfg.unet_channels)
     return UNet2DModel(
-        sample_size=cfg.latent_size, in_channels=in_channels, out_channels=cfg.latent_channels,
-        block_out_channels=cfg.unet_channels, layers_per_block=cfg.layers_per_block, norm_num_groups=16,
+        sample_size=cfg.latent_size,
+        in_channels=in_channels,
+        out_channels=cfg.latent_channels,
+        block_out_channels=cfg.unet_channels,
+        layers_per_block=cfg.layers_per_block,
+        norm_num_groups=16,
         down_block_types=("DownBlock2D",) + ("AttnDownBlock2D",) * (n - 1),
         up_block_types=("AttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
-        class_embed_type="identity", resnet_time_scale_shift="scale_shift",
+        class_embed_type="identity",
+        resnet_time_scale_shift="scale_shift",
     )
 
 
@@ -204,8 +228,9 @@ def alphas_cumprod(cfg: TalkerConfig) -> torch.Tensor:
     """The squared-cosine schedule (improved DDPM), as the project's LDM uses."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps,
-                         beta_schedule="squaredcos_cap_v2").alphas_cumprod.float()
+    return DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps, beta_schedule="squaredcos_cap_v2"
+    ).alphas_cumprod.float()
 
 
 class DiffusionAutoencoder(nn.Module):
@@ -249,7 +274,9 @@ class DiffusionAutoencoder(nn.Module):
         return x0, eps
 
     @torch.no_grad()
-    def decode(self, x_t: torch.Tensor, reference: torch.Tensor, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    def decode(
+        self, x_t: torch.Tensor, reference: torch.Tensor, z: torch.Tensor, steps: int | None = None
+    ) -> torch.Tensor:
         """DDIM (eta 0) from the stochastic code x_T to the clean latent, conditioned on z and the reference."""
         ts = self._timesteps(steps or self.cfg.ddim_steps)
         x = x_t
@@ -262,7 +289,9 @@ class DiffusionAutoencoder(nn.Module):
         return x
 
     @torch.no_grad()
-    def invert(self, latent: torch.Tensor, reference: torch.Tensor, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    def invert(
+        self, latent: torch.Tensor, reference: torch.Tensor, z: torch.Tensor, steps: int | None = None
+    ) -> torch.Tensor:
         """The stochastic code x_T whose DDIM decoding gives back `latent` (DDIM inversion)."""
         ts = self._timesteps(steps or self.cfg.ddim_steps)[::-1]  # 0 .. T-1
         x = latent
@@ -303,8 +332,16 @@ class MotionProbe(nn.Module):
         def block(cin: int, cout: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
 
-        self.net = nn.Sequential(*block(3, w), *block(w, 2 * w), *block(2 * w, 2 * w), *block(2 * w, 4 * w),
-                                 nn.Flatten(), nn.Linear(4 * w * 16, 128), nn.ReLU(), nn.Linear(128, 4))
+        self.net = nn.Sequential(
+            *block(3, w),
+            *block(w, 2 * w),
+            *block(2 * w, 2 * w),
+            *block(2 * w, 4 * w),
+            nn.Flatten(),
+            nn.Linear(4 * w * 16, 128),
+            nn.ReLU(),
+            nn.Linear(128, 4),
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, 64, 64] in [-1, 1] -> [B, 4]."""
@@ -351,8 +388,10 @@ class TalkerBundle(nn.Module):
             meta = json.loads((directory / CONFIG).read_text())
             state = load_file(str(directory / WEIGHTS))
         except FileNotFoundError as e:
-            raise SclmdError(f"{directory}: no trained talker ({Path(e.filename).name} missing). "
-                             "Run `make talker` (or `sclmd stage train_talker`) first.") from None
+            raise SclmdError(
+                f"{directory}: no trained talker ({Path(e.filename).name} missing). "
+                "Run `make talker` (or `sclmd stage train_talker`) first."
+            ) from None
         except Exception as e:
             raise SclmdError(f"{directory}: unreadable talker ({e}). Re-run `sclmd stage train_talker`.") from None
         bundle = cls(TalkerConfig.from_dict(meta["config"]))
@@ -364,8 +403,9 @@ class TalkerBundle(nn.Module):
 STOCHASTIC_CODES = ("noise", "inversion")
 
 
-def stochastic_code(bundle: TalkerBundle, reference: torch.Tensor, code: str = "noise", seed: int = 0,
-                    steps: int | None = None) -> torch.Tensor:
+def stochastic_code(
+    bundle: TalkerBundle, reference: torch.Tensor, code: str = "noise", seed: int = 0, steps: int | None = None
+) -> torch.Tensor:
     """The x_T [B, C, h, w] every frame of a clip starts from, for face latents `reference` [B, C, h, w]: one
     Gaussian noise from `seed` for every face ("noise"), or each face's DDIM inversion under zero motion
     ("inversion")."""
@@ -373,14 +413,24 @@ def stochastic_code(bundle: TalkerBundle, reference: torch.Tensor, code: str = "
         generator = torch.Generator().manual_seed(seed)
         return torch.randn((1, *reference.shape[1:]), generator=generator).to(reference).expand_as(reference)
     if code == "inversion":
-        return bundle.dae.invert(reference, reference, reference.new_zeros(len(reference), bundle.cfg.motion_dim), steps)
+        return bundle.dae.invert(
+            reference, reference, reference.new_zeros(len(reference), bundle.cfg.motion_dim), steps
+        )
     raise SclmdError(f"stochastic code '{code}' is not one of: {', '.join(STOCHASTIC_CODES)}")
 
 
 @torch.no_grad()
-def animate(bundle: TalkerBundle, wave: torch.Tensor, reference: torch.Tensor, n_frames: int,
-            pose: torch.Tensor | None = None, steps: int | None = None, batch: int = 100, code: str = "noise",
-            seed: int = 0):
+def animate(
+    bundle: TalkerBundle,
+    wave: torch.Tensor,
+    reference: torch.Tensor,
+    n_frames: int,
+    pose: torch.Tensor | None = None,
+    steps: int | None = None,
+    batch: int = 100,
+    code: str = "noise",
+    seed: int = 0,
+):
     """Continuous generation: face latents [T, C, h, w] of `reference` (a face latent) speaking `wave`.
 
     All frames share one stochastic code (`stochastic_code`), so they differ only where the
@@ -388,13 +438,14 @@ def animate(bundle: TalkerBundle, wave: torch.Tensor, reference: torch.Tensor, n
     """
     ref = reference[None]
     x_t = stochastic_code(bundle, ref, code, seed, steps)
-    z_norm, predicted = bundle.speech2latent(wave[None], bundle.reference_code(ref), n_frames,
-                                             None if pose is None else pose[None])
+    z_norm, predicted = bundle.speech2latent(
+        wave[None], bundle.reference_code(ref), n_frames, None if pose is None else pose[None]
+    )
     z = z_norm[0] * bundle.motion_std
     out = []
     for s in range(0, n_frames, batch):
         k = min(batch, n_frames - s)
-        out.append(bundle.dae.decode(x_t.expand(k, -1, -1, -1), ref.expand(k, -1, -1, -1), z[s:s + k], steps))
+        out.append(bundle.dae.decode(x_t.expand(k, -1, -1, -1), ref.expand(k, -1, -1, -1), z[s : s + k], steps))
     return torch.cat(out), (predicted[0] if pose is None else pose)
 
 
@@ -402,8 +453,12 @@ def animate(bundle: TalkerBundle, wave: torch.Tensor, reference: torch.Tensor, n
 def regress(bundle: TalkerBundle, wave: torch.Tensor, reference: torch.Tensor, n_frames: int, batch: int = 100):
     """The regression reference's face latents [T, C, h, w] for the same inputs."""
     h = bundle.regressor.context(wave[None], n_frames)[0]
-    return torch.cat([bundle.regressor.frame_latents(h[s:s + batch], reference[None].expand(len(h[s:s + batch]), -1, -1, -1))
-                      for s in range(0, n_frames, batch)])
+    return torch.cat(
+        [
+            bundle.regressor.frame_latents(h[s : s + batch], reference[None].expand(len(h[s : s + batch]), -1, -1, -1))
+            for s in range(0, n_frames, batch)
+        ]
+    )
 
 
 class TalkingFace:
@@ -430,12 +485,23 @@ class TalkingFace:
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, batch: int = 200) -> torch.Tensor:
-        return torch.cat([self.face.face_decoder(latents[s:s + batch]) for s in range(0, len(latents), batch)]).clamp(-1, 1)
+        return torch.cat([self.face.face_decoder(latents[s : s + batch]) for s in range(0, len(latents), batch)]).clamp(
+            -1, 1
+        )
 
     @torch.no_grad()
-    def speak(self, wave: torch.Tensor, face_uint8: torch.Tensor, *, method: str = "dae", pose: torch.Tensor | None = None,
-              n_frames: int | None = None, steps: int | None = None, code: str = "noise",
-              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def speak(
+        self,
+        wave: torch.Tensor,
+        face_uint8: torch.Tensor,
+        *,
+        method: str = "dae",
+        pose: torch.Tensor | None = None,
+        n_frames: int | None = None,
+        steps: int | None = None,
+        code: str = "noise",
+        seed: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Frames [T, 3, H, W] in [-1, 1] of the face speaking `wave` [samples] and the pose used (dae only).
 
         `method`: dae (the talker), regression (the regression reference) or still (the face, unmoving);

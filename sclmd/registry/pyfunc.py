@@ -51,13 +51,21 @@ def signature():
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
-    inputs = Schema([ColSpec(DataType.binary, "audio", required=False),
-                     ColSpec(DataType.string, "path", required=False)])
-    outputs = Schema([ColSpec(DataType.long, "input"), ColSpec(DataType.long, "sample"),
-                      ColSpec(DataType.string, "image")])
-    params = ParamSchema([ParamSpec("seed", DataType.long, 0), ParamSpec("samples", DataType.long, 1),
-                          ParamSpec("steps", DataType.long, 0), ParamSpec("guidance", DataType.double, -1.0),
-                          ParamSpec("prior_weight", DataType.double, -1.0)])
+    inputs = Schema(
+        [ColSpec(DataType.binary, "audio", required=False), ColSpec(DataType.string, "path", required=False)]
+    )
+    outputs = Schema(
+        [ColSpec(DataType.long, "input"), ColSpec(DataType.long, "sample"), ColSpec(DataType.string, "image")]
+    )
+    params = ParamSchema(
+        [
+            ParamSpec("seed", DataType.long, 0),
+            ParamSpec("samples", DataType.long, 1),
+            ParamSpec("steps", DataType.long, 0),
+            ParamSpec("guidance", DataType.double, -1.0),
+            ParamSpec("prior_weight", DataType.double, -1.0),
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
@@ -66,12 +74,16 @@ def sampling_options(params: dict[str, Any] | None) -> dict[str, Any]:
     params = dict(params or {})
     unknown = sorted(set(params) - {"seed", "samples", "steps", "guidance", "prior_weight"})
     if unknown:
-        raise _bad_request(f"unknown param(s) {', '.join(unknown)}; known: seed, samples, steps, guidance, "
-                           "prior_weight")
+        raise _bad_request(
+            f"unknown param(s) {', '.join(unknown)}; known: seed, samples, steps, guidance, prior_weight"
+        )
     try:
         samples = int(1 if params.get("samples") is None else params["samples"])
-        options = {"seed": int(params.get("seed", 0) or 0), "samples": samples,
-                   "steps": int(params.get("steps", 0) or 0) or None}
+        options = {
+            "seed": int(params.get("seed", 0) or 0),
+            "samples": samples,
+            "steps": int(params.get("steps", 0) or 0) or None,
+        }
         for key in ("guidance", "prior_weight"):
             value = params.get(key)
             options[key] = None if value is None or float(value) < 0 else float(value)
@@ -105,8 +117,10 @@ def _audio_path(value: Any, row: int) -> Path:
     root = os.environ.get(AUDIO_ROOT_ENV)
     path = Path(value).expanduser()
     if _serving() and not root:
-        raise _bad_request(f"row {row}: this server reads no paths; send the file's bytes in 'audio' "
-                           f"(base64 in JSON), or start the server with {AUDIO_ROOT_ENV}=DIR")
+        raise _bad_request(
+            f"row {row}: this server reads no paths; send the file's bytes in 'audio' "
+            f"(base64 in JSON), or start the server with {AUDIO_ROOT_ENV}=DIR"
+        )
     if root:
         path = (Path(root) / path).resolve()
         if not path.is_relative_to(Path(root).resolve()):
@@ -139,7 +153,9 @@ class SpeechToFaceModel(mlflow.pyfunc.PythonModel):
             raise _bad_request("expected a table with an 'audio' (bytes/base64) or a 'path' column")
         columns = [c for c in ("audio", "path") if c in model_input.columns]
         if not columns:
-            raise _bad_request(f"no 'audio' or 'path' column (got: {', '.join(map(str, model_input.columns)) or 'none'})")
+            raise _bad_request(
+                f"no 'audio' or 'path' column (got: {', '.join(map(str, model_input.columns)) or 'none'})"
+            )
         if len(model_input) == 0:
             raise _bad_request("the request has no rows")
         options = sampling_options(params)

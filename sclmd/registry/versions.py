@@ -33,8 +33,23 @@ METRIC_PREFIX = "metric."
 MODEL_DIR = Path("models/ldm")
 EVAL_METRICS = Path("reports/eval/metrics.json")
 # Pinned in the model's requirements: what loading it and `predict` import.
-RUNTIME_PACKAGES = ("mlflow", "torch", "torchaudio", "diffusers", "safetensors", "numpy", "scipy", "pandas", "pillow",
-                    "soundfile", "av", "matplotlib", "pyyaml", "pydantic", "tqdm")
+RUNTIME_PACKAGES = (
+    "mlflow",
+    "torch",
+    "torchaudio",
+    "diffusers",
+    "safetensors",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pillow",
+    "soundfile",
+    "av",
+    "matplotlib",
+    "pyyaml",
+    "pydantic",
+    "tqdm",
+)
 
 
 def client(root: Path):
@@ -72,8 +87,10 @@ def _dvc_out_hash(root: Path, stage: str, out: str) -> str:
 def scldm_metrics(root: Path) -> dict[str, float]:
     path = root / EVAL_METRICS
     if not path.exists():
-        raise SclmdError(f"{path}: not found. Run the pipeline (`sclmd pipeline`) before registering a model: "
-                         "its version is tagged with these metrics.")
+        raise SclmdError(
+            f"{path}: not found. Run the pipeline (`sclmd pipeline`) before registering a model: "
+            "its version is tagged with these metrics."
+        )
     payload = json.loads(path.read_text())
     try:
         metrics = payload["methods"]["scldm"]
@@ -136,9 +153,14 @@ def register(root: Path, model_name: str) -> tuple[Any, bool]:
         version = mlflow.register_model(info.model_uri, model_name, tags=tags)
         mlflow.log_metrics({f"registered.{k}": v for k, v in metrics.items()})
         mlflow.set_tag("sclmd.registered_version", str(version.version))
-    mlflow_client.update_model_version(model_name, version.version, description=(
-        f"SCLDM from git {tags['sclmd.git_commit'][:12]} on {tags['sclmd.data_version']} (run {run.info.run_id}). "
-        "Test metrics are the metric.* tags."))
+    mlflow_client.update_model_version(
+        model_name,
+        version.version,
+        description=(
+            f"SCLDM from git {tags['sclmd.git_commit'][:12]} on {tags['sclmd.data_version']} (run {run.info.run_id}). "
+            "Test metrics are the metric.* tags."
+        ),
+    )
     mlflow_client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return mlflow_client.get_model_version(model_name, version.version), True
 
@@ -149,7 +171,8 @@ GATE_RULE_TEXT = (
     "Gates read the 95% intervals (`metric.<name>_ci_low` / `_ci_high` tags): `lower` passes only when the "
     "challenger's whole interval lies below the champion's (challenger's upper bound < champion's lower bound), "
     "`higher` only when it lies above; `not_lower` fails only when the challenger is lower beyond the noise "
-    "(its upper bound < the champion's lower bound), `not_higher` only when it is higher beyond it.")
+    "(its upper bound < the champion's lower bound), `not_higher` only when it is higher beyond it."
+)
 
 
 def _finite(value) -> bool:
@@ -177,8 +200,10 @@ class Gate:
 
     @property
     def uses_interval(self) -> bool:
-        return all(ci is not None and len(ci) == 2 and all(_finite(v) for v in ci)
-                   for ci in (self.challenger_ci, self.champion_ci))
+        return all(
+            ci is not None and len(ci) == 2 and all(_finite(v) for v in ci)
+            for ci in (self.challenger_ci, self.champion_ci)
+        )
 
     @property
     def passed(self) -> bool:
@@ -213,8 +238,11 @@ class Gate:
     def basis(self) -> str:
         if self.uses_interval:
             return "interval"
-        missing = [who for who, ci in (("challenger", self.challenger_ci), ("champion", self.champion_ci))
-                   if ci is None or not all(_finite(v) for v in ci)]
+        missing = [
+            who
+            for who, ci in (("challenger", self.challenger_ci), ("champion", self.champion_ci))
+            if ci is None or not all(_finite(v) for v in ci)
+        ]
         return f"point (no interval on the {' and '.join(missing)})"
 
 
@@ -243,8 +271,10 @@ class Promotion:
         if not self.promoted:
             failed = ", ".join(f"{g.metric} ({g.verdict})" for g in self.gates if not g.passed)
             stays = f"@champion stays at version {self.champion}" if self.champion else "there is still no @champion"
-            return (f"refused: version {self.challenger} does not beat {self.compared_with} on "
-                    f"{failed}. {stays}. `sclmd promote --force --reason TEXT` overrides.{notes}")
+            return (
+                f"refused: version {self.challenger} does not beat {self.compared_with} on "
+                f"{failed}. {stays}. `sclmd promote --force --reason TEXT` overrides.{notes}"
+            )
         how = f" (forced: {self.reason})" if self.forced and not self.passed else ""
         before = f"version {self.champion}" if self.champion else "none"
         against = f" (gated against {self.reference})" if self.reference and not self.champion else ""
@@ -259,23 +289,45 @@ class Promotion:
         if any(g.uses_interval for g in self.gates):
             out += f"\n{GATE_RULE_TEXT}"
         for g in point:
-            out += (f"\n{g.metric}: compared by point value only, old rule ({g.basis}: metrics of a version "
-                    "evaluated before intervals were recorded).")
+            out += (
+                f"\n{g.metric}: compared by point value only, old rule ({g.basis}: metrics of a version "
+                "evaluated before intervals were recorded)."
+            )
         return out
 
     def to_dict(self) -> dict:
-        return {"model": self.model_name, "challenger": self.challenger, "champion_before": self.champion,
-                "promoted": self.promoted, "forced": self.forced, "reason": self.reason,
-                "gates": [{"metric": g.metric, "rule": g.rule, "challenger": g.challenger, "champion": g.champion,
-                           "challenger_ci": list(g.challenger_ci) if g.challenger_ci else None,
-                           "champion_ci": list(g.champion_ci) if g.champion_ci else None,
-                           "basis": g.basis, "verdict": g.verdict} for g in self.gates]}
+        return {
+            "model": self.model_name,
+            "challenger": self.challenger,
+            "champion_before": self.champion,
+            "promoted": self.promoted,
+            "forced": self.forced,
+            "reason": self.reason,
+            "gates": [
+                {
+                    "metric": g.metric,
+                    "rule": g.rule,
+                    "challenger": g.challenger,
+                    "champion": g.champion,
+                    "challenger_ci": list(g.challenger_ci) if g.challenger_ci else None,
+                    "champion_ci": list(g.champion_ci) if g.champion_ci else None,
+                    "basis": g.basis,
+                    "verdict": g.verdict,
+                }
+                for g in self.gates
+            ],
+        }
 
     def table(self) -> str:
-        champion = (f"champion v{self.champion}" if self.champion else
-                    f"{self.reference} (no champion yet)" if self.reference else "champion (none)")
-        lines = [f"| metric | rule | challenger v{self.challenger} | {champion} | verdict |",
-                 "|---|---|---|---|---|"]
+        champion = (
+            f"champion v{self.champion}"
+            if self.champion
+            else f"{self.reference} (no champion yet)"
+            if self.reference
+            else "champion (none)"
+        )
+        lines = [f"| metric | rule | challenger v{self.challenger} | {champion} | verdict |", "|---|---|---|---|---|"]
+
         def fmt(v, ci=None) -> str:
             if v is None:
                 return "-"
@@ -284,9 +336,11 @@ class Promotion:
             return f"{v:.4g}"
 
         for g in self.gates:
-            lines.append(f"| {g.metric} | {g.rule} | {fmt(g.challenger, g.challenger_ci)} | "
-                         f"{fmt(g.champion, g.champion_ci)} | "
-                         f"{g.verdict if self.compared_with else 'first champion'} |")
+            lines.append(
+                f"| {g.metric} | {g.rule} | {fmt(g.challenger, g.challenger_ci)} | "
+                f"{fmt(g.champion, g.champion_ci)} | "
+                f"{g.verdict if self.compared_with else 'first champion'} |"
+            )
         return "\n".join(lines)
 
 
@@ -324,8 +378,10 @@ def _registered(mlflow_client, name: str) -> None:
     try:
         mlflow_client.get_registered_model(name)
     except MlflowException:
-        raise SclmdError(f"no registered model '{name}' in {mlflow_client.tracking_uri}. Run the pipeline "
-                         "(it registers each new model) or `sclmd register`.") from None
+        raise SclmdError(
+            f"no registered model '{name}' in {mlflow_client.tracking_uri}. Run the pipeline "
+            "(it registers each new model) or `sclmd register`."
+        ) from None
 
 
 def release_reference(root: Path) -> tuple[str, dict[str, float]] | None:
@@ -349,8 +405,15 @@ class _Reference:
         self.tags = {f"{METRIC_PREFIX}{k}": str(v) for k, v in metrics.items()}
 
 
-def promote(mlflow_client, name: str, gates: dict[str, str], *, force: bool = False,
-            reason: str | None = None, reference: tuple[str, dict[str, float]] | None = None) -> Promotion:
+def promote(
+    mlflow_client,
+    name: str,
+    gates: dict[str, str],
+    *,
+    force: bool = False,
+    reason: str | None = None,
+    reference: tuple[str, dict[str, float]] | None = None,
+) -> Promotion:
     """Compare @challenger with @champion on `gates`; move @champion when they all pass (or `force`).
     With no champion yet, `reference` (name, metrics: `release_reference`) is what the challenger must beat."""
     if force and not (reason and reason.strip()):
@@ -358,15 +421,28 @@ def promote(mlflow_client, name: str, gates: dict[str, str], *, force: bool = Fa
     _registered(mlflow_client, name)
     challenger = _alias(mlflow_client, name, CHALLENGER)
     if challenger is None:
-        raise SclmdError(f"model '{name}' has no @{CHALLENGER}. A pipeline run sets it; "
-                         f"or `sclmd register`.")
+        raise SclmdError(f"model '{name}' has no @{CHALLENGER}. A pipeline run sets it; or `sclmd register`.")
     champion = _alias(mlflow_client, name, CHAMPION)
     against = champion if champion is not None else (_Reference(reference[1]) if reference else None)
-    result = Promotion(name, str(challenger.version), str(champion.version) if champion else None,
-                       [Gate(m, rule, _metric(challenger, m), _metric(against, m) if against else None,
-                             _interval(challenger, m), _interval(against, m) if against else None)
-                        for m, rule in gates.items()], forced=force, reason=reason,
-                       reference=None if champion is not None or not reference else reference[0])
+    result = Promotion(
+        name,
+        str(challenger.version),
+        str(champion.version) if champion else None,
+        [
+            Gate(
+                m,
+                rule,
+                _metric(challenger, m),
+                _metric(against, m) if against else None,
+                _interval(challenger, m),
+                _interval(against, m) if against else None,
+            )
+            for m, rule in gates.items()
+        ],
+        forced=force,
+        reason=reason,
+        reference=None if champion is not None or not reference else reference[0],
+    )
     if champion is not None and str(champion.version) == str(challenger.version):
         raise SclmdError(f"version {challenger.version} is already @{CHAMPION}; nothing to promote")
     if not (result.passed or force):
@@ -394,13 +470,16 @@ def rollback(mlflow_client, name: str) -> tuple[str, str]:
         raise SclmdError(f"model '{name}' has no @{CHAMPION} to roll back")
     history = _history(mlflow_client, name)
     if not history:
-        raise SclmdError(f"@{CHAMPION} (version {champion.version}) is the first champion of '{name}': "
-                         "there is no earlier one to return to")
+        raise SclmdError(
+            f"@{CHAMPION} (version {champion.version}) is the first champion of '{name}': "
+            "there is no earlier one to return to"
+        )
     previous = history.pop()
     mlflow_client.set_registered_model_alias(name, CHAMPION, previous)
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    mlflow_client.set_model_version_tag(name, champion.version, "sclmd.rolled_back_at",
-                                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    mlflow_client.set_model_version_tag(
+        name, champion.version, "sclmd.rolled_back_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
     return str(champion.version), previous
 
 
@@ -415,13 +494,18 @@ def download_pipeline(model_uri: str, root: Path, dst: Path) -> Path:
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
     except Exception as e:
-        raise SclmdError(f"--model {model_uri}: cannot be loaded from {tracking_uri(root)} "
-                         f"({type(e).__name__}: {str(e)[:300]}). List versions in the MLflow UI, or check "
-                         "MLFLOW_TRACKING_URI.") from None
+        raise SclmdError(
+            f"--model {model_uri}: cannot be loaded from {tracking_uri(root)} "
+            f"({type(e).__name__}: {str(e)[:300]}). List versions in the MLflow UI, or check "
+            "MLFLOW_TRACKING_URI."
+        ) from None
     # MLflow keeps the artifact's folder name (models/ldm -> artifacts/ldm); the key is in MLmodel.
     mlmodel = local / "MLmodel"
-    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function", {}) \
-        if mlmodel.exists() else {}
+    flavor = (
+        (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function", {})
+        if mlmodel.exists()
+        else {}
+    )
     rel = (flavor.get("artifacts") or {}).get(PIPELINE_ARTIFACT, {}).get("path")
     if not rel or not (local / rel).is_dir():
         raise SclmdError(f"--model {model_uri}: not an sclmd model (no '{PIPELINE_ARTIFACT}' artifact in its MLmodel)")

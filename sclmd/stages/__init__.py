@@ -14,8 +14,18 @@ from types import ModuleType
 
 from sclmd.config import load_params, section_dict
 
-STAGE_ORDER = ("synth", "prepare", "validate", "pretrain", "prior", "train_ldm", "judges", "baselines", "evaluate",
-               "user_study")
+STAGE_ORDER = (
+    "synth",
+    "prepare",
+    "validate",
+    "pretrain",
+    "prior",
+    "train_ldm",
+    "judges",
+    "baselines",
+    "evaluate",
+    "user_study",
+)
 # The talking face (`make talker`, flow sclmd-talker): after the pipeline, outside its budget.
 TALKER_STAGES = ("synth_video", "train_talker", "evaluate_talker")
 # The release flow's own (`sclmd release`): trained once and long, shipped in weights/.
@@ -45,16 +55,28 @@ def _numeric_metrics(payload: dict, prefix: str = "") -> dict[str, float]:
 
 
 def _is_interval(key: str, value) -> bool:
-    return ((key == "ci" or key.endswith("_ci")) and isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+    return (
+        (key == "ci" or key.endswith("_ci"))
+        and isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
 
 
 # One MLflow name per quantity across stages: the stages' metrics files grew their own
 # spellings (pretrain's probes say gender_accuracy and recall@1, the judges say gender_acc
 # and retrieval_r1); MLflow gets the names on the right, so one UI column holds one quantity.
-METRIC_NAMES = {"gender_acc": "gender_accuracy", "age_acc": "age_accuracy", "retrieval_r1": "recall_1",
-                "retrieval_r5": "recall_5", "recall@1": "recall_1", "recall@5": "recall_5", "recall@10": "recall_10",
-                "generated_gender_accuracy": "gender_accuracy", "generated_frechet": "frechet"}
+METRIC_NAMES = {
+    "gender_acc": "gender_accuracy",
+    "age_acc": "age_accuracy",
+    "retrieval_r1": "recall_1",
+    "retrieval_r5": "recall_5",
+    "recall@1": "recall_1",
+    "recall@5": "recall_5",
+    "recall@10": "recall_10",
+    "generated_gender_accuracy": "gender_accuracy",
+    "generated_frechet": "frechet",
+}
 
 
 def metric_name(name: str) -> str:
@@ -91,9 +113,11 @@ def apply_device_choice() -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise SclmdError(f"{DEVICE_ENV}={choice}, but CUDA is not available on this host "
-                             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). "
-                             "Run this deployment on a GPU worker, or set SCLMD_DEVICE=auto.")
+            raise SclmdError(
+                f"{DEVICE_ENV}={choice}, but CUDA is not available on this host "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). "
+                "Run this deployment on a GPU worker, or set SCLMD_DEVICE=auto."
+            )
     elif choice != "auto":
         raise SclmdError(f"{DEVICE_ENV}={choice}: expected auto, cpu or cuda")
 

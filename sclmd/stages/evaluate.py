@@ -51,22 +51,34 @@ ENCODED = Path("data/encoded")  # the frozen encoders' outputs, written by pretr
 PARAM_SECTIONS = ("data", "evaluate")
 ARTIFACTS = (METRICS, REPORT, PLOTS)
 METHODS = ("scldm", "speech2face", "ar_spm", "wav2pix", "wen")
-METHOD_NAMES = {"scldm": "SCLDM (ours)", "speech2face": "Speech2Face-style", "ar_spm": "AR-SPM", "wav2pix": "Wav2Pix",
-                "wen": "Wen et al.",
-                "real": "real faces (judges' ceiling)", "reconstruction": "autoencoder reconstruction (decoder ceiling)"}
+METHOD_NAMES = {
+    "scldm": "SCLDM (ours)",
+    "speech2face": "Speech2Face-style",
+    "ar_spm": "AR-SPM",
+    "wav2pix": "Wav2Pix",
+    "wen": "Wen et al.",
+    "real": "real faces (judges' ceiling)",
+    "reconstruction": "autoencoder reconstruction (decoder ceiling)",
+}
 # The paper's numbers (Table 2: AVSpeech; Table 3: VoxCeleb; Table 4: the ablations), for reference
 # only: other data, VGG-Face features and Face++ judges.
-PAPER_TABLE_2 = {"wav2pix": {"l1": 144.72, "l2": 24.32, "cos": 82.51, "gender_acc": 0.674, "age_acc": 0.413},
-                 "speech2face": {"l1": 67.18, "l2": 3.94, "cos": 46.97, "gender_acc": 0.956, "age_acc": 0.652},
-                 "scldm": {"l1": 35.01, "l2": 1.48, "cos": 12.81, "gender_acc": 0.988, "age_acc": 0.845}}
-PAPER_TABLE_3 = {"wav2pix": {"l1": 137.58, "l2": 22.19, "cos": 79.36, "gender_acc": 0.745, "age_acc": 0.496},
-                 "speech2face": {"l1": 66.46, "l2": 2.77, "cos": 44.38, "gender_acc": 0.961, "age_acc": 0.694},
-                 "wen": {"l1": 59.82, "l2": 2.41, "cos": 42.54, "gender_acc": 0.974, "age_acc": 0.725},
-                 "scldm": {"l1": 27.10, "l2": 1.09, "cos": 11.54, "gender_acc": 0.994, "age_acc": 0.886}}
-PAPER_TABLE_4 = {"base": {"l1": 56.39, "l2": 3.30, "cos": 29.83, "gender_acc": 0.959, "age_acc": 0.747},
-                 "cp": {"l1": 47.61, "l2": 2.69, "cos": 21.79, "gender_acc": 0.972, "age_acc": 0.826},
-                 "pn": {"l1": 44.27, "l2": 2.38, "cos": 20.41, "gender_acc": 0.964, "age_acc": 0.803},
-                 "full": {"l1": 35.01, "l2": 1.48, "cos": 12.81, "gender_acc": 0.988, "age_acc": 0.845}}
+PAPER_TABLE_2 = {
+    "wav2pix": {"l1": 144.72, "l2": 24.32, "cos": 82.51, "gender_acc": 0.674, "age_acc": 0.413},
+    "speech2face": {"l1": 67.18, "l2": 3.94, "cos": 46.97, "gender_acc": 0.956, "age_acc": 0.652},
+    "scldm": {"l1": 35.01, "l2": 1.48, "cos": 12.81, "gender_acc": 0.988, "age_acc": 0.845},
+}
+PAPER_TABLE_3 = {
+    "wav2pix": {"l1": 137.58, "l2": 22.19, "cos": 79.36, "gender_acc": 0.745, "age_acc": 0.496},
+    "speech2face": {"l1": 66.46, "l2": 2.77, "cos": 44.38, "gender_acc": 0.961, "age_acc": 0.694},
+    "wen": {"l1": 59.82, "l2": 2.41, "cos": 42.54, "gender_acc": 0.974, "age_acc": 0.725},
+    "scldm": {"l1": 27.10, "l2": 1.09, "cos": 11.54, "gender_acc": 0.994, "age_acc": 0.886},
+}
+PAPER_TABLE_4 = {
+    "base": {"l1": 56.39, "l2": 3.30, "cos": 29.83, "gender_acc": 0.959, "age_acc": 0.747},
+    "cp": {"l1": 47.61, "l2": 2.69, "cos": 21.79, "gender_acc": 0.972, "age_acc": 0.826},
+    "pn": {"l1": 44.27, "l2": 2.38, "cos": 20.41, "gender_acc": 0.964, "age_acc": 0.803},
+    "full": {"l1": 35.01, "l2": 1.48, "cos": 12.81, "gender_acc": 0.988, "age_acc": 0.845},
+}
 
 
 def to_uint8(images) -> np.ndarray:
@@ -82,13 +94,24 @@ def chosen_rows(n: int, max_clips: int) -> np.ndarray:
 
 
 # Metrics with one value per test clip: their mean is the metric, their bootstrap its interval.
-PER_CLIP = ("l1", "l2", "cos", "gender_acc", "age_acc", "age_mae", "retrieval_r1", "retrieval_r5", "diversity",
-            "best_of_k_cos")
+PER_CLIP = (
+    "l1",
+    "l2",
+    "cos",
+    "gender_acc",
+    "age_acc",
+    "age_mae",
+    "retrieval_r1",
+    "retrieval_r5",
+    "diversity",
+    "best_of_k_cos",
+)
 DISTANCES = ("cos", "l1", "l2")  # feature distances SCLDM is compared with the baselines on, clip by clip
 
 
-def per_clip_metrics(verdicts, true_verdicts, samples_features, rows, real_features, gallery_speakers,
-                     real_faces: bool = False) -> dict[str, np.ndarray]:
+def per_clip_metrics(
+    verdicts, true_verdicts, samples_features, rows, real_features, gallery_speakers, real_faces: bool = False
+) -> dict[str, np.ndarray]:
     """`method_metrics`' numbers before averaging: one value per clip of `rows` (NaN where a clip
     does not count, e.g. an unlabelled age), plus best-of-K L1 and L2 (`best_of_k_l1`, `_l2`)."""
     from sclmd.evaluate.judges import AGE_TOLERANCE, judge_accuracy_per_clip
@@ -104,8 +127,9 @@ def per_clip_metrics(verdicts, true_verdicts, samples_features, rows, real_featu
     return {
         **feature_distances_per_clip(verdicts.features, true_verdicts.features),
         **judge_accuracy_per_clip(verdicts, rows["gender"], rows["age"], AGE_TOLERANCE),
-        **speaker_retrieval_per_clip(verdicts.features, speakers, real_features, gallery_speakers,
-                                     leave_one_out=real_faces),
+        **speaker_retrieval_per_clip(
+            verdicts.features, speakers, real_features, gallery_speakers, leave_one_out=real_faces
+        ),
         "diversity": diversity_per_clip(samples_features),
         "best_of_k_cos": best["cos"],
         "best_of_k_l1": best["l1"],
@@ -120,8 +144,17 @@ class MethodResult:
     frechet_draws: np.ndarray | None  # the Fréchet distance in each of the first bootstrap resamples
 
 
-def evaluate_method(verdicts, true_verdicts, samples_features, rows, real_features, gallery_speakers,
-                    real_faces: bool = False, bootstrap=None, frechet_resamples: int = 1000) -> MethodResult:
+def evaluate_method(
+    verdicts,
+    true_verdicts,
+    samples_features,
+    rows,
+    real_features,
+    gallery_speakers,
+    real_faces: bool = False,
+    bootstrap=None,
+    frechet_resamples: int = 1000,
+) -> MethodResult:
     """Every number for one method, with a `<key>_ci` interval beside each when `bootstrap` (a
     `ClusterBootstrap` over the clips of `rows`) is given.  The Fréchet distance's interval
     resamples the generated rows (the real ones stay) in the first `frechet_resamples` draws,
@@ -129,8 +162,9 @@ def evaluate_method(verdicts, true_verdicts, samples_features, rows, real_featur
     from sclmd.evaluate.bootstrap import nan_mean
     from sclmd.evaluate.metrics import frechet_against, frechet_distance
 
-    per_clip = per_clip_metrics(verdicts, true_verdicts, samples_features, rows, real_features, gallery_speakers,
-                                real_faces)
+    per_clip = per_clip_metrics(
+        verdicts, true_verdicts, samples_features, rows, real_features, gallery_speakers, real_faces
+    )
     generated = np.asarray(verdicts.features, dtype=np.float64)
     out = {key: nan_mean(per_clip[key]) for key in PER_CLIP}
     out["frechet"] = frechet_distance(generated, real_features) if len(rows) >= 2 else float("nan")
@@ -148,14 +182,32 @@ def evaluate_method(verdicts, true_verdicts, samples_features, rows, real_featur
     return MethodResult(out, per_clip, draws)
 
 
-def method_metrics(verdicts, true_verdicts, samples_features, rows, real_features, gallery_speakers,
-                   real_faces: bool = False, bootstrap=None, frechet_resamples: int = 1000) -> dict:
+def method_metrics(
+    verdicts,
+    true_verdicts,
+    samples_features,
+    rows,
+    real_features,
+    gallery_speakers,
+    real_faces: bool = False,
+    bootstrap=None,
+    frechet_resamples: int = 1000,
+) -> dict:
     """Every number for one method: feature similarity, identity preservation, realism, retrieval,
     diversity and best-of-K, against the true faces and labels of `rows`.  `real_faces`: the
     faces judged are the gallery's own, so each is left out of its speaker's gallery entry.
     With `bootstrap`, each number gets its 95% interval as `<key>_ci` (see `evaluate_method`)."""
-    return evaluate_method(verdicts, true_verdicts, samples_features, rows, real_features, gallery_speakers,
-                           real_faces, bootstrap, frechet_resamples).metrics
+    return evaluate_method(
+        verdicts,
+        true_verdicts,
+        samples_features,
+        rows,
+        real_features,
+        gallery_speakers,
+        real_faces,
+        bootstrap,
+        frechet_resamples,
+    ).metrics
 
 
 def comparisons(results: dict[str, MethodResult], bootstrap, ours: str = "scldm") -> dict:
@@ -171,8 +223,9 @@ def comparisons(results: dict[str, MethodResult], bootstrap, ours: str = "scldm"
         row = {}
         for key in DISTANCES:
             row[key] = bootstrap.paired_difference(mine.per_clip[key], other.per_clip[key])
-            row[f"best_of_k_{key}"] = bootstrap.paired_difference(mine.per_clip[f"best_of_k_{key}"],
-                                                                  other.per_clip[f"best_of_k_{key}"])
+            row[f"best_of_k_{key}"] = bootstrap.paired_difference(
+                mine.per_clip[f"best_of_k_{key}"], other.per_clip[f"best_of_k_{key}"]
+            )
         for key in HIGHER_IS_BETTER:
             row[key] = bootstrap.paired_difference(mine.per_clip[key], other.per_clip[key])
         frechet = {"diff": mine.metrics["frechet"] - other.metrics["frechet"], "ci": [float("nan"), float("nan")]}
@@ -187,8 +240,12 @@ def comparisons(results: dict[str, MethodResult], bootstrap, ours: str = "scldm"
 # (the paper's 98.8 % gender and 84.5 % age on AVSpeech are out of reach of judges that place
 # only 42 % of real faces within +-5 years).  SCLDM: key -> (at_least | at_most, level).
 TARGETS = {"age_acc": ("at_least", 0.30), "retrieval_r1": ("at_least", 0.08), "two_sample_acc": ("at_most", 0.80)}
-RECONSTRUCTION_TARGETS = {"two_sample_acc": ("at_most", 0.75), "gender_acc": ("at_least", 0.90),
-                          "age_acc": ("at_least", 0.35), "cos": ("at_most", 12.0)}
+RECONSTRUCTION_TARGETS = {
+    "two_sample_acc": ("at_most", 0.75),
+    "gender_acc": ("at_least", 0.90),
+    "age_acc": ("at_least", 0.35),
+    "cos": ("at_most", 12.0),
+}
 GENDER_GAP = 0.03  # SCLDM's gender accuracy within this of the judges' own on the real test faces
 
 
@@ -211,18 +268,29 @@ def targets(methods: dict, references: dict | None = None, compared: dict | None
         real, recon = references.get("real", {}), references.get("reconstruction", {})
         gap = scldm.get("gender_acc", float("nan")) - real.get("gender_acc", float("nan"))
         out[f"gender_acc_within_{GENDER_GAP:g}_of_judges"] = bool(np.isfinite(gap) and gap >= -GENDER_GAP)
-        out.update({f"reconstruction_{key}_{how}_{level:g}": _meets(recon.get(key), how, level)
-                    for key, (how, level) in RECONSTRUCTION_TARGETS.items()})
+        out.update(
+            {
+                f"reconstruction_{key}_{how}_{level:g}": _meets(recon.get(key), how, level)
+                for key, (how, level) in RECONSTRUCTION_TARGETS.items()
+            }
+        )
     if compared:
         for key in DISTANCES:
-            out[f"{key}_best_of_k_ahead_of_baselines"] = bool(all(
-                np.isfinite(c[f"best_of_k_{key}"]["ci"][1]) and c[f"best_of_k_{key}"]["ci"][1] < 0
-                for c in compared.values()))
-            out[f"{key}_single_level_with_baselines"] = bool(all(
-                np.isfinite(c[key]["ci"][0]) and c[key]["ci"][0] <= 0 for c in compared.values()))
-        out["frechet_ahead_of_baselines"] = bool(all(
-            (c["frechet"]["ci"][1] < 0) if np.isfinite(c["frechet"]["ci"][1]) else (c["frechet"]["diff"] < 0)
-            for c in compared.values()))
+            out[f"{key}_best_of_k_ahead_of_baselines"] = bool(
+                all(
+                    np.isfinite(c[f"best_of_k_{key}"]["ci"][1]) and c[f"best_of_k_{key}"]["ci"][1] < 0
+                    for c in compared.values()
+                )
+            )
+            out[f"{key}_single_level_with_baselines"] = bool(
+                all(np.isfinite(c[key]["ci"][0]) and c[key]["ci"][0] <= 0 for c in compared.values())
+            )
+        out["frechet_ahead_of_baselines"] = bool(
+            all(
+                (c["frechet"]["ci"][1] < 0) if np.isfinite(c["frechet"]["ci"][1]) else (c["frechet"]["diff"] < 0)
+                for c in compared.values()
+            )
+        )
     return out
 
 
@@ -250,24 +318,36 @@ def real_voice_check(pipeline, baselines: dict, judges, root: Path, cfg) -> tupl
         return {"folder": str(SHIPPED), "skipped": f"{SHIPPED}/labels.csv not found"}, {}, None
     voices = load_voices(folder, int(pipeline.data["sample_rate"]), float(pipeline.data["clip_seconds"]))
     if not voices.voices:
-        return {"folder": str(SHIPPED), "skipped": "no usable voice: " + "; ".join(
-            f"{v.file}: {why}" for v, why in voices.skipped)}, {}, None
+        return (
+            {
+                "folder": str(SHIPPED),
+                "skipped": "no usable voice: " + "; ".join(f"{v.file}: {why}" for v, why in voices.skipped),
+            },
+            {},
+            None,
+        )
     faces = {"scldm": scldm_faces(pipeline, voices, cfg.real_voice_samples, cfg.seed)}
     with torch.no_grad():
         speech = pipeline.speech_embedding(voices.waves)
         for name, model in baselines.items():
             faces[name] = baseline_faces(pipeline, model, speech, voices.waves)[:, None]
     methods = {name: judge_voices(faces[name], voices, judges, seed=cfg.seed) for name in METHODS if name in faces}
-    return {"folder": str(SHIPPED), "n_voices": len(voices.voices), "n_skipped": len(voices.skipped),
-            "methods": methods}, faces, voices
+    return (
+        {"folder": str(SHIPPED), "n_voices": len(voices.voices), "n_skipped": len(voices.skipped), "methods": methods},
+        faces,
+        voices,
+    )
 
 
 def real_voice_targets(real_voices: dict) -> dict:
     if "methods" not in real_voices:
         return {}  # not measured (no real_voices/ folder): no target to report
     scldm = real_voices["methods"].get("scldm", {})
-    return {f"real_voice_gender_agreement_at_least_{REAL_VOICE_AGREEMENT:g}":
-            _meets(scldm.get("gender_agreement"), "at_least", REAL_VOICE_AGREEMENT)}
+    return {
+        f"real_voice_gender_agreement_at_least_{REAL_VOICE_AGREEMENT:g}": _meets(
+            scldm.get("gender_agreement"), "at_least", REAL_VOICE_AGREEMENT
+        )
+    }
 
 
 def two_sample(real, generated, speakers, cfg, notes: dict | None = None, name: str = "") -> dict:
@@ -276,8 +356,11 @@ def two_sample(real, generated, speakers, cfg, notes: dict | None = None, name: 
     from sclmd.evaluate.two_sample import classifier_two_sample_test, real_vs_real
 
     options = dict(folds=cfg.two_sample_folds, epochs=cfg.two_sample_epochs, seed=cfg.seed)
-    result = (real_vs_real(real, speakers, **options) if generated is None else
-              classifier_two_sample_test(real, generated, speakers, speakers, **options))
+    result = (
+        real_vs_real(real, speakers, **options)
+        if generated is None
+        else classifier_two_sample_test(real, generated, speakers, speakers, **options)
+    )
     if result.note and notes is not None:
         notes[name] = result.note
     return {"two_sample_acc": result.acc, "two_sample_acc_ci": result.ci}
@@ -303,8 +386,10 @@ def run(params: Params, root: Path) -> dict:
     if missing:
         from sclmd.errors import SclmdError
 
-        raise SclmdError(f"{root / BASELINES_DIR}: no {', '.join(missing)} (written before those baselines existed). "
-                         "Run `sclmd stage baselines` (or `dvc repro baselines`).")
+        raise SclmdError(
+            f"{root / BASELINES_DIR}: no {', '.join(missing)} (written before those baselines existed). "
+            "Run `sclmd stage baselines` (or `dvc repro baselines`)."
+        )
     runs = baseline_runs(root / BASELINES_DIR)
     judges = Judges.from_pretrained(root / JUDGES_DIR)
     test_set = PackedClips(root / PREPARED, "test")
@@ -339,25 +424,47 @@ def run(params: Params, root: Path) -> dict:
     measure = dict(bootstrap=boot, frechet_resamples=cfg.bootstrap_frechet_resamples)
     results = {}
     for name in METHODS:
-        verdicts = (Verdicts(scldm_samples.male_probability[first], scldm_samples.age[first],
-                             scldm_samples.features[first]) if name == "scldm" else judges(faces[name]))
+        verdicts = (
+            Verdicts(scldm_samples.male_probability[first], scldm_samples.age[first], scldm_samples.features[first])
+            if name == "scldm"
+            else judges(faces[name])
+        )
         samples = scldm_sample_features if name == "scldm" else verdicts.features[:, None]
-        results[name] = evaluate_method(verdicts, true_verdicts, samples, rows, real_all.features, gallery_speakers,
-                                        **measure)
+        results[name] = evaluate_method(
+            verdicts, true_verdicts, samples, rows, real_all.features, gallery_speakers, **measure
+        )
     recon_verdicts = judges(reconstruction)
     reference_results = {
-        "real": evaluate_method(true_verdicts, true_verdicts, true_verdicts.features[:, None], rows,
-                                real_all.features, gallery_speakers, real_faces=True, **measure),
-        "reconstruction": evaluate_method(recon_verdicts, true_verdicts, recon_verdicts.features[:, None], rows,
-                                          real_all.features, gallery_speakers, **measure),
+        "real": evaluate_method(
+            true_verdicts,
+            true_verdicts,
+            true_verdicts.features[:, None],
+            rows,
+            real_all.features,
+            gallery_speakers,
+            real_faces=True,
+            **measure,
+        ),
+        "reconstruction": evaluate_method(
+            recon_verdicts,
+            true_verdicts,
+            recon_verdicts.features[:, None],
+            rows,
+            real_all.features,
+            gallery_speakers,
+            **measure,
+        ),
     }
     methods = {name: r.metrics for name, r in results.items()}
     for name, run in runs.items():  # a collapsed or diverged GAN: its row is marked, not passed off as fine
         methods[name]["training_status"] = run.get("status", "ok")
         if run.get("status", "ok") != "ok":
             methods[name]["training_note"] = run.get("why", "")
-            print(f"evaluate: {METHOD_NAMES[name]}'s training {run['status']} ({run.get('why', '')}): its row is "
-                  "marked in the report", flush=True)
+            print(
+                f"evaluate: {METHOD_NAMES[name]}'s training {run['status']} ({run.get('why', '')}): its row is "
+                "marked in the report",
+                flush=True,
+            )
     references = {name: r.metrics for name, r in reference_results.items()}
     # Realism by a classifier two-sample test: each method's (SCLDM: first sample) faces against the
     # true faces of the same clips; the real row is real against real (two halves of the speakers).
@@ -365,8 +472,11 @@ def run(params: Params, root: Path) -> dict:
     not_run: dict[str, str] = {}
     for name, generated in [*((m, faces[m]) for m in METHODS), ("reconstruction", reconstruction), ("real", None)]:
         row = methods[name] if name in methods else references[name]
-        row.update(two_sample(real_cpu, None if generated is None else generated.detach().float().cpu(), speakers,
-                              cfg, not_run, name))
+        row.update(
+            two_sample(
+                real_cpu, None if generated is None else generated.detach().float().cpu(), speakers, cfg, not_run, name
+            )
+        )
     compared = comparisons(results, boot)
     real_voices, voice_faces, voices = real_voice_check(pipeline, baselines, judges, root, cfg)
     sampling = pipeline.defaults.__dict__
@@ -374,16 +484,29 @@ def run(params: Params, root: Path) -> dict:
         "split": "test",
         "n_clips": len(positions),
         "n_speakers": int(rows["speaker_id"].nunique()),
-        "judges": {"gender_acc_real": references["real"]["gender_acc"], "age_acc_real": references["real"]["age_acc"],
-                   "retrieval_r1_real": references["real"]["retrieval_r1"], "source": judges.source},
+        "judges": {
+            "gender_acc_real": references["real"]["gender_acc"],
+            "age_acc_real": references["real"]["age_acc"],
+            "retrieval_r1_real": references["real"]["retrieval_r1"],
+            "source": judges.source,
+        },
         "sampling": {**sampling, "samples_per_clip": k},
-        "bootstrap": {"resamples": cfg.bootstrap_resamples, "frechet_resamples": min(cfg.bootstrap_frechet_resamples,
-                                                                                     cfg.bootstrap_resamples),
-                      "seed": cfg.seed, "unit": "speaker", "level": 0.95, "interval": "percentile"},
-        "two_sample": {"folds": cfg.two_sample_folds, "epochs": cfg.two_sample_epochs, "interval": "wilson",
-                       "scldm_faces": "first sample of each clip",
-                       "real_row": "real vs real: the test faces in two halves by speaker",
-                       **({"not_run": not_run} if not_run else {})},
+        "bootstrap": {
+            "resamples": cfg.bootstrap_resamples,
+            "frechet_resamples": min(cfg.bootstrap_frechet_resamples, cfg.bootstrap_resamples),
+            "seed": cfg.seed,
+            "unit": "speaker",
+            "level": 0.95,
+            "interval": "percentile",
+        },
+        "two_sample": {
+            "folds": cfg.two_sample_folds,
+            "epochs": cfg.two_sample_epochs,
+            "interval": "wilson",
+            "scldm_faces": "first sample of each clip",
+            "real_row": "real vs real: the test faces in two halves by speaker",
+            **({"not_run": not_run} if not_run else {}),
+        },
         "methods": methods,
         "references": references,
         "comparisons": compared,
@@ -395,27 +518,43 @@ def run(params: Params, root: Path) -> dict:
     plots.mkdir(parents=True, exist_ok=True)
     shown = chosen_rows(len(positions), min(cfg.grid_clips, len(positions)))
     grid = torch.stack([true_faces[shown]] + [faces[m][shown] for m in METHODS], dim=1)
-    plot_face_grid(grid, [f"{r.speaker_id} {r.gender} {r.age:g}" for r in rows.iloc[shown].itertuples()],
-                   ["true face"] + [METHOD_NAMES[m] for m in METHODS], plots / "comparison.png",
-                   f"test speakers: SCLDM ({sampling['sampler']}-{sampling['steps']}, guidance "
-                   f"{sampling['guidance']:g}) vs baselines")
-    bars = {METHOD_NAMES[m]: {key: methods[m][key] for key in ("cos", "gender_acc", "age_acc", "frechet",
-                                                               "retrieval_r1", "retrieval_r5")} for m in METHODS}
+    plot_face_grid(
+        grid,
+        [f"{r.speaker_id} {r.gender} {r.age:g}" for r in rows.iloc[shown].itertuples()],
+        ["true face"] + [METHOD_NAMES[m] for m in METHODS],
+        plots / "comparison.png",
+        f"test speakers: SCLDM ({sampling['sampler']}-{sampling['steps']}, guidance "
+        f"{sampling['guidance']:g}) vs baselines",
+    )
+    bars = {
+        METHOD_NAMES[m]: {
+            key: methods[m][key] for key in ("cos", "gender_acc", "age_acc", "frechet", "retrieval_r1", "retrieval_r5")
+        }
+        for m in METHODS
+    }
     plot_metric_comparison(bars, plots / "methods.png", f"test split, {len(positions)} clips, judged by our judges")
     if voices is not None and len(voices.voices):
         shown_samples = min(4, cfg.real_voice_samples)
         voice_grid = torch.cat([voice_faces["scldm"][:, :shown_samples]] + [voice_faces[m] for m in METHODS[1:]], 1)
-        plot_face_grid(voice_grid, [f"{v.file.rsplit('.', 1)[0]} ({v.gender})" for v in voices.voices],
-                       [f"SCLDM {k + 1}" for k in range(shown_samples)] + [METHOD_NAMES[m] for m in METHODS[1:]],
-                       plots / "real_voices.png", "real speakers' voices (real_voices/): faces drawn from real speech")
+        plot_face_grid(
+            voice_grid,
+            [f"{v.file.rsplit('.', 1)[0]} ({v.gender})" for v in voices.voices],
+            [f"SCLDM {k + 1}" for k in range(shown_samples)] + [METHOD_NAMES[m] for m in METHODS[1:]],
+            plots / "real_voices.png",
+            "real speakers' voices (real_voices/): faces drawn from real speech",
+        )
 
     face_file = root / FACES
     face_file.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(face_file) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, clip_id=rows["clip_id"].to_numpy().astype("U"),
-                                speaker_id=rows["speaker_id"].to_numpy().astype("U"), true=to_uint8(true_faces),
-                                **{m: to_uint8(faces[m]) for m in METHODS})
+            np.savez_compressed(
+                handle,
+                clip_id=rows["clip_id"].to_numpy().astype("U"),
+                speaker_id=rows["speaker_id"].to_numpy().astype("U"),
+                true=to_uint8(true_faces),
+                **{m: to_uint8(faces[m]) for m in METHODS},
+            )
     write_json(root / METRICS, metrics)
     with atomic_file(root / REPORT) as tmp:
         tmp.write_text(eval_report(metrics, METHOD_NAMES, {"2": PAPER_TABLE_2, "3": PAPER_TABLE_3}))

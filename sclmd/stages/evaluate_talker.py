@@ -37,8 +37,18 @@ from sclmd.data.video import write_mp4
 from sclmd.evaluate.bootstrap import ClusterBootstrap
 from sclmd.evaluate.judges import Judges
 from sclmd.evaluate.metrics import frechet_distance
-from sclmd.evaluate.talker import (between_speakers, correlation, distance_to_face, fit_probe, frame_strip,
-                                   identity_drift, metric_bars, probe_read, side_by_side, to_uint8)
+from sclmd.evaluate.talker import (
+    between_speakers,
+    correlation,
+    distance_to_face,
+    fit_probe,
+    frame_strip,
+    identity_drift,
+    metric_bars,
+    probe_read,
+    side_by_side,
+    to_uint8,
+)
 from sclmd.io import write_json, write_text
 from sclmd.models.talker import TalkingFace
 from sclmd.train.talker import POSE_TRACKS, encode_frames, load_clips, to_unit
@@ -56,8 +66,13 @@ STRIP = REPORT_DIR / "frame_strip.png"
 BARS = REPORT_DIR / "metrics.png"
 PARAM_SECTIONS = ("data", "evaluate_talker")
 ARTIFACTS = (METRICS, REPORT, SAMPLE_VIDEO, STRIP, BARS)
-METHODS = {"dae_photo": "DAE-Talker (photo)", "dae_photo_inversion": "DAE-Talker (photo, inverted code)",
-           "dae_scldm": "DAE-Talker (SCLDM face)", "regression": "regression", "still": "still face"}
+METHODS = {
+    "dae_photo": "DAE-Talker (photo)",
+    "dae_photo_inversion": "DAE-Talker (photo, inverted code)",
+    "dae_scldm": "DAE-Talker (SCLDM face)",
+    "regression": "regression",
+    "still": "still face",
+}
 CEILINGS = {"real": "real frames", "real_autoencoder": "real via autoencoder"}
 
 
@@ -93,8 +108,15 @@ def run(params: Params, root: Path) -> dict:
     talker = TalkingFace.from_pretrained(root / TALKER_DIR)
     judges = Judges.from_pretrained(root / JUDGES_DIR)
 
-    probe = fit_probe(talker, video_dir, steps=p.probe_steps, batch_size=p.probe_batch_size, lr=p.probe_lr,
-                      max_blur=p.probe_max_blur, seed=p.seed)
+    probe = fit_probe(
+        talker,
+        video_dir,
+        steps=p.probe_steps,
+        batch_size=p.probe_batch_size,
+        lr=p.probe_lr,
+        max_blur=p.probe_max_blur,
+        seed=p.seed,
+    )
 
     test = load_clips(video_dir, "test")
     if p.max_speakers:
@@ -113,7 +135,9 @@ def run(params: Params, root: Path) -> dict:
         frames_dae, pose = talker.speak(wave, photo, n_frames=n_frames)
         outputs["dae_photo"].append(to_uint8(frames_dae))
         predicted_pose.append(pose.numpy())
-        outputs["dae_photo_inversion"].append(to_uint8(talker.speak(wave, photo, n_frames=n_frames, code="inversion")[0]))
+        outputs["dae_photo_inversion"].append(
+            to_uint8(talker.speak(wave, photo, n_frames=n_frames, code="inversion")[0])
+        )
         outputs["dae_scldm"].append(to_uint8(talker.speak(wave, scldm_faces[i], n_frames=n_frames)[0]))
         outputs["regression"].append(to_uint8(talker.speak(wave, photo, method="regression", n_frames=n_frames)[0]))
         outputs["still"].append(to_uint8(talker.speak(wave, photo, method="still", n_frames=n_frames)[0]))
@@ -140,92 +164,144 @@ def run(params: Params, root: Path) -> dict:
         drift = np.array([identity_drift(features[i]) for i in range(n_clips)])
         face = given_features["scldm" if key == "dae_scldm" else "photo"]
         to_face = np.array([distance_to_face(features[i], face[i]) for i in range(n_clips)])
-        pose_r = np.array([[correlation(read[i, :, 1 + a], truth_pose[i, :, a]) for a in range(3)]
-                           for i in range(n_clips)])
+        pose_r = np.array(
+            [[correlation(read[i, :, 1 + a], truth_pose[i, :, a]) for a in range(3)] for i in range(n_clips)]
+        )
         # How far the mouth moves, not only when: the read opening's spread over the true one's (1: as much
         # as the phones ask), and the mean absolute error of the read opening (0.0-1.0 scale).
         gain = np.array([read[i, :, 0].std() / max(truth_opening[i].std(), 1e-6) for i in range(n_clips)])
         error = np.abs(read[..., 0] - truth_opening).mean(1)
         sync_of[key], error_of[key] = sync, error
-        row = {"lipsync": round(float(sync.mean()), 4), "lipsync_ci": _ci(boot, sync),
-               "opening_gain": round(float(gain.mean()), 3), "opening_mae": round(float(error.mean()), 4),
-               "opening_mae_ci": _ci(boot, error),
-               "identity_drift": round(float(drift.mean()), 4), "identity_drift_ci": _ci(boot, drift),
-               "between_speakers": round(between_speakers(features.mean(1)), 4),
-               "distance_to_face": round(float(to_face.mean()), 4), "distance_to_face_ci": _ci(boot, to_face),
-               "frechet": round(frechet_distance(features.reshape(-1, features.shape[-1]), real_features), 3),
-               "pose_read_r": {a: round(float(pose_r[:, k].mean()), 3) for k, a in enumerate(POSE_TRACKS)},
-               "lipsync_per_clip": {s: round(float(v), 3) for s, v in zip(test.speakers, sync)}}
+        row = {
+            "lipsync": round(float(sync.mean()), 4),
+            "lipsync_ci": _ci(boot, sync),
+            "opening_gain": round(float(gain.mean()), 3),
+            "opening_mae": round(float(error.mean()), 4),
+            "opening_mae_ci": _ci(boot, error),
+            "identity_drift": round(float(drift.mean()), 4),
+            "identity_drift_ci": _ci(boot, drift),
+            "between_speakers": round(between_speakers(features.mean(1)), 4),
+            "distance_to_face": round(float(to_face.mean()), 4),
+            "distance_to_face_ci": _ci(boot, to_face),
+            "frechet": round(frechet_distance(features.reshape(-1, features.shape[-1]), real_features), 3),
+            "pose_read_r": {a: round(float(pose_r[:, k].mean()), 3) for k, a in enumerate(POSE_TRACKS)},
+            "lipsync_per_clip": {s: round(float(v), 3) for s, v in zip(test.speakers, sync)},
+        }
         table[key] = row
     predicted = np.stack(predicted_pose)
-    pose = {"true_std_deg": {a: round(float(truth_pose[..., k].std(1).mean()), 3) for k, a in enumerate(POSE_TRACKS)},
-            "predicted_std_deg": {a: round(float(predicted[..., k].std(1).mean()), 3) for k, a in enumerate(POSE_TRACKS)},
-            "predicted_r": {a: round(float(np.mean([correlation(predicted[i, :, k], truth_pose[i, :, k])
-                                                    for i in range(n_clips)])), 3) for k, a in enumerate(POSE_TRACKS)},
-            "predicted_mae_deg": {a: round(float(np.abs(predicted[..., k] - truth_pose[..., k]).mean()), 3)
-                                  for k, a in enumerate(POSE_TRACKS)}}
+    pose = {
+        "true_std_deg": {a: round(float(truth_pose[..., k].std(1).mean()), 3) for k, a in enumerate(POSE_TRACKS)},
+        "predicted_std_deg": {a: round(float(predicted[..., k].std(1).mean()), 3) for k, a in enumerate(POSE_TRACKS)},
+        "predicted_r": {
+            a: round(float(np.mean([correlation(predicted[i, :, k], truth_pose[i, :, k]) for i in range(n_clips)])), 3)
+            for k, a in enumerate(POSE_TRACKS)
+        },
+        "predicted_mae_deg": {
+            a: round(float(np.abs(predicted[..., k] - truth_pose[..., k]).mean()), 3) for k, a in enumerate(POSE_TRACKS)
+        },
+    }
 
     def paired(a: np.ndarray, b: np.ndarray) -> dict:  # mean of a - b over clips, with its cluster-bootstrap interval
-        return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])
-                for k, v in boot.paired_difference(a, b).items()}
+        return {
+            k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])
+            for k, v in boot.paired_difference(a, b).items()
+        }
 
-    metrics = {"n_clips": n_clips, "frames_per_clip": n_frames, "methods": table, "pose": pose,
-               "dae_minus_regression_opening_mae": paired(error_of["dae_photo"], error_of["regression"]),
-               "dae_minus_regression_lipsync": paired(sync_of["dae_photo"], sync_of["regression"]),
-               "noise_minus_inverted_code_lipsync": paired(sync_of["dae_photo"], sync_of["dae_photo_inversion"])}
+    metrics = {
+        "n_clips": n_clips,
+        "frames_per_clip": n_frames,
+        "methods": table,
+        "pose": pose,
+        "dae_minus_regression_opening_mae": paired(error_of["dae_photo"], error_of["regression"]),
+        "dae_minus_regression_lipsync": paired(sync_of["dae_photo"], sync_of["regression"]),
+        "noise_minus_inverted_code_lipsync": paired(sync_of["dae_photo"], sync_of["dae_photo_inversion"]),
+    }
     write_json(root / METRICS, metrics)
 
     # Pictures: a side-by-side video of the first test clip with its voice, and a frame strip.
     shown = ["real", "dae_photo", "dae_scldm", "regression"]
-    write_mp4(root / SAMPLE_VIDEO, side_by_side([outputs[k][0] for k in shown]), test.waves[0].numpy(),
-              params.data.sample_rate, talker.cfg.fps)
+    write_mp4(
+        root / SAMPLE_VIDEO,
+        side_by_side([outputs[k][0] for k in shown]),
+        test.waves[0].numpy(),
+        params.data.sample_rate,
+        talker.cfg.fps,
+    )
     names = {**CEILINGS, **METHODS}
-    frame_strip({names[k]: outputs[k][0] for k in ("real", "real_autoencoder", *METHODS)}, truth_opening[0],
-                {names[k]: readings[k][0, :, 0] for k in ("real", "dae_photo", "dae_scldm", "regression")},
-                root / STRIP, p.strip_frames, 2 * talker.cfg.fps,
-                f"{test.speakers[0]} ({test.genders[0]}, {test.ages[0]}): the first 2 s of a test clip; "
-                f"sample video: {SAMPLE_VIDEO.name} (real | DAE photo | DAE SCLDM face | regression)")
+    frame_strip(
+        {names[k]: outputs[k][0] for k in ("real", "real_autoencoder", *METHODS)},
+        truth_opening[0],
+        {names[k]: readings[k][0, :, 0] for k in ("real", "dae_photo", "dae_scldm", "regression")},
+        root / STRIP,
+        p.strip_frames,
+        2 * talker.cfg.fps,
+        f"{test.speakers[0]} ({test.genders[0]}, {test.ages[0]}): the first 2 s of a test clip; "
+        f"sample video: {SAMPLE_VIDEO.name} (real | DAE photo | DAE SCLDM face | regression)",
+    )
     metric_bars({names[k]: v for k, v in table.items()}, root / BARS)
     write_text(root / REPORT, report(metrics, names))
-    return {"lipsync_dae": table["dae_photo"]["lipsync"], "lipsync_regression": table["regression"]["lipsync"],
-            "identity_drift_dae": table["dae_photo"]["identity_drift"],
-            "between_speakers_dae": table["dae_photo"]["between_speakers"],
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "lipsync_dae": table["dae_photo"]["lipsync"],
+        "lipsync_regression": table["regression"]["lipsync"],
+        "identity_drift_dae": table["dae_photo"]["identity_drift"],
+        "between_speakers_dae": table["dae_photo"]["between_speakers"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def report(metrics: dict, names: dict[str, str]) -> str:
     t = metrics["methods"]
-    lines = [f"# Talking face on {metrics['n_clips']} test speakers ({metrics['frames_per_clip']} frames each)", "",
-             "| | lip sync r [95% CI] | opening gain | opening MAE [95% CI] | identity drift [95% CI] | between speakers "
-             "| distance to the face [95% CI] | Fréchet vs real | pose read r (yaw/pitch/roll) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Talking face on {metrics['n_clips']} test speakers ({metrics['frames_per_clip']} frames each)",
+        "",
+        "| | lip sync r [95% CI] | opening gain | opening MAE [95% CI] | identity drift [95% CI] | between speakers "
+        "| distance to the face [95% CI] | Fréchet vs real | pose read r (yaw/pitch/roll) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, row in t.items():
         pr = row["pose_read_r"]
-        lines.append(f"| {names[key]} | {row['lipsync']:.3f} [{row['lipsync_ci'][0]:.3f}, {row['lipsync_ci'][1]:.3f}] | "
-                     f"{row['opening_gain']:.2f} | "
-                     f"{row['opening_mae']:.3f} [{row['opening_mae_ci'][0]:.3f}, {row['opening_mae_ci'][1]:.3f}] | "
-                     f"{row['identity_drift']:.4f} [{row['identity_drift_ci'][0]:.4f}, {row['identity_drift_ci'][1]:.4f}] | "
-                     f"{row['between_speakers']:.4f} | "
-                     f"{row['distance_to_face']:.4f} [{row['distance_to_face_ci'][0]:.4f}, {row['distance_to_face_ci'][1]:.4f}] | "
-                     f"{row['frechet']:.2f} | "
-                     f"{pr['yaw']:.2f} / {pr['pitch']:.2f} / {pr['roll']:.2f} |")
+        lines.append(
+            f"| {names[key]} | {row['lipsync']:.3f} [{row['lipsync_ci'][0]:.3f}, {row['lipsync_ci'][1]:.3f}] | "
+            f"{row['opening_gain']:.2f} | "
+            f"{row['opening_mae']:.3f} [{row['opening_mae_ci'][0]:.3f}, {row['opening_mae_ci'][1]:.3f}] | "
+            f"{row['identity_drift']:.4f} [{row['identity_drift_ci'][0]:.4f}, {row['identity_drift_ci'][1]:.4f}] | "
+            f"{row['between_speakers']:.4f} | "
+            f"{row['distance_to_face']:.4f} "
+            f"[{row['distance_to_face_ci'][0]:.4f}, {row['distance_to_face_ci'][1]:.4f}] | "
+            f"{row['frechet']:.2f} | "
+            f"{pr['yaw']:.2f} / {pr['pitch']:.2f} / {pr['roll']:.2f} |"
+        )
     pose = metrics["pose"]
     d = metrics["dae_minus_regression_lipsync"]
     m = metrics["dae_minus_regression_opening_mae"]
     c = metrics["noise_minus_inverted_code_lipsync"]
-    lines += ["", f"DAE-Talker (photo) minus regression, lip sync: {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]; "
-              f"opening MAE: {m['diff']:+.4f} [{m['ci'][0]:+.4f}, {m['ci'][1]:+.4f}] (negative: the DAE is closer).",
-              "", f"Shared Gaussian code minus inverted code, lip sync: {c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}].",
-              "", "Pose head against the truth (degrees):", "",
-              "| | yaw | pitch | roll |", "|---|---|---|---|"]
-    for label, key in [("true std", "true_std_deg"), ("predicted std", "predicted_std_deg"),
-                       ("predicted r", "predicted_r"), ("predicted MAE", "predicted_mae_deg")]:
+    lines += [
+        "",
+        f"DAE-Talker (photo) minus regression, lip sync: {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]; "
+        f"opening MAE: {m['diff']:+.4f} [{m['ci'][0]:+.4f}, {m['ci'][1]:+.4f}] (negative: the DAE is closer).",
+        "",
+        f"Shared Gaussian code minus inverted code, lip sync: {c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}].",
+        "",
+        "Pose head against the truth (degrees):",
+        "",
+        "| | yaw | pitch | roll |",
+        "|---|---|---|---|",
+    ]
+    for label, key in [
+        ("true std", "true_std_deg"),
+        ("predicted std", "predicted_std_deg"),
+        ("predicted r", "predicted_r"),
+        ("predicted MAE", "predicted_mae_deg"),
+    ]:
         lines.append(f"| {label} | " + " | ".join(f"{pose[key][a]:.2f}" for a in POSE_TRACKS) + " |")
-    lines += ["", "Lip sync: Pearson's r per clip between the mouth opening the probe reads off the frames and the "
-              "phones' true opening. Opening gain: the read opening's spread over the true one's, per clip (1: the "
-              "mouth moves as much as the phones ask). Opening MAE: mean absolute error of the read opening (0-1). "
-              "Identity drift: cosine distance of judge identity features from the clip's first "
-              "frame; 'between speakers': the same distance between different test speakers' mean features; "
-              "'distance to the face': the same distance from the face the clip was given (the portrait, or SCLDM's "
-              "face for that row), as the autoencoder shows it."]
+    lines += [
+        "",
+        "Lip sync: Pearson's r per clip between the mouth opening the probe reads off the frames and the "
+        "phones' true opening. Opening gain: the read opening's spread over the true one's, per clip (1: the "
+        "mouth moves as much as the phones ask). Opening MAE: mean absolute error of the read opening (0-1). "
+        "Identity drift: cosine distance of judge identity features from the clip's first "
+        "frame; 'between speakers': the same distance between different test speakers' mean features; "
+        "'distance to the face': the same distance from the face the clip was given (the portrait, or SCLDM's "
+        "face for that row), as the autoencoder shows it.",
+    ]
     return "\n".join(lines) + "\n"

@@ -30,8 +30,15 @@ REPORT_DIR = Path("reports/first_stage")
 METRICS = REPORT_DIR / "metrics.json"
 PARAM_SECTIONS = ("data", "synth", "first_stage")
 ARTIFACTS = (METRICS, REPORT_DIR / "curves.png", REPORT_DIR / "reconstructions.png")
-CODE = ("data/voxsynth/face.py", "data/voxsynth/face_bank.py", "models/face_autoencoder.py", "models/perceptual.py",
-        "train/autoencoder.py", "train/checkpoints.py", "train/first_stage.py")
+CODE = (
+    "data/voxsynth/face.py",
+    "data/voxsynth/face_bank.py",
+    "models/face_autoencoder.py",
+    "models/perceptual.py",
+    "train/autoencoder.py",
+    "train/checkpoints.py",
+    "train/first_stage.py",
+)
 GRID_FACES = 8
 
 
@@ -39,27 +46,51 @@ def banks(params: Params, root: Path) -> dict:
     from sclmd.data.voxsynth.face_bank import load_bank
 
     cfg, synth = params.first_stage, params.synth
-    counts = {"train": (cfg.train_speakers, cfg.faces_per_speaker), "val": (cfg.val_speakers, 2),
-              "test": (cfg.test_speakers, 2)}
-    return {split: load_bank(root / BANKS, split, n, k, cfg.data_seed, params.data.image_size, synth.supersample,
-                             synth.face_framing, synth.workers)
-            for split, (n, k) in counts.items()}
+    counts = {
+        "train": (cfg.train_speakers, cfg.faces_per_speaker),
+        "val": (cfg.val_speakers, 2),
+        "test": (cfg.test_speakers, 2),
+    }
+    return {
+        split: load_bank(
+            root / BANKS,
+            split,
+            n,
+            k,
+            cfg.data_seed,
+            params.data.image_size,
+            synth.supersample,
+            synth.face_framing,
+            synth.workers,
+        )
+        for split, (n, k) in counts.items()
+    }
 
 
 def run_key(params: Params) -> str:
     from sclmd.train.checkpoints import run_key as key
 
     package = Path(__file__).resolve().parents[1]
-    return key({s: section_dict(params, s) for s in PARAM_SECTIONS if s != "first_stage"}
-               | {"first_stage": _trained_params(params)}, [package / rel for rel in CODE])
+    return key(
+        {s: section_dict(params, s) for s in PARAM_SECTIONS if s != "first_stage"}
+        | {"first_stage": _trained_params(params)},
+        [package / rel for rel in CODE],
+    )
 
 
 def _trained_params(params: Params) -> dict:
     """first_stage params that shape the weights: max_steps, how often to evaluate, checkpoint or log do
     not, so a run can be lengthened (or watched more closely) and still resume."""
     out = section_dict(params, "first_stage")
-    for k in ("max_steps", "evaluate_every", "evaluate_faces", "checkpoint_every", "keep_checkpoints", "resume",
-              "log_every"):
+    for k in (
+        "max_steps",
+        "evaluate_every",
+        "evaluate_faces",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "resume",
+        "log_every",
+    ):
         out.pop(k)
     return out
 
@@ -69,8 +100,9 @@ def reconstruct(encoder, decoder, faces, batch_size: int = 128):
     import torch
 
     with torch.no_grad():
-        return torch.cat([decoder(encoder.encode(faces[s : s + batch_size])).float()
-                          for s in range(0, len(faces), batch_size)])
+        return torch.cat(
+            [decoder(encoder.encode(faces[s : s + batch_size])).float() for s in range(0, len(faces), batch_size)]
+        )
 
 
 def quality(encoder, decoder, faces, speakers, dssim, seed: int = 0) -> tuple[dict, object]:
@@ -79,8 +111,12 @@ def quality(encoder, decoder, faces, speakers, dssim, seed: int = 0) -> tuple[di
 
     recon = reconstruct(encoder, decoder, faces)
     c2st = classifier_two_sample_test(faces, recon, speakers, speakers, seed=seed)
-    return {"mae": float((recon - faces).abs().mean()), "dssim": float(dssim(recon, faces).mean()),
-            "c2st": c2st.acc, "c2st_ci": c2st.ci}, recon
+    return {
+        "mae": float((recon - faces).abs().mean()),
+        "dssim": float(dssim(recon, faces).mean()),
+        "c2st": c2st.acc,
+        "c2st_ci": c2st.ci,
+    }, recon
 
 
 def run(params: Params, root: Path) -> dict:
@@ -141,7 +177,7 @@ def run(params: Params, root: Path) -> dict:
     chosen = build(cfg, params.data.image_size)
     state = load_file(str(root / BEST / "model.safetensors"))
     for name in ("encoder", "decoder"):
-        chosen[name].load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
+        chosen[name].load_state_dict({k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")})
         chosen[name].eval()
     test_faces = as_float(torch.from_numpy(data["test"][0]))
     test, test_recon = quality(chosen["encoder"], chosen["decoder"], test_faces, data["test"][1], dssim)
@@ -162,14 +198,21 @@ def run(params: Params, root: Path) -> dict:
     face_cfg = first_stage_config(cfg, params.data.image_size)
     with atomic_dir(root / MODEL_DIR) as tmp:
         (tmp / "model.safetensors").write_bytes((root / BEST / "model.safetensors").read_bytes())
-        write_json(tmp / "config.json", {"face_config": face_cfg.to_dict(), "latent_noise": cfg.latent_noise,
-                                         "params": {s: section_dict(params, s) for s in PARAM_SECTIONS},
-                                         "metrics": metrics})
+        write_json(
+            tmp / "config.json",
+            {
+                "face_config": face_cfg.to_dict(),
+                "latent_noise": cfg.latent_noise,
+                "params": {s: section_dict(params, s) for s in PARAM_SECTIONS},
+                "metrics": metrics,
+            },
+        )
     with atomic_dir(root / REPORT_DIR / "plots") as plots:
         curves = {k: v for k, v in result.history.items() if k.startswith("val_") or k.startswith("loss")}
         plot_loss_curves(curves, plots / "curves.png", "first stage: losses and val quality (C2ST 0.5 = real)")
-        plot_reconstructions(test_faces[:GRID_FACES * 2], test_recon[:GRID_FACES * 2], plots / "reconstructions.png",
-                             n=GRID_FACES * 2)
+        plot_reconstructions(
+            test_faces[: GRID_FACES * 2], test_recon[: GRID_FACES * 2], plots / "reconstructions.png", n=GRID_FACES * 2
+        )
     for name in ("curves.png", "reconstructions.png"):
         (root / REPORT_DIR / "plots" / name).replace(root / REPORT_DIR / name)
     (root / REPORT_DIR / "plots").rmdir()

@@ -5,7 +5,8 @@ Reads params sections `data` and `judges` and the prepared data.  `judges.kind`:
 generated images, never val or test speakers), or, with `judges.pretrained` set, takes
 judges trained elsewhere from that folder; `pretrained` uses real face-photo models
 shipped in wheels (`sclmd.evaluate.pretrained_judges`); `auto` picks pretrained for the
-real sources and trained for VoxSynth (from data/prepared/info.json).  Writes `models/judges/` and `reports/judges/metrics.json`: the
+real sources and trained for VoxSynth (from data/prepared/info.json).  Writes `models/judges/` and
+`reports/judges/metrics.json`: the
 judges' own accuracy on the real test faces, the ceiling of every evaluation metric.
 It depends on the data alone, so DVC keeps it when only the models change.
 """
@@ -38,8 +39,10 @@ def real_accuracy(judges, dataset) -> dict:
     rows = dataset.rows
     verdicts = judges(as_judge_input(dataset.faces(np.arange(len(rows)))))
     speakers = rows["speaker_id"].astype(str).to_numpy()
-    return {**judge_accuracy(verdicts, rows["gender"], rows["age"], AGE_TOLERANCE),
-            **speaker_retrieval(verdicts.features, speakers, verdicts.features, speakers, leave_one_out=True)}
+    return {
+        **judge_accuracy(verdicts, rows["gender"], rows["age"], AGE_TOLERANCE),
+        **speaker_retrieval(verdicts.features, speakers, verdicts.features, speakers, leave_one_out=True),
+    }
 
 
 def judges_kind(cfg, prepared: Path) -> str:
@@ -89,8 +92,10 @@ def run(params: Params, root: Path) -> dict:
         if judges.config.image_size != params.data.image_size:
             from sclmd.errors import SclmdError
 
-            raise SclmdError(f"{source}: judges for {judges.config.image_size} px faces, but data.image_size is "
-                             f"{params.data.image_size}. Use judges trained at this size, or judges.pretrained: null.")
+            raise SclmdError(
+                f"{source}: judges for {judges.config.image_size} px faces, but data.image_size is "
+                f"{params.data.image_size}. Use judges trained at this size, or judges.pretrained: null."
+            )
         with atomic_dir(root / JUDGES_DIR) as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
         trained = False
@@ -101,17 +106,32 @@ def run(params: Params, root: Path) -> dict:
         def log(values: dict, step: int) -> None:
             mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=step)
 
-        result = train_judges(faces, train.rows["gender"], train.rows["age"], train.rows["speaker_id"],
-                              image_size=params.data.image_size, width=cfg.width, feature_dim=cfg.feature_dim,
-                              epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, max_blur=cfg.max_blur,
-                              colour=cfg.colour, seed=cfg.seed, log=log)
+        result = train_judges(
+            faces,
+            train.rows["gender"],
+            train.rows["age"],
+            train.rows["speaker_id"],
+            image_size=params.data.image_size,
+            width=cfg.width,
+            feature_dim=cfg.feature_dim,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            max_blur=cfg.max_blur,
+            colour=cfg.colour,
+            seed=cfg.seed,
+            log=log,
+        )
         judges = result.judges
         judges.save_pretrained(root / JUDGES_DIR, {"trained_on": "train split, real faces", "epochs": cfg.epochs})
         plot_loss_curves(result.history, plots / "loss_curves.png", "judges' training losses")
         trained = True
-    metrics = {"source": judges.source, "trained_here": trained,
-               "test": real_accuracy(judges, PackedClips(root / PREPARED, "test")),
-               "val": real_accuracy(judges, PackedClips(root / PREPARED, "val"))}
+    metrics = {
+        "source": judges.source,
+        "trained_here": trained,
+        "test": real_accuracy(judges, PackedClips(root / PREPARED, "test")),
+        "val": real_accuracy(judges, PackedClips(root / PREPARED, "val")),
+    }
     if kind == "pretrained":
         metrics["kind"] = "pretrained"
     write_json(root / METRICS, metrics)

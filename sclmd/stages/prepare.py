@@ -130,8 +130,10 @@ def run(params: Params, root: Path) -> dict:
         results = ingest_shards(jobs, tmp, data, prep)
         rows = [row for r in results for row in r.rows]
         # what the scan skipped: a bounded sample of each kind, all of them counted (AVSpeech: millions)
-        rejects = [{"clip_id": item, "speaker_id": None, "split": None, "file": item, "reason": reason}
-                   for item, reason in scan.skipped]
+        rejects = [
+            {"clip_id": item, "speaker_id": None, "split": None, "file": item, "reason": reason}
+            for item, reason in scan.skipped
+        ]
         decode_rejects = [rej for r in results for rej in r.rejects]
         rejects += decode_rejects
         rejected = scan.skipped.total + len(decode_rejects)

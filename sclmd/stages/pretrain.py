@@ -28,9 +28,19 @@ PARAM_SECTIONS = ("data", "pretrain")
 ARTIFACTS = (METRICS, PLOTS)
 
 # The code a pre-trained model depends on (as dvc.yaml lists it).
-CODE = ("models/attention.py", "models/face_autoencoder.py", "models/perceptual.py", "models/shipped.py",
-        "models/speech_encoder.py", "models/speech_face.py", "train/autoencoder.py", "train/checkpoints.py",
-        "train/distributed.py", "train/pretrain.py", "train/voice_augment.py")
+CODE = (
+    "models/attention.py",
+    "models/face_autoencoder.py",
+    "models/perceptual.py",
+    "models/shipped.py",
+    "models/speech_encoder.py",
+    "models/speech_face.py",
+    "train/autoencoder.py",
+    "train/checkpoints.py",
+    "train/distributed.py",
+    "train/pretrain.py",
+    "train/voice_augment.py",
+)
 # What the trained encoders must beat the control on (higher is better unless listed in LOWER).
 HEADLINE = ("recall@1", "recall@5", "recall@10", "gender_accuracy", "age_mae")
 LOWER_IS_BETTER = {"age_mae", "recon_mae", "recon_dssim", "recon_lpips-alex", "recon_lpips-vgg"}
@@ -61,8 +71,13 @@ def follow(params: Params, root: Path) -> None:
     from sclmd.train.pretrain import train
 
     cfg = params.pretrain
-    train(cfg, params.data, root / PREPARED, checkpoint_store(params, root),
-          perceptual=make_perceptual(cfg.perceptual, cfg.lpips_net, cfg.lpips_missing))
+    train(
+        cfg,
+        params.data,
+        root / PREPARED,
+        checkpoint_store(params, root),
+        perceptual=make_perceptual(cfg.perceptual, cfg.lpips_net, cfg.lpips_missing),
+    )
 
 
 def shipped_real_voices(params: Params, root: Path):
@@ -83,11 +98,19 @@ def save_encodings(root: Path, model, embedded: dict, batch_size: int) -> None:
     from sclmd.train.ldm import Encoded, encode_split
     from sclmd.train.ldm import save_encodings as save
 
-    encodings = {split: Encoded(torch.from_numpy(e.speech), torch.from_numpy(e.latents),
-                                e.rows["speaker_id"].to_numpy(), torch.from_numpy(e.face))
-                 for split, e in embedded.items()}
+    encodings = {
+        split: Encoded(
+            torch.from_numpy(e.speech),
+            torch.from_numpy(e.latents),
+            e.rows["speaker_id"].to_numpy(),
+            torch.from_numpy(e.face),
+        )
+        for split, e in embedded.items()
+    }
     with torch.no_grad():
-        encodings["val"] = encode_split(model, PackedClips(root / PREPARED, "val"), batch_size, "pretrain: encoding val")
+        encodings["val"] = encode_split(
+            model, PackedClips(root / PREPARED, "val"), batch_size, "pretrain: encoding val"
+        )
     save(root / ENCODED, encodings, root / MODEL_DIR / "model.safetensors")
 
 
@@ -116,15 +139,22 @@ def run(params: Params, root: Path) -> dict:
     def log(values: dict, step: int) -> None:
         mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=step)
 
-    result = train(cfg, params.data, root / PREPARED, store, log=log, initial_model=copy.deepcopy(control_model),
-                   perceptual=perceptual)
-    trained, artefacts = score(result.model, root / PREPARED, perceptual.cpu(), cfg.eval_batch_size,
-                               real_voices=voices)
+    result = train(
+        cfg,
+        params.data,
+        root / PREPARED,
+        store,
+        log=log,
+        initial_model=copy.deepcopy(control_model),
+        perceptual=perceptual,
+    )
+    trained, artefacts = score(result.model, root / PREPARED, perceptual.cpu(), cfg.eval_batch_size, real_voices=voices)
     print(f"pretrain: {describe_speed(result)}")
 
     beats = {
         k: (trained[k] < control[k]) if k in LOWER_IS_BETTER else (trained[k] > control[k])
-        for k in HEADLINE if k in trained and k in control
+        for k in HEADLINE
+        if k in trained and k in control
     }
     metrics = {
         "trained": trained,
@@ -133,20 +163,38 @@ def run(params: Params, root: Path) -> dict:
         "steps": result.steps,
         "perceptual": perceptual.describe(),
     }
-    result.model.save_pretrained(root / MODEL_DIR, extra={"params": section_dict(params, "pretrain"),
-                                                          "perceptual": perceptual.describe()})
+    result.model.save_pretrained(
+        root / MODEL_DIR, extra={"params": section_dict(params, "pretrain"), "perceptual": perceptual.describe()}
+    )
     with atomic_dir(root / PLOTS) as plots:
-        plot_loss_curves({k: v for k, v in result.history.items() if k.startswith("loss")},
-                         plots / "loss_curves.png", "pre-training losses")
+        plot_loss_curves(
+            {k: v for k, v in result.history.items() if k.startswith("loss")},
+            plots / "loss_curves.png",
+            "pre-training losses",
+        )
         plot_reconstructions(*artefacts["examples"], plots / "reconstructions.png")
-        plot_similarity_matrix(artefacts["similarity"], artefacts["speakers"], plots / "similarity.png",
-                               "test speakers: speech (rows) vs face (columns), cosine")
-        plot_metric_comparison({"trained": {k: trained[k] for k in HEADLINE}, "control": {k: control[k] for k in HEADLINE}},
-                               plots / "trained_vs_control.png", "pre-trained encoders vs random init (test speakers)")
+        plot_similarity_matrix(
+            artefacts["similarity"],
+            artefacts["speakers"],
+            plots / "similarity.png",
+            "test speakers: speech (rows) vs face (columns), cosine",
+        )
+        plot_metric_comparison(
+            {"trained": {k: trained[k] for k in HEADLINE}, "control": {k: control[k] for k in HEADLINE}},
+            plots / "trained_vs_control.png",
+            "pre-trained encoders vs random init (test speakers)",
+        )
     save_encodings(root, result.model, artefacts["embedded"], cfg.eval_batch_size)
     write_json(root / METRICS, metrics)
     store.clear()  # finished: checkpoints exist to survive a crash, not to skip the next run
     # For MLflow only (timings differ run to run; the DVC metrics file stays reproducible).
-    return {**metrics, "speed": {"samples_per_s": result.samples_per_s, "steps_per_s": result.steps_per_s,
-                                 "data_wait_share": result.data_wait_share, "resumed_from": result.resumed_from,
-                                 "processes": result.processes}}
+    return {
+        **metrics,
+        "speed": {
+            "samples_per_s": result.samples_per_s,
+            "steps_per_s": result.steps_per_s,
+            "data_wait_share": result.data_wait_share,
+            "resumed_from": result.resumed_from,
+            "processes": result.processes,
+        },
+    }

@@ -44,15 +44,23 @@ def run(params: Params, root: Path) -> dict:
 
     cfg = params.prior
     model = SpeechFaceModel.from_pretrained(root / PRETRAINED)
-    prior, table = fit_prior(model.face_encoder, PackedClips(root / PREPARED, "train"), cfg.n_faces, cfg.seed,
-                             cfg.batch_size, cfg.ladder_start)
+    prior, table = fit_prior(
+        model.face_encoder,
+        PackedClips(root / PREPARED, "train"),
+        cfg.n_faces,
+        cfg.seed,
+        cfg.batch_size,
+        cfg.ladder_start,
+    )
     if prior.capped:
-        print(f"prior: asked for {cfg.n_faces} faces, the training split has {prior.n_faces} gender-balanced ones; "
-              "using all of them (the cap is in the metrics)")
+        print(
+            f"prior: asked for {cfg.n_faces} faces, the training split has {prior.n_faces} gender-balanced ones; "
+            "using all of them (the cap is in the metrics)"
+        )
     prior.save(root / PRIOR_DIR, extra_files={PRIOR_FACE: decoded_png(model.face_decoder, prior.mean)})
-    plot_convergence(table, root / CONVERGENCE_PNG,
-                     f"face prior convergence ({prior.n_faces} training faces, gender-balanced)")
-    metrics = {**prior.info(), "convergence": table,
-               "final_relative_change": table[-1]["relative"] if table else None}
+    plot_convergence(
+        table, root / CONVERGENCE_PNG, f"face prior convergence ({prior.n_faces} training faces, gender-balanced)"
+    )
+    metrics = {**prior.info(), "convergence": table, "final_relative_change": table[-1]["relative"] if table else None}
     write_json(root / METRICS, metrics)
     return metrics

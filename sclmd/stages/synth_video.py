@@ -54,36 +54,58 @@ def _render(job: _Job) -> dict:
     attrs = sample_speakers(job.synth.n_speakers, job.synth.seed)[job.index]
     seed = job.video.seed * 1_000_003 + job.synth.seed  # another video seed: other clips, same people
     frames, audio, tracks, timeline = talking_video(
-        attrs, _rng(seed, job.index, _VIDEO_VOICE, 0), _rng(seed, job.index, _VIDEO_SCENE, 0),
-        _rng(seed, job.index, _VIDEO_MOTION, 0), seconds=job.video.seconds, sample_rate=job.data.sample_rate,
-        fps=job.video.fps, size=job.data.image_size, supersample=job.synth.supersample, framing=job.synth.face_framing)
+        attrs,
+        _rng(seed, job.index, _VIDEO_VOICE, 0),
+        _rng(seed, job.index, _VIDEO_SCENE, 0),
+        _rng(seed, job.index, _VIDEO_MOTION, 0),
+        seconds=job.video.seconds,
+        sample_rate=job.data.sample_rate,
+        fps=job.video.fps,
+        size=job.data.image_size,
+        supersample=job.synth.supersample,
+        framing=job.synth.face_framing,
+    )
     folder = job.out_dir / job.split
     folder.mkdir(parents=True, exist_ok=True)
     write_mp4(folder / f"{attrs.speaker_id}.mp4", frames, audio, job.data.sample_rate, job.video.fps)
-    np.savez(folder / f"{attrs.speaker_id}.npz", **tracks, audio=np.round(audio * 32767).astype(np.int16),
-             phone_start=np.array([s for s, _, _ in timeline], np.float32),
-             phone_end=np.array([e for _, e, _ in timeline], np.float32),
-             phone=np.array([p for _, _, p in timeline]))
-    return {"speaker_id": attrs.speaker_id, "split": job.split, "gender": attrs.gender, "age": attrs.age,
-            "video": f"{job.split}/{attrs.speaker_id}.mp4", "tracks": f"{job.split}/{attrs.speaker_id}.npz",
-            "frames": len(frames)}
+    np.savez(
+        folder / f"{attrs.speaker_id}.npz",
+        **tracks,
+        audio=np.round(audio * 32767).astype(np.int16),
+        phone_start=np.array([s for s, _, _ in timeline], np.float32),
+        phone_end=np.array([e for _, e, _ in timeline], np.float32),
+        phone=np.array([p for _, _, p in timeline]),
+    )
+    return {
+        "speaker_id": attrs.speaker_id,
+        "split": job.split,
+        "gender": attrs.gender,
+        "age": attrs.age,
+        "video": f"{job.split}/{attrs.speaker_id}.mp4",
+        "tracks": f"{job.split}/{attrs.speaker_id}.npz",
+        "frames": len(frames),
+    }
 
 
 def chosen_speakers(root: Path, video: TalkerVideoParams) -> dict[str, list[str]]:
     """Speaker ids per split: the first n of each of prepare's splits (VoxSynth only)."""
     path = root / "data/prepared/manifest.parquet"
     if not path.exists():
-        raise SclmdError(f"{path}: not found. The talker's videos follow prepare's split: run `make run` "
-                         "(or `sclmd stage prepare`) first.")
+        raise SclmdError(
+            f"{path}: not found. The talker's videos follow prepare's split: run `make run` "
+            "(or `sclmd stage prepare`) first."
+        )
     manifest = pd.read_parquet(path, columns=["speaker_id", "split", "source"])
     if set(manifest["source"]) != {"voxsynth"}:
-        raise SclmdError(f"{path}: prepared from {sorted(set(manifest['source']))}; the talking videos are drawn "
-                         "for VoxSynth speakers only. Use prepare.source: voxsynth for the talker.")
+        raise SclmdError(
+            f"{path}: prepared from {sorted(set(manifest['source']))}; the talking videos are drawn "
+            "for VoxSynth speakers only. Use prepare.source: voxsynth for the talker."
+        )
     wanted = {"train": video.train_speakers, "val": video.val_speakers, "test": video.test_speakers}
     out = {}
     for split in SPLITS:
         ids = list(dict.fromkeys(manifest.loc[manifest["split"] == split, "speaker_id"]))
-        out[split] = ids[:wanted[split]]
+        out[split] = ids[: wanted[split]]
     if not out["train"] or not out["test"]:
         raise SclmdError(f"{path}: no training or no test speakers to draw videos for")
     return out
@@ -99,16 +121,21 @@ def _frame_sheet(out_dir: Path, rows: list[dict], png: Path, n_clips: int = 4, n
     from sclmd.data.video import read_frames
 
     picks = [r for r in rows if r["split"] == "train"][:n_clips]
-    fig, axes = plt.subplots(2 * len(picks), 1, figsize=(n_frames * 0.9, 2.1 * len(picks)),
-                             gridspec_kw={"height_ratios": [3, 1] * len(picks)})
+    fig, axes = plt.subplots(
+        2 * len(picks),
+        1,
+        figsize=(n_frames * 0.9, 2.1 * len(picks)),
+        gridspec_kw={"height_ratios": [3, 1] * len(picks)},
+    )
     for k, row in enumerate(picks):
         frames = read_frames(out_dir / row["video"])
         tracks = np.load(out_dir / row["tracks"])
         idx = np.linspace(0, min(len(frames), 50) - 1, n_frames).astype(int)  # the first two seconds
         axes[2 * k].imshow(np.concatenate(list(frames[idx]), axis=1))
         axes[2 * k].set_axis_off()
-        axes[2 * k].set_title(f"{row['speaker_id']} ({row['gender']}, {row['age']}): frames {idx[0]}-{idx[-1]}",
-                              fontsize=8, loc="left")
+        axes[2 * k].set_title(
+            f"{row['speaker_id']} ({row['gender']}, {row['age']}): frames {idx[0]}-{idx[-1]}", fontsize=8, loc="left"
+        )
         axes[2 * k + 1].plot(tracks["opening"][:50], color="k", lw=1, label="mouth opening")
         axes[2 * k + 1].plot(tracks["blink"][:50], color="tab:blue", lw=0.8, label="blink")
         axes[2 * k + 1].plot(idx, tracks["opening"][idx], "o", color="tab:red", ms=3)
@@ -131,8 +158,10 @@ def run(params: Params, root: Path) -> dict:
     index = {sid: i for i, sid in enumerate(ids)}
     missing = [s for split in SPLITS for s in chosen[split] if s not in index]
     if missing:
-        raise SclmdError(f"data/prepared lists speakers synth does not make ({', '.join(missing[:3])}...): "
-                         "the prepared data is from other synth params. Run `make run` again.")
+        raise SclmdError(
+            f"data/prepared lists speakers synth does not make ({', '.join(missing[:3])}...): "
+            "the prepared data is from other synth params. Run `make run` again."
+        )
     with atomic_dir(root / OUT_DIR) as tmp:
         jobs = [_Job(index[s], split, tmp, params.synth, video, params.data) for split in SPLITS for s in chosen[split]]
         rows = map_in_processes(_render, jobs, video.workers, "talking videos", "clip")
@@ -142,7 +171,12 @@ def run(params: Params, root: Path) -> dict:
             writer.writerows(rows)
         _frame_sheet(tmp, rows, root / SHEET)
     counts = {f"n_{split}": len(chosen[split]) for split in SPLITS}
-    metrics = {**counts, "frames": int(sum(r["frames"] for r in rows)), "fps": video.fps, "seconds": video.seconds,
-               "tracks": list(TRACKS)}
+    metrics = {
+        **counts,
+        "frames": int(sum(r["frames"] for r in rows)),
+        "fps": video.fps,
+        "seconds": video.seconds,
+        "tracks": list(TRACKS),
+    }
     write_json(root / METRICS, metrics)
     return {**metrics, "elapsed_s": round(time.perf_counter() - started, 2)}

@@ -5,7 +5,8 @@ prior in `models/prior/` and the prepared data.  Writes `models/ldm/` (a complet
 `SpeechToFacePipeline`: UNet, scheduler, speech projection, encoders, prior, config),
 `reports/ldm/metrics.json` and PNGs in `reports/ldm/plots/`: the loss curve and, every
 `sample_every` steps, a grid of fixed validation speakers (true face, then generated
-faces); after training, the guidance check on val (`guidance.png`).  Checkpoints live in `checkpoints/ldm/` so that a killed run resumes.
+faces); after training, the guidance check on val (`guidance.png`).  Checkpoints live in `checkpoints/ldm/` so
+that a killed run resumes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ PLOTS = REPORT_DIR / "plots"
 PARAM_SECTIONS = ("data", "ldm")
 GUIDANCE_CHECK_CLIPS = 512  # spread evenly over val; all of the embedded default's 160
 GUIDANCE_CHECK_BATCH = 128
-CODE = ("models/ldm.py", "models/pipeline.py", "train/checkpoints.py", "train/distributed.py", "train/ldm.py", "train/pretrain.py")
+CODE = (
+    "models/ldm.py",
+    "models/pipeline.py",
+    "train/checkpoints.py",
+    "train/distributed.py",
+    "train/ldm.py",
+    "train/pretrain.py",
+)
 ARTIFACTS = (METRICS, PLOTS)
 
 
@@ -39,8 +47,10 @@ def run_key(params: Params, root: Path) -> str:
 
     package = Path(__file__).resolve().parents[1]
     inputs = (PREPARED / "manifest.parquet", PRETRAINED / "model.safetensors", PRIOR_DIR / "prior.safetensors")
-    return key({s: section_dict(params, s) for s in PARAM_SECTIONS},
-               [package / rel for rel in CODE] + [root / path for path in inputs])
+    return key(
+        {s: section_dict(params, s) for s in PARAM_SECTIONS},
+        [package / rel for rel in CODE] + [root / path for path in inputs],
+    )
 
 
 def checkpoint_store(params: Params, root: Path):
@@ -107,14 +117,18 @@ def validation_loss(net, encoded, config, prior, params, seed: int = 1234) -> fl
         net.eval()
         for start in range(0, len(z0), 256):
             part = slice(start, start + 256)
-            eps = net(training_input(noisy[part], prior * config.latent_scale, params.prior_weight), t[part],
-                      encoded.speech[part])
+            eps = net(
+                training_input(noisy[part], prior * config.latent_scale, params.prior_weight),
+                t[part],
+                encoded.speech[part],
+            )
             losses.append(F.mse_loss(eps, target[part], reduction="sum").item())
     return float(sum(losses) / noise.numel())
 
 
-def guidance_check(pipeline, train, train_rows, val, val_rows, scales: list[float], seed: int,
-                   max_clips: int = GUIDANCE_CHECK_CLIPS) -> dict:
+def guidance_check(
+    pipeline, train, train_rows, val, val_rows, scales: list[float], seed: int, max_clips: int = GUIDANCE_CHECK_CLIPS
+) -> dict:
     """Do generated faces follow the speaker's gender, and how does the guidance scale move that?
 
     A quick look on val to choose `guidance` by, not the evaluation stage.  For each scale,
@@ -206,8 +220,11 @@ def run(params: Params, root: Path) -> dict:
     val_set = PackedClips(root / PREPARED, "val")
     val = load_encoding(root / ENCODED, val_set, "val", root / PRETRAINED / "model.safetensors")
     defaults = SamplingDefaults(cfg.sampler, cfg.sample_steps, preview_guidance(cfg), cfg.prior_weight)
-    shapes = {"sample_rate": params.data.sample_rate, "clip_seconds": params.data.clip_seconds,
-              "image_size": params.data.image_size}
+    shapes = {
+        "sample_rate": params.data.sample_rate,
+        "clip_seconds": params.data.clip_seconds,
+        "image_size": params.data.image_size,
+    }
 
     shown = sample_rows(val_set.rows, cfg.sample_speakers)
     shown_rows = val_set.rows.reset_index(drop=True).iloc[shown]
@@ -220,8 +237,9 @@ def run(params: Params, root: Path) -> dict:
 
     def pipeline_of(ema_net, sampling: SamplingDefaults = defaults) -> SpeechToFacePipeline:
         """The EMA network as the pipeline `sclmd generate` will load, so samples here are drawn the same way."""
-        return SpeechToFacePipeline(config, ema_net.unet, ema_net.condition, encoders, prior,
-                                    make_train_scheduler(cfg).config, sampling, shapes)
+        return SpeechToFacePipeline(
+            config, ema_net.unet, ema_net.condition, encoders, prior, make_train_scheduler(cfg).config, sampling, shapes
+        )
 
     def draw_grid(pipe: SpeechToFacePipeline, path: Path, title: str, log_it: bool = True) -> None:
         k = cfg.samples_per_speaker
@@ -232,8 +250,11 @@ def run(params: Params, root: Path) -> dict:
             mlflow.log_artifact(str(path), artifact_path="samples")
 
     def sample(ema_net, step: int) -> None:
-        draw_grid(pipeline_of(ema_net), plots / f"samples_step-{step:07d}.png",
-                  f"validation speakers, step {step} ({cfg.sampler}-{cfg.sample_steps}, guidance {defaults.guidance:g})")
+        draw_grid(
+            pipeline_of(ema_net),
+            plots / f"samples_step-{step:07d}.png",
+            f"validation speakers, step {step} ({cfg.sampler}-{cfg.sample_steps}, guidance {defaults.guidance:g})",
+        )
 
     def log(values: dict, step: int) -> None:
         mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=step)
@@ -244,27 +265,42 @@ def run(params: Params, root: Path) -> dict:
         print(f"train_ldm: {describe_agreement(result.processes, result.weights_sha256)}")
     val_loss = validation_loss(result.state.ema, val, config, prior.mean, cfg)
     fixed = [] if cfg.guidance == "auto" else [float(cfg.guidance)]
-    check = guidance_check(pipeline_of(result.state.ema), train, train_set.rows, val, val_set.rows,
-                           [*cfg.guidance_check, *fixed], cfg.seed)
+    check = guidance_check(
+        pipeline_of(result.state.ema), train, train_set.rows, val, val_set.rows, [*cfg.guidance_check, *fixed], cfg.seed
+    )
     chosen = choose_guidance(check, cfg.guidance_frechet_tolerance) if cfg.guidance == "auto" else float(cfg.guidance)
-    check["chosen"] = {"guidance": chosen, "rule": "auto" if cfg.guidance == "auto" else "fixed in params",
-                       "frechet_tolerance": cfg.guidance_frechet_tolerance,
-                       "gender_first_rule_would_choose": gender_first_guidance(check)}
+    check["chosen"] = {
+        "guidance": chosen,
+        "rule": "auto" if cfg.guidance == "auto" else "fixed in params",
+        "frechet_tolerance": cfg.guidance_frechet_tolerance,
+        "gender_first_rule_would_choose": gender_first_guidance(check),
+    }
     pipeline = pipeline_of(result.state.ema, SamplingDefaults(cfg.sampler, cfg.sample_steps, chosen, cfg.prior_weight))
     at_default = check["by_guidance"][f"g{chosen:g}"]
     scales = list(check["by_guidance"].values())
-    plot_sweep([s["guidance"] for s in scales],
-               {"gender accuracy (probe)": [s["gender_accuracy"] for s in scales],
-                "Fréchet distance to real faces": [s["frechet"] for s in scales]},
-               plots / "guidance.png", f"val check, {check['clips']} clips ({cfg.sampler}-{cfg.sample_steps})",
-               "guidance scale", chosen=chosen,
-               references={"gender accuracy (probe)": check["real_gender_accuracy"]})
+    plot_sweep(
+        [s["guidance"] for s in scales],
+        {
+            "gender accuracy (probe)": [s["gender_accuracy"] for s in scales],
+            "Fréchet distance to real faces": [s["frechet"] for s in scales],
+        },
+        plots / "guidance.png",
+        f"val check, {check['clips']} clips ({cfg.sampler}-{cfg.sample_steps})",
+        "guidance scale",
+        chosen=chosen,
+        references={"gender accuracy (probe)": check["real_gender_accuracy"]},
+    )
     pipeline.save_pretrained(root / MODEL_DIR, root / PRETRAINED, root / PRIOR_DIR)
     plot_loss_curves({"loss": result.history["loss"]}, plots / "loss_curves.png", f"LDM {cfg.prediction_type} loss")
     # The newest grid under a stable name, drawn as `sclmd generate` will draw: at the chosen scale.
     with atomic_file(plots / "samples.png") as tmp:
-        draw_grid(pipeline, tmp, f"validation speakers, step {result.steps} "
-                  f"({cfg.sampler}-{cfg.sample_steps}, guidance {chosen:g}, chosen on val)", log_it=False)
+        draw_grid(
+            pipeline,
+            tmp,
+            f"validation speakers, step {result.steps} "
+            f"({cfg.sampler}-{cfg.sample_steps}, guidance {chosen:g}, chosen on val)",
+            log_it=False,
+        )
     if mlflow.active_run():
         mlflow.log_artifact(str(plots / "samples.png"), artifact_path="samples")
     metrics = {
@@ -282,6 +318,13 @@ def run(params: Params, root: Path) -> dict:
     }
     write_json(root / METRICS, metrics)
     store.clear()
-    return {**metrics, "speed": {"steps_per_s": result.steps_per_s, "samples_per_s": result.samples_per_s,
-                                 "data_wait_share": result.data_wait_share, "resumed_from": result.resumed_from,
-                                 "processes": result.processes}}
+    return {
+        **metrics,
+        "speed": {
+            "steps_per_s": result.steps_per_s,
+            "samples_per_s": result.samples_per_s,
+            "data_wait_share": result.data_wait_share,
+            "resumed_from": result.resumed_from,
+            "processes": result.processes,
+        },
+    }

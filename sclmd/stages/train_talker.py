@@ -19,8 +19,17 @@ from sclmd.io import write_json
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.models.talker import TalkerBundle
 from sclmd.train.checkpoints import CheckpointStore, run_key
-from sclmd.train.talker import (encode_frames, has_clips, load_clips, semantic_codes, set_code_statistics,
-                                talker_config, train_dae, train_regressor, train_speech2latent)
+from sclmd.train.talker import (
+    encode_frames,
+    has_clips,
+    load_clips,
+    semantic_codes,
+    set_code_statistics,
+    talker_config,
+    train_dae,
+    train_regressor,
+    train_speech2latent,
+)
 
 VIDEO_DIR = Path("data/talker/videos")
 PRETRAIN_DIR = Path("models/pretrain")
@@ -48,9 +57,14 @@ def _curves(dae, s2l, reg, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for ax, (title, rows, labels) in zip(axes, [("diffusion autoencoder (v-loss, EMA of batches)", dae, ["loss"]),
-                                                ("speech2latent", s2l, ["motion MSE (z / motion_std)", "pose MSE (deg / 10)"]),
-                                                ("regression reference", reg, ["latent MSE"])]):
+    for ax, (title, rows, labels) in zip(
+        axes,
+        [
+            ("diffusion autoencoder (v-loss, EMA of batches)", dae, ["loss"]),
+            ("speech2latent", s2l, ["motion MSE (z / motion_std)", "pose MSE (deg / 10)"]),
+            ("regression reference", reg, ["latent MSE"]),
+        ],
+    ):
         if rows:
             arr = np.array(rows, dtype=float)
             for k, label in enumerate(labels):
@@ -77,14 +91,20 @@ def _reconstructions(bundle, face, clips, latents, png: Path, n: int = 6) -> dic
     t_target, t_ref = latents.shape[1] // 2, 0
     target, ref = latents[:rows, t_target], latents[:rows, t_ref]
     z = bundle.dae.motion(target, ref)
-    decoded = {code: face.face_decoder(bundle.dae.decode(stochastic_code(bundle, ref, code), ref, z))
-               for code in ("inversion", "noise")}
+    decoded = {
+        code: face.face_decoder(bundle.dae.decode(stochastic_code(bundle, ref, code), ref, z))
+        for code in ("inversion", "noise")
+    }
     auto = face.face_decoder(target)
     real = clips.frames[:rows, t_target].permute(0, 3, 1, 2).float() / 127.5 - 1
     reference = clips.frames[:rows, t_ref].permute(0, 3, 1, 2).float() / 127.5 - 1
     grid = torch.stack([reference, real, auto, decoded["inversion"], decoded["noise"]], dim=1).clamp(-1, 1)
-    plot_face_grid(grid, clips.speakers[:rows], ["reference frame", "target frame", "autoencoder",
-                                                 "DAE, inverted code", "DAE, Gaussian code"], png)
+    plot_face_grid(
+        grid,
+        clips.speakers[:rows],
+        ["reference frame", "target frame", "autoencoder", "DAE, inverted code", "DAE, Gaussian code"],
+        png,
+    )
     return {code: float((x - auto).abs().mean()) for code, x in decoded.items()}
 
 
@@ -103,9 +123,20 @@ def run(params: Params, root: Path) -> dict:
     files = [root / PRETRAIN_DIR / "model.safetensors", video_dir / "manifest.csv"]
     store = CheckpointStore(root / CHECKPOINTS, run_key(section_dict(params, "talker"), files), p.keep_checkpoints)
     t0 = time.perf_counter()
-    dae_history = train_dae(bundle, train_latents, steps=p.dae_steps, batch_size=p.dae_batch_size, lr=p.dae_lr,
-                            warmup=p.warmup_steps, ema_decay=p.ema_decay, seed=p.seed, store=store, resume=p.resume,
-                            checkpoint_every=p.checkpoint_every, log=_log)
+    dae_history = train_dae(
+        bundle,
+        train_latents,
+        steps=p.dae_steps,
+        batch_size=p.dae_batch_size,
+        lr=p.dae_lr,
+        warmup=p.warmup_steps,
+        ema_decay=p.ema_decay,
+        seed=p.seed,
+        store=store,
+        resume=p.resume,
+        checkpoint_every=p.checkpoint_every,
+        log=_log,
+    )
     dae_seconds = time.perf_counter() - t0
     codes = semantic_codes(bundle, train_latents)
     set_code_statistics(bundle, codes)
@@ -113,18 +144,39 @@ def run(params: Params, root: Path) -> dict:
     if val is not None:
         val_latents = encode_frames(face.face_encoder, val.frames, desc="encode val frames")
         val_pair = (val, semantic_codes(bundle, val_latents))
-    s2l = train_speech2latent(bundle, train, codes, steps=p.speech2latent_steps, batch_size=p.speech2latent_batch_size,
-                              lr=p.speech2latent_lr, warmup=p.warmup_steps, seed=p.seed,
-                              crop_seconds=p.speech2latent_crop_seconds, val=val_pair, log=_log)
-    reg_history = train_regressor(bundle, train, train_latents, steps=p.regressor_steps,
-                                  batch_size=p.regressor_batch_size, lr=p.regressor_lr, warmup=p.warmup_steps,
-                                  seed=p.seed, log=_log)
+    s2l = train_speech2latent(
+        bundle,
+        train,
+        codes,
+        steps=p.speech2latent_steps,
+        batch_size=p.speech2latent_batch_size,
+        lr=p.speech2latent_lr,
+        warmup=p.warmup_steps,
+        seed=p.seed,
+        crop_seconds=p.speech2latent_crop_seconds,
+        val=val_pair,
+        log=_log,
+    )
+    reg_history = train_regressor(
+        bundle,
+        train,
+        train_latents,
+        steps=p.regressor_steps,
+        batch_size=p.regressor_batch_size,
+        lr=p.regressor_lr,
+        warmup=p.warmup_steps,
+        seed=p.seed,
+        log=_log,
+    )
     bundle.save_pretrained(root / OUT_DIR, root / PRETRAIN_DIR, {"trained_on_clips": len(train)})
     store.clear()  # the saved model supersedes the checkpoints
     _curves(dae_history, s2l["history"], reg_history, root / CURVES)
-    metrics = {"train_clips": len(train), "train_frames": int(train.frames.shape[0] * train.frames.shape[1]),
-               "dae_final_loss": round(dae_history[-1][1], 5) if dae_history else None,
-               "regressor_final_loss": round(reg_history[-1][1], 5) if reg_history else None}
+    metrics = {
+        "train_clips": len(train),
+        "train_frames": int(train.frames.shape[0] * train.frames.shape[1]),
+        "dae_final_loss": round(dae_history[-1][1], 5) if dae_history else None,
+        "regressor_final_loss": round(reg_history[-1][1], 5) if reg_history else None,
+    }
     if val is not None:
         shown = encode_frames(face.face_encoder, val.frames[:6])
         errors = _reconstructions(bundle, face, val, shown, root / RECONSTRUCTIONS)

@@ -32,8 +32,9 @@ def plot_contract(result: ContractResult, frame_counts: dict, path: Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, max(4, 0.28 * len(result.checks))),
-                                   gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(12, max(4, 0.28 * len(result.checks))), gridspec_kw={"width_ratios": [3, 2]}
+    )
     labels = [f"{c['why']} [{c['column']}]" for c in result.checks]
     colours = ["#2e7d32" if c["success"] else "#c62828" for c in result.checks]
     counts = [max(c["unexpected_count"], 0.3) if not c["success"] else 1 for c in result.checks]
@@ -89,10 +90,16 @@ def run(params: Params, root: Path) -> dict:
     manifest = read_manifest(root / PREPARED)
     gender = manifest["gender"].fillna("?") if "gender" in manifest else "?"
     counts = manifest.assign(g=gender).groupby(["split", "g"]).size()
-    per_split = {s: {g: int(n) for (sp, g), n in counts.items() if sp == s} for s in manifest["split"].dropna().unique()}
+    per_split = {
+        s: {g: int(n) for (sp, g), n in counts.items() if sp == s} for s in manifest["split"].dropna().unique()
+    }
     plot_contract(result, per_split, root / FIGURE)
-    metrics = {"contract_passed": int(result.success), "expectations": len(result.checks),
-               "failed_expectations": len(result.failures), "clips": result.n_rows}
+    metrics = {
+        "contract_passed": int(result.success),
+        "expectations": len(result.checks),
+        "failed_expectations": len(result.failures),
+        "clips": result.n_rows,
+    }
     if not result.success:
         raise ContractFailed(result.summary(PREPARED) + f"\nFull report: {REPORT}")
     return metrics

@@ -15,7 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sclmd.models.baselines import tri_item_loss
-from sclmd.train.distributed import agree_on_weights, check_divisible, make_accelerator, mean_over_processes, process_share
+from sclmd.train.distributed import (
+    agree_on_weights,
+    check_divisible,
+    make_accelerator,
+    mean_over_processes,
+    process_share,
+)
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -27,10 +33,22 @@ def baseline_loss(method: str, ar_spm_weights: dict[str, float]) -> Loss:
     return lambda p, t: tri_item_loss(p, t, w["l2"], w["l1"], w["cos"])
 
 
-def train_regression(model: nn.Module, speech: torch.Tensor, target: torch.Tensor, loss_fn: Loss, *, steps: int,
-                     batch_size: int, lr: float, weight_decay: float, seed: int, desc: str,
-                     val: tuple[torch.Tensor, torch.Tensor] | None = None, eval_every: int = 25,
-                     log: Callable[[dict, int], None] | None = None) -> dict:
+def train_regression(
+    model: nn.Module,
+    speech: torch.Tensor,
+    target: torch.Tensor,
+    loss_fn: Loss,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    desc: str,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    eval_every: int = 25,
+    log: Callable[[dict, int], None] | None = None,
+) -> dict:
     """AdamW with a cosine schedule over `steps` minibatches.
 
     With `val` (speech, target), the val loss is measured every `eval_every` steps and the

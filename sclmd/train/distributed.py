@@ -36,8 +36,9 @@ def make_accelerator(mixed_precision: str | None):
     from accelerate.utils import DistributedDataParallelKwargs
 
     precision = None if mixed_precision is None else resolve_mixed_precision(mixed_precision)
-    return Accelerator(mixed_precision=precision,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    return Accelerator(
+        mixed_precision=precision, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+    )
 
 
 def sync_batch_norm(model: nn.Module, accelerator) -> nn.Module:
@@ -50,9 +51,11 @@ def sync_batch_norm(model: nn.Module, accelerator) -> nn.Module:
 def check_divisible(name: str, sizes: Mapping[str, int], world: int) -> None:
     for key, size in sizes.items():
         if size % world:
-            raise SclmdError(f"{name}.{key} is {size}, which does not divide evenly among {world} processes: every "
-                             f"process holds the same share of a global batch. Set {name}.{key} to a multiple of "
-                             f"{world}, or run with another number of processes.")
+            raise SclmdError(
+                f"{name}.{key} is {size}, which does not divide evenly among {world} processes: every "
+                f"process holds the same share of a global batch. Set {name}.{key} to a multiple of "
+                f"{world}, or run with another number of processes."
+            )
 
 
 def process_share(rows: np.ndarray | torch.Tensor, rank: int, world: int):
@@ -63,7 +66,9 @@ def process_share(rows: np.ndarray | torch.Tensor, rank: int, world: int):
     return rows[rank::world]
 
 
-def mean_over_processes(values: Mapping[str, torch.Tensor | float], device: torch.device | str = "cpu") -> dict[str, float]:
+def mean_over_processes(
+    values: Mapping[str, torch.Tensor | float], device: torch.device | str = "cpu"
+) -> dict[str, float]:
     """Each value averaged over the processes of the default process group (one all-reduce for
     all of them; `device` is where the collective runs: the accelerator's), as floats.
 
@@ -113,7 +118,10 @@ def agree_on_weights(accelerator, module: nn.Module) -> str:
         dist.broadcast(buffer.data, src=0)
     digests = gather_object([weights_digest(module)])
     if len(set(digests)) != 1:
-        raise SclmdError("the training processes ended with different weights (SHA-256 per process: "
-                         + ", ".join(d[:12] for d in digests) + "): their gradients were not averaged. "
-                         "This is a bug; please report it with the command that ran.")
+        raise SclmdError(
+            "the training processes ended with different weights (SHA-256 per process: "
+            + ", ".join(d[:12] for d in digests)
+            + "): their gradients were not averaged. "
+            "This is a bug; please report it with the command that ran."
+        )
     return digests[0]

@@ -37,7 +37,13 @@ from sclmd.models.gan_baselines import (
     WenCritic,
 )
 from sclmd.train.checkpoints import CheckpointStore
-from sclmd.train.distributed import agree_on_weights, check_divisible, make_accelerator, mean_over_processes, process_share
+from sclmd.train.distributed import (
+    agree_on_weights,
+    check_divisible,
+    make_accelerator,
+    mean_over_processes,
+    process_share,
+)
 
 
 @dataclass
@@ -55,8 +61,12 @@ class GanData:
         everything = np.arange(len(clips))
         speakers = clips.rows["speaker_id"].astype(str).to_numpy()
         names, identity = np.unique(speakers, return_inverse=True)
-        return cls(clips.audio(everything), clips.faces_float(everything), torch.from_numpy(identity.astype(np.int64)),
-                   len(names))
+        return cls(
+            clips.audio(everything),
+            clips.faces_float(everything),
+            torch.from_numpy(identity.astype(np.int64)),
+            len(names),
+        )
 
     def waves(self, rows: torch.Tensor) -> torch.Tensor:
         return self.audio[rows].float() / 32768.0
@@ -106,21 +116,42 @@ def collapse_check(generated: torch.Tensor, real: torch.Tensor, ratio: float) ->
     if not math.isfinite(spread):
         return True, spread, "its val faces are not finite"
     if spread < ratio:
-        return True, spread, (f"mode collapse: its val faces spread {spread:.3f}x as much as the real ones "
-                              f"(below {ratio:g}); it draws nearly one face for every voice")
+        return (
+            True,
+            spread,
+            (
+                f"mode collapse: its val faces spread {spread:.3f}x as much as the real ones "
+                f"(below {ratio:g}); it draws nearly one face for every voice"
+            ),
+        )
     return False, spread, ""
 
 
 class AdversarialRun:
     """What both GAN loops share; a loop calls `start`, then `step_done` after every step, then `finish`."""
 
-    def __init__(self, name: str, nets: nn.ModuleDict, learning_rates: dict[str, float], *, steps: int,
-                 batch_size: int, generator: str = "g", ema_decay: float = 0.0, store: CheckpointStore | None = None,
-                 resume: bool = True, checkpoint_every: int = 0, collapse_ratio: float = 0.05,
-                 log: Callable[[dict, int], None] | None = None, log_every: int = 25):
+    def __init__(
+        self,
+        name: str,
+        nets: nn.ModuleDict,
+        learning_rates: dict[str, float],
+        *,
+        steps: int,
+        batch_size: int,
+        generator: str = "g",
+        ema_decay: float = 0.0,
+        store: CheckpointStore | None = None,
+        resume: bool = True,
+        checkpoint_every: int = 0,
+        collapse_ratio: float = 0.05,
+        log: Callable[[dict, int], None] | None = None,
+        log_every: int = 25,
+    ):
         """`learning_rates`: one Adam (betas 0.5, 0.999, as both originals) per trained net."""
-        optimizers = {key: torch.optim.Adam(nets[key].parameters(), lr=lr, betas=(0.5, 0.999))
-                      for key, lr in learning_rates.items()}
+        optimizers = {
+            key: torch.optim.Adam(nets[key].parameters(), lr=lr, betas=(0.5, 0.999))
+            for key, lr in learning_rates.items()
+        }
         self.name, self.nets, self.steps, self.collapse_ratio = name, nets, steps, collapse_ratio
         self.accelerator = make_accelerator(None)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
@@ -143,8 +174,9 @@ class AdversarialRun:
         """The first step to run (after a resumed checkpoint, if any)."""
         if self.store is None:
             return 1
-        step, self.summary.history = self.store.resume(self.resume_enabled, self.nets, self.bundle,
-                                                       announce=self._say, name=f"baselines: {self.name}")
+        step, self.summary.history = self.store.resume(
+            self.resume_enabled, self.nets, self.bundle, announce=self._say, name=f"baselines: {self.name}"
+        )
         return step + 1
 
     def _say(self, text: str) -> None:
@@ -178,8 +210,7 @@ class AdversarialRun:
                     e.lerp_(p, 1 - self.ema_decay)
                 for e, b in zip(self.nets["ema"].buffers(), self.nets[self.generator_key].buffers()):
                     e.copy_(b)
-        if (self.store is not None and self.checkpoint_every and step % self.checkpoint_every == 0
-                and step < self.steps):
+        if self.store is not None and self.checkpoint_every and step % self.checkpoint_every == 0 and step < self.steps:
             if self.accelerator.is_main_process:
                 self.store.save(step, self.nets, self.bundle, {"history": self.summary.history})
             self.accelerator.wait_for_everyone()
@@ -200,8 +231,12 @@ class AdversarialRun:
         model.cpu().eval()
         if val is not None and self.summary.status == "ok":
             with torch.no_grad():
-                drawn = torch.cat([model(val.waves(torch.arange(s, min(s + 64, len(val.faces)))))
-                                   for s in range(0, len(val.faces), 64)])
+                drawn = torch.cat(
+                    [
+                        model(val.waves(torch.arange(s, min(s + 64, len(val.faces)))))
+                        for s in range(0, len(val.faces), 64)
+                    ]
+                )
             collapsed, ratio, why = collapse_check(drawn.clamp(-1, 1), val.faces, self.collapse_ratio)
             self.summary.diversity_ratio = ratio
             if collapsed:
@@ -215,8 +250,15 @@ class AdversarialRun:
 def progress(name: str, first: int, steps: int, main: bool):
     from tqdm import tqdm
 
-    return tqdm(range(first, steps + 1), initial=first - 1, total=steps, desc=f"baselines: {name}", unit="step",
-                leave=False, disable=not main)
+    return tqdm(
+        range(first, steps + 1),
+        initial=first - 1,
+        total=steps,
+        desc=f"baselines: {name}",
+        unit="step",
+        leave=False,
+        disable=not main,
+    )
 
 
 def random_windows(audio: torch.Tensor, rows: torch.Tensor, samples: int) -> torch.Tensor:
@@ -253,15 +295,26 @@ class Wav2PixLoss:
     real_label: float = 0.9
 
 
-def train_wav2pix(cfg: Wav2PixConfig, train: GanData, val: GanData | None, *, steps: int, batch_size: int,
-                  lr_generator: float, lr_discriminator: float, loss: Wav2PixLoss, seed: int,
-                  **options) -> tuple[Wav2Pix, RunSummary]:
+def train_wav2pix(
+    cfg: Wav2PixConfig,
+    train: GanData,
+    val: GanData | None,
+    *,
+    steps: int,
+    batch_size: int,
+    lr_generator: float,
+    lr_discriminator: float,
+    loss: Wav2PixLoss,
+    seed: int,
+    **options,
+) -> tuple[Wav2Pix, RunSummary]:
     """Wav2Pix's adversarial training (paired: each voice with its own face, and a wrong one).
     `options`: `AdversarialRun`'s (EMA, checkpoints, collapse ratio, logging)."""
     torch.manual_seed(seed)
     nets = nn.ModuleDict({"g": Wav2PixGeneratorSide(cfg), "d": Wav2PixDiscriminator(cfg)})
-    run = AdversarialRun("wav2pix", nets, {"g": lr_generator, "d": lr_discriminator}, steps=steps,
-                         batch_size=batch_size, **options)
+    run = AdversarialRun(
+        "wav2pix", nets, {"g": lr_generator, "d": lr_discriminator}, steps=steps, batch_size=batch_size, **options
+    )
     g, d, device, optimizers = run.ddp["g"], run.ddp["d"], run.device, run.optimizers
     nets.train()
     for step in progress("wav2pix", run.start(), steps, run.accelerator.is_main_process):
@@ -276,9 +329,11 @@ def train_wav2pix(cfg: Wav2PixConfig, train: GanData, val: GanData | None, *, st
         n = len(real)
         scores, _ = d(torch.cat([real, fake.detach(), wrong]), embedding.detach().repeat(3, 1))
         wrong_target = torch.where(same.to(device), loss.real_label, 0.0)
-        d_loss = (F.mse_loss(scores[:n], torch.full_like(scores[:n], loss.real_label))
-                  + F.mse_loss(scores[n : 2 * n], torch.zeros_like(scores[:n]))
-                  + F.mse_loss(scores[2 * n :], wrong_target))
+        d_loss = (
+            F.mse_loss(scores[:n], torch.full_like(scores[:n], loss.real_label))
+            + F.mse_loss(scores[n : 2 * n], torch.zeros_like(scores[:n]))
+            + F.mse_loss(scores[2 * n :], wrong_target)
+        )
         optimizers["d"].zero_grad(set_to_none=True)
         run.accelerator.backward(d_loss)
         optimizers["d"].step()
@@ -293,8 +348,13 @@ def train_wav2pix(cfg: Wav2PixConfig, train: GanData, val: GanData | None, *, st
         optimizers["g"].zero_grad(set_to_none=True)
         run.accelerator.backward(g_loss)
         optimizers["g"].step()
-        losses = {"d_loss": d_loss, "g_adversarial": adversarial, "g_feature_matching": matching, "g_l1": l1,
-                  "g_identity": identity}
+        losses = {
+            "d_loss": d_loss,
+            "g_adversarial": adversarial,
+            "g_feature_matching": matching,
+            "g_l1": l1,
+            "g_identity": identity,
+        }
         if not run.step_done(step, losses):
             break
     model = run.generator().model  # the speech encoder and generator; the identity head was for training only
@@ -318,8 +378,9 @@ class VoiceIdentifier(nn.Module):
         return self.head(self.embed(fbank))
 
 
-def train_voice_embedder(model: Wen, train: GanData, *, steps: int, batch_size: int, lr: float, crop_frames: int,
-                         seed: int, log=None) -> tuple[dict, torch.Tensor]:
+def train_voice_embedder(
+    model: Wen, train: GanData, *, steps: int, batch_size: int, lr: float, crop_frames: int, seed: int, log=None
+) -> tuple[dict, torch.Tensor]:
     """Speaker identification on random `crop_frames`-frame crops of the training clips' filterbanks;
     the embedder is then frozen (as in the original, which trains it separately).  Returns its
     loss history and the unit-norm embedding of every whole training clip (`Wen.embed`'s)."""
@@ -355,8 +416,19 @@ def train_voice_embedder(model: Wen, train: GanData, *, steps: int, batch_size: 
     return {"voice_ce": history}, embeddings
 
 
-def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_steps: int, steps: int, batch_size: int,
-              lr: float, seed: int, embed_lr: float = 1e-3, **options) -> tuple[Wen, RunSummary]:
+def train_wen(
+    cfg: WenConfig,
+    train: GanData,
+    val: GanData | None,
+    *,
+    embed_steps: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    embed_lr: float = 1e-3,
+    **options,
+) -> tuple[Wen, RunSummary]:
     """Wen et al.: the voice embedder for speaker ID first, then G against the shared face critic.
 
     Voices and faces are drawn independently (the original is unpaired: only the identity label
@@ -364,8 +436,16 @@ def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_step
     each step adds the original's noise (sigma 0.05) and normalises again."""
     torch.manual_seed(seed)
     model = Wen(cfg)
-    voice_history, embeddings = train_voice_embedder(model, train, steps=embed_steps, batch_size=batch_size,
-                                                     lr=embed_lr, crop_frames=300, seed=seed, log=options.get("log"))
+    voice_history, embeddings = train_voice_embedder(
+        model,
+        train,
+        steps=embed_steps,
+        batch_size=batch_size,
+        lr=embed_lr,
+        crop_frames=300,
+        seed=seed,
+        log=options.get("log"),
+    )
     torch.manual_seed(seed + 1)
     nets = nn.ModuleDict({"g": model.generator, "c": WenCritic(cfg)})
     run = AdversarialRun("wen", nets, {"g": lr, "c": lr}, steps=steps, batch_size=batch_size, **options)
@@ -381,9 +461,11 @@ def train_wen(cfg: WenConfig, train: GanData, val: GanData | None, *, embed_step
 
         # critic: real -> 1, generated -> 0, and the real faces' identities
         real_or_fake, identity = c(torch.cat([real, fake.detach()]))
-        c_loss = (F.binary_cross_entropy_with_logits(real_or_fake[:n], torch.ones_like(real_or_fake[:n]))
-                  + F.binary_cross_entropy_with_logits(real_or_fake[n:], torch.zeros_like(real_or_fake[n:]))
-                  + F.cross_entropy(identity[:n], train.identity[face_rows].to(device)))
+        c_loss = (
+            F.binary_cross_entropy_with_logits(real_or_fake[:n], torch.ones_like(real_or_fake[:n]))
+            + F.binary_cross_entropy_with_logits(real_or_fake[n:], torch.zeros_like(real_or_fake[n:]))
+            + F.cross_entropy(identity[:n], train.identity[face_rows].to(device))
+        )
         optimizers["c"].zero_grad(set_to_none=True)
         run.accelerator.backward(c_loss)
         optimizers["c"].step()

@@ -28,7 +28,13 @@ from sclmd.errors import SclmdError
 from sclmd.models.ldm import LDMConfig, SpeechCondition, build_unet, run_unet, training_input
 from sclmd.models.speech_face import SpeechFaceModel
 from sclmd.train.checkpoints import CheckpointStore, file_sha256
-from sclmd.train.distributed import agree_on_weights, check_divisible, make_accelerator, mean_over_processes, process_share
+from sclmd.train.distributed import (
+    agree_on_weights,
+    check_divisible,
+    make_accelerator,
+    mean_over_processes,
+    process_share,
+)
 from sclmd.train.pretrain import SpeakerBatches, learning_rate_factor
 
 Logger = Callable[[dict[str, float], int], None]
@@ -61,11 +67,24 @@ def save_encodings(directory, encodings: dict[str, Encoded], weights_file) -> No
 
     with atomic_dir(Path(directory)) as tmp:
         for split, enc in encodings.items():
-            save_file({"speech": enc.speech.contiguous(), "latents": enc.latents.contiguous(),
-                       "face_emb": enc.face_emb.contiguous()}, str(tmp / f"{split}.safetensors"))
-        (tmp / ENCODED_INFO).write_text(json.dumps(
-            {"encoders_sha256": file_sha256(weights_file), "clips": {s: len(e.speakers) for s, e in encodings.items()}},
-            indent=1) + "\n")
+            save_file(
+                {
+                    "speech": enc.speech.contiguous(),
+                    "latents": enc.latents.contiguous(),
+                    "face_emb": enc.face_emb.contiguous(),
+                },
+                str(tmp / f"{split}.safetensors"),
+            )
+        (tmp / ENCODED_INFO).write_text(
+            json.dumps(
+                {
+                    "encoders_sha256": file_sha256(weights_file),
+                    "clips": {s: len(e.speakers) for s, e in encodings.items()},
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 def load_encoding(directory, dataset: PackedClips, split: str, weights_file) -> Encoded:
@@ -81,14 +100,20 @@ def load_encoding(directory, dataset: PackedClips, split: str, weights_file) -> 
         info = json.loads((directory / ENCODED_INFO).read_text())
         tensors = load_file(str(directory / f"{split}.safetensors"))
     except (OSError, ValueError) as e:
-        raise SclmdError(f"{directory}: no readable encoding of the {split} split ({e}). It is written by the "
-                         "pretrain stage: run `dvc repro pretrain` (or `sclmd stage pretrain`).") from None
+        raise SclmdError(
+            f"{directory}: no readable encoding of the {split} split ({e}). It is written by the "
+            "pretrain stage: run `dvc repro pretrain` (or `sclmd stage pretrain`)."
+        ) from None
     if info.get("encoders_sha256") != file_sha256(weights_file):
-        raise SclmdError(f"{directory}: made by other encoders than {weights_file}. Re-run the pretrain stage "
-                         "(`dvc repro pretrain`), which writes both.")
+        raise SclmdError(
+            f"{directory}: made by other encoders than {weights_file}. Re-run the pretrain stage "
+            "(`dvc repro pretrain`), which writes both."
+        )
     if len(tensors["speech"]) != len(dataset):
-        raise SclmdError(f"{directory}/{split}.safetensors: {len(tensors['speech'])} clips, but the prepared {split} "
-                         f"split has {len(dataset)}. Re-run the pretrain stage on this data (`dvc repro pretrain`).")
+        raise SclmdError(
+            f"{directory}/{split}.safetensors: {len(tensors['speech'])} clips, but the prepared {split} "
+            f"split has {len(dataset)}. Re-run the pretrain stage on this data (`dvc repro pretrain`)."
+        )
     return Encoded(tensors["speech"], tensors["latents"], dataset.rows["speaker_id"].to_numpy(), tensors["face_emb"])
 
 
@@ -115,8 +140,9 @@ class LatentDenoiser(nn.Module):
         self.unet = build_unet(config)
         self.condition = SpeechCondition(config.embed_dim, config.n_tokens, config.cross_attention_dim)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, speech_emb: torch.Tensor,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, speech_emb: torch.Tensor, drop: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return run_unet(self.unet, x, t, self.condition(speech_emb, drop))
 
 
@@ -133,11 +159,17 @@ def make_train_scheduler(params: LDMParams):
     from diffusers import DDPMScheduler
 
     # clip_sample off: the latents are unit-variance, not images in [-1, 1] (as in Stable Diffusion)
-    return DDPMScheduler(num_train_timesteps=params.num_train_timesteps, beta_schedule=params.beta_schedule,
-                         prediction_type=params.prediction_type, clip_sample=False)
+    return DDPMScheduler(
+        num_train_timesteps=params.num_train_timesteps,
+        beta_schedule=params.beta_schedule,
+        prediction_type=params.prediction_type,
+        clip_sample=False,
+    )
 
 
-def prediction_target(z0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+def prediction_target(
+    z0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
     """What the network learns to output: the noise (epsilon) or v = sqrt(a) * noise - sqrt(1 - a) * z0.
 
     v-prediction (Salimans & Ho 2022) keeps the target's scale the same at every timestep, so
@@ -155,17 +187,24 @@ def latent_scale(latents: torch.Tensor) -> float:
     """1 / std of the training latents: the diffusion then works on unit-variance latents."""
     std = float(latents.float().std())
     if not np.isfinite(std) or std < 1e-8:
-        raise SclmdError(f"the face latents of the training split have std {std}: the pre-trained face encoder "
-                         "is degenerate. Re-run `sclmd stage pretrain`.")
+        raise SclmdError(
+            f"the face latents of the training split have std {std}: the pre-trained face encoder "
+            "is degenerate. Re-run `sclmd stage pretrain`."
+        )
     return 1.0 / std
 
 
 def ldm_config(params: LDMParams, train: Encoded) -> LDMConfig:
     """The model config for training on `train`: shapes from the encoded tensors, scale from their spread."""
-    return LDMConfig(size=params.size, latent_channels=int(train.latents.shape[1]),
-                     latent_size=int(train.latents.shape[-1]), embed_dim=int(train.speech.shape[1]),
-                     n_tokens=params.n_tokens, cross_attention_dim=params.cross_attention_dim,
-                     latent_scale=latent_scale(train.latents))
+    return LDMConfig(
+        size=params.size,
+        latent_channels=int(train.latents.shape[1]),
+        latent_size=int(train.latents.shape[-1]),
+        embed_dim=int(train.speech.shape[1]),
+        n_tokens=params.n_tokens,
+        cross_attention_dim=params.cross_attention_dim,
+        latent_scale=latent_scale(train.latents),
+    )
 
 
 @dataclass
@@ -182,8 +221,13 @@ class LDMResult:
     weights_sha256: str = ""  # the same in every process (checked at the end of training)
 
 
-def epsilon_loss(eps: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
-                 snr_gamma: float | None, prediction_type: str = "epsilon") -> torch.Tensor:
+def epsilon_loss(
+    eps: torch.Tensor,
+    noise: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    snr_gamma: float | None,
+    prediction_type: str = "epsilon",
+) -> torch.Tensor:
     """MSE to the target (`noise` holds the epsilon or v target); with snr_gamma each sample is
     weighted min(SNR, gamma) / SNR for epsilon, min(SNR, gamma) / (SNR + 1) for v, SNR = a / (1 - a)."""
     if snr_gamma is None:
@@ -238,8 +282,14 @@ def train_ldm(
     wait = compute = 0.0
     started = time.perf_counter()
     net.train()
-    bar = tqdm(range(start, params.max_steps), desc="train_ldm", unit="step", initial=start,
-               total=params.max_steps, disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        range(start, params.max_steps),
+        desc="train_ldm",
+        unit="step",
+        initial=start,
+        total=params.max_steps,
+        disable=not accelerator.is_local_main_process,
+    )
     for step in bar:
         t0 = time.perf_counter()
         voice_rows, face_rows = (torch.from_numpy(r) for r in batches.batch(step))
@@ -249,13 +299,16 @@ def train_ldm(
         noise = torch.randn((len(face_rows), *scaled.shape[1:]), generator=g)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(face_rows),), generator=g)
         drop = torch.rand(len(face_rows), generator=g) < params.cfg_dropout
-        voice_rows, face_rows, noise, t, drop = (process_share(x, rank, world).to(device)
-                                                 for x in (voice_rows, face_rows, noise, t, drop))
+        voice_rows, face_rows, noise, t, drop = (
+            process_share(x, rank, world).to(device) for x in (voice_rows, face_rows, noise, t, drop)
+        )
         z0 = scaled[face_rows]
         emb = speech[voice_rows]
         t1 = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = params.lr * learning_rate_factor(step, params.warmup_steps, params.max_steps, params.lr_schedule)
+            group["lr"] = params.lr * learning_rate_factor(
+                step, params.warmup_steps, params.max_steps, params.lr_schedule
+            )
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise  # = scheduler.add_noise, without its per-call dtype moves
         with accelerator.autocast():
@@ -273,8 +326,11 @@ def train_ldm(
         compute += t2 - t1
         done = step + 1
         if done % params.log_every == 0 or done == params.max_steps:
-            values = {**mean_over_processes({"loss": loss.detach()}, accelerator.device), "lr": optimizer.param_groups[0]["lr"],
-                      "samples_per_s": (done - start) * batch_size / (time.perf_counter() - started)}
+            values = {
+                **mean_over_processes({"loss": loss.detach()}, accelerator.device),
+                "lr": optimizer.param_groups[0]["lr"],
+                "samples_per_s": (done - start) * batch_size / (time.perf_counter() - started),
+            }
             for k, v in values.items():
                 record(k, done, v)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
@@ -293,6 +349,14 @@ def train_ldm(
     digest = agree_on_weights(accelerator, state)
     elapsed = max(time.perf_counter() - started, 1e-9)
     ran = params.max_steps - start
-    return LDMResult(state=state.cpu().eval(), history=history, steps=params.max_steps, resumed_from=start,
-                     steps_per_s=ran / elapsed, samples_per_s=ran * batch_size / elapsed,
-                     data_wait_share=wait / max(wait + compute, 1e-9), processes=world, weights_sha256=digest)
+    return LDMResult(
+        state=state.cpu().eval(),
+        history=history,
+        steps=params.max_steps,
+        resumed_from=start,
+        steps_per_s=ran / elapsed,
+        samples_per_s=ran * batch_size / elapsed,
+        data_wait_share=wait / max(wait + compute, 1e-9),
+        processes=world,
+        weights_sha256=digest,
+    )

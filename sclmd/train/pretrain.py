@@ -150,11 +150,6 @@ def face_learning_rate(params: PretrainParams) -> float:
     return params.lr_face if params.vgg_face_weights or params.face_init else params.lr_face_from_scratch
 
 
-
-
-
-
-
 @dataclass
 class TrainResult:
     model: SpeechFaceModel
@@ -174,8 +169,9 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
-def gathered_contrastive_loss(speech_emb: torch.Tensor, face_emb: torch.Tensor,
-                              logits_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def gathered_contrastive_loss(
+    speech_emb: torch.Tensor, face_emb: torch.Tensor, logits_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """CLIP's symmetric loss with the negatives of every process, as one process would see the
     whole batch: this process's voices (faces) against the faces (voices) gathered from all of
     them, with gradients (torch.distributed.nn's all_gather sums them back in backward).
@@ -196,18 +192,27 @@ def gathered_contrastive_loss(speech_emb: torch.Tensor, face_emb: torch.Tensor,
         warnings.simplefilter("ignore", FutureWarning)
         all_speech, all_face = torch.cat(all_gather(speech_emb)), torch.cat(all_gather(face_emb))
     targets = dist.get_rank() * len(speech_emb) + torch.arange(len(speech_emb), device=speech_emb.device)
-    return (F.cross_entropy(logits_of(speech_emb, all_face), targets)
-            + F.cross_entropy(logits_of(face_emb, all_speech), targets)) / 2
+    return (
+        F.cross_entropy(logits_of(speech_emb, all_face), targets)
+        + F.cross_entropy(logits_of(face_emb, all_speech), targets)
+    ) / 2
 
 
 def build_model(params: PretrainParams, data: DataParams, root: Path | None = None) -> SpeechFaceModel:
     """The model at its starting point: random, VGG-Face convolutions, or the shipped first stage
     (`face_init`, a path relative to `root`, else to the checkout)."""
     torch.manual_seed(params.seed)
-    model = SpeechFaceModel.from_params(params.size, params.embed_dim, params.latent_channels, data.image_size,
-                                        params.speech_magnitude_channel, params.speech_pitch_features,
-                                        latent_downsample=params.latent_downsample,
-                                        decoder_width=params.decoder_width, latent_norm=params.latent_norm)
+    model = SpeechFaceModel.from_params(
+        params.size,
+        params.embed_dim,
+        params.latent_channels,
+        data.image_size,
+        params.speech_magnitude_channel,
+        params.speech_pitch_features,
+        latent_downsample=params.latent_downsample,
+        decoder_width=params.decoder_width,
+        latent_norm=params.latent_norm,
+    )
     if params.vgg_face_weights:
         model.face_encoder.load_vgg_face(Path(params.vgg_face_weights))
     if params.face_init:
@@ -216,9 +221,15 @@ def build_model(params: PretrainParams, data: DataParams, root: Path | None = No
 
 
 # FaceConfig fields a first stage fixes -> the pretrain params that set them
-FIRST_STAGE_FIELDS = {"width": "size", "latent_channels": "latent_channels", "image_size": "data.image_size",
-                      "batch_norm": None, "latent_blocks": "latent_downsample", "decoder_width": "decoder_width",
-                      "latent_norm": "latent_norm"}
+FIRST_STAGE_FIELDS = {
+    "width": "size",
+    "latent_channels": "latent_channels",
+    "image_size": "data.image_size",
+    "batch_norm": None,
+    "latent_blocks": "latent_downsample",
+    "decoder_width": "decoder_width",
+    "latent_norm": "latent_norm",
+}
 
 
 def load_first_stage(model: SpeechFaceModel, params: PretrainParams, root: Path) -> Path:
@@ -226,23 +237,35 @@ def load_first_stage(model: SpeechFaceModel, params: PretrainParams, root: Path)
     from sclmd.models.shipped import load_face_autoencoder, resolve
 
     if params.vgg_face_weights:
-        raise SclmdError("pretrain: face_init and vgg_face_weights both start the face encoder; set one of them "
-                         "to null in params.yaml.")
+        raise SclmdError(
+            "pretrain: face_init and vgg_face_weights both start the face encoder; set one of them "
+            "to null in params.yaml."
+        )
     folder = resolve(params.face_init, root)
     face, encoder_state, decoder_state = load_face_autoencoder(folder)
     ours = model.face_encoder.config
-    differ = [f"{FIRST_STAGE_FIELDS[k] or k}: the first stage has {getattr(face, k)!r}, params give {getattr(ours, k)!r}"
-              for k in FIRST_STAGE_FIELDS if getattr(face, k) != getattr(ours, k)]
+    differ = [
+        f"{FIRST_STAGE_FIELDS[k] or k}: the first stage has {getattr(face, k)!r}, params give {getattr(ours, k)!r}"
+        for k in FIRST_STAGE_FIELDS
+        if getattr(face, k) != getattr(ours, k)
+    ]
     if differ:
-        raise SclmdError(f"{folder}: this first stage does not fit pretrain's face autoencoder ({'; '.join(differ)}). "
-                         "Set those pretrain params to the first stage's values, or pretrain.face_init: null to "
-                         "train from scratch.")
-    latent_path = {k: v for k, v in encoder_state.items()
-                   if k.split(".")[0] in {"to_latent", "latent_norm"}
-                   or (k[:4] in ("conv", "norm") and int(k[4:].split("_")[0]) <= ours.latent_blocks)}
+        raise SclmdError(
+            f"{folder}: this first stage does not fit pretrain's face autoencoder ({'; '.join(differ)}). "
+            "Set those pretrain params to the first stage's values, or pretrain.face_init: null to "
+            "train from scratch."
+        )
+    latent_path = {
+        k: v
+        for k, v in encoder_state.items()
+        if k.split(".")[0] in {"to_latent", "latent_norm"}
+        or (k[:4] in ("conv", "norm") and int(k[4:].split("_")[0]) <= ours.latent_blocks)
+    }
     if "to_latent.weight" not in latent_path:
-        raise SclmdError(f"{folder}: the face encoder's latent weights are missing from model.safetensors. "
-                         "Train the first stage again (`sclmd release --part first-stage`).")
+        raise SclmdError(
+            f"{folder}: the face encoder's latent weights are missing from model.safetensors. "
+            "Train the first stage again (`sclmd release --part first-stage`)."
+        )
     model.face_encoder.load_state_dict(latent_path, strict=False)  # the embedding branch: pretrain's own
     model.face_decoder.load_state_dict(decoder_state)
     return folder
@@ -270,8 +293,9 @@ def train(
     accelerator = make_accelerator(params.mixed_precision)
     device = accelerator.device
     rank, world = accelerator.process_index, accelerator.num_processes
-    check_divisible("pretrain", {"batch_size": params.batch_size,
-                                 "autoencoder_batch_size": params.autoencoder_batch_size}, world)
+    check_divisible(
+        "pretrain", {"batch_size": params.batch_size, "autoencoder_batch_size": params.autoencoder_batch_size}, world
+    )
     dataset = PackedClips(prepared, "train")
     batches = SpeakerBatches(dataset.rows["speaker_id"].to_numpy(), params.batch_size, params.seed)
     if perceptual is None:
@@ -288,8 +312,9 @@ def train(
     if frozen:  # nothing of the autoencoder trains: its phase and its adversarial term do not apply
         for module in unwrapped_first_stage(model):
             module.requires_grad_(False)
-    face_params = [p for p in list(model.face_encoder.parameters()) + list(model.face_decoder.parameters())
-                   if p.requires_grad]
+    face_params = [
+        p for p in list(model.face_encoder.parameters()) + list(model.face_decoder.parameters()) if p.requires_grad
+    ]
     lr_face = face_learning_rate(params)
     optimizer = torch.optim.AdamW(
         [{"params": face_params, "lr": lr_face}, {"params": speech_params, "lr": params.lr_speech}],
@@ -301,13 +326,20 @@ def train(
         with torch.random.fork_rng(devices=[]):  # its initialisation leaves the run's RNG stream alone
             torch.manual_seed(params.seed)
             discriminator = PatchDiscriminator()
-        optimizer.add_param_group({"params": list(discriminator.parameters()), "lr": params.adversarial_lr,
-                                   "betas": (0.5, 0.9), "weight_decay": 0.0})
+        optimizer.add_param_group(
+            {
+                "params": list(discriminator.parameters()),
+                "lr": params.adversarial_lr,
+                "betas": (0.5, 0.9),
+                "weight_decay": 0.0,
+            }
+        )
     # what a checkpoint holds: the model, and the discriminator when there is one
     checkpointed = lambda m, d: m if d is None else nn.ModuleDict({"model": m, "discriminator": d})  # noqa: E731
 
-    start, history = checkpoints.resume(params.resume, checkpointed(model, discriminator), optimizer,
-                                        accelerator.print, "pretrain")
+    start, history = checkpoints.resume(
+        params.resume, checkpointed(model, discriminator), optimizer, accelerator.print, "pretrain"
+    )
 
     if discriminator is None:
         model, optimizer = accelerator.prepare(model, optimizer)
@@ -321,12 +353,18 @@ def train(
 
     def reconstruction_losses(recon: torch.Tensor, face: torch.Tensor) -> dict[str, torch.Tensor]:
         recon = recon.float()
-        return {"loss_mae": (recon - face).abs().mean(), f"loss_{perceptual.name}": perceptual(recon, face).mean(),
-                "loss_gradient": image_gradient_l1(recon, face)}
+        return {
+            "loss_mae": (recon - face).abs().mean(),
+            f"loss_{perceptual.name}": perceptual(recon, face).mean(),
+            "loss_gradient": image_gradient_l1(recon, face),
+        }
 
     def reconstruction_total(parts: dict[str, torch.Tensor]) -> torch.Tensor:
-        return (params.mae_weight * parts["loss_mae"] + params.perceptual_weight * parts[f"loss_{perceptual.name}"]
-                + params.gradient_weight * parts["loss_gradient"])
+        return (
+            params.mae_weight * parts["loss_mae"]
+            + params.perceptual_weight * parts[f"loss_{perceptual.name}"]
+            + params.gradient_weight * parts["loss_gradient"]
+        )
 
     ae_steps = 0 if frozen else params.autoencoder_steps
     total = ae_steps + params.max_steps
@@ -338,8 +376,14 @@ def train(
     if frozen:  # frozen batch norms keep the first stage's statistics
         for module in unwrapped_first_stage(unwrapped):
             module.eval()
-    bar = tqdm(range(start, total), desc="pretrain", unit="step", initial=start,
-               total=total, disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        range(start, total),
+        desc="pretrain",
+        unit="step",
+        initial=start,
+        total=total,
+        disable=not accelerator.is_local_main_process,
+    )
     for step in bar:
         t0 = time.perf_counter()
         step_rng = torch.Generator().manual_seed(params.seed * 1_000_003 + step)
@@ -361,8 +405,10 @@ def train(
         face = face.contiguous(memory_format=torch.channels_last).to(device, non_blocking=True)
         t1 = time.perf_counter()
         # The speech side warms up when it starts training, after the autoencoder phase.
-        factors = [learning_rate_factor(step, params.warmup_steps),
-                   learning_rate_factor(step - ae_steps, params.warmup_steps)]
+        factors = [
+            learning_rate_factor(step, params.warmup_steps),
+            learning_rate_factor(step - ae_steps, params.warmup_steps),
+        ]
         for group, base, factor in zip(optimizer.param_groups[:2], base_lrs, factors):  # the discriminator's stays
             group["lr"] = base * factor
         adversarial = discriminator is not None and step >= params.adversarial_start and not frozen
@@ -377,13 +423,18 @@ def train(
                 unwrapped_discriminator.requires_grad_(False)
                 parts["loss_adversarial"] = -discriminator(out["recon"]).float().mean()
                 parts["adversarial_scale"] = adaptive_adversarial_scale(
-                    reconstruction, parts["loss_adversarial"], unwrapped.face_decoder.last_layer)
+                    reconstruction, parts["loss_adversarial"], unwrapped.face_decoder.last_layer
+                )
                 loss = loss + params.adversarial_weight * parts["adversarial_scale"] * parts["loss_adversarial"]
             if not autoencoder_phase:
                 # one process: the model's own logits; several: every process's negatives
-                parts["loss_contrastive"] = (contrastive_loss(out["logits"].float()) if world == 1 else
-                                             gathered_contrastive_loss(out["speech_emb"].float(), out["face_emb"].float(),
-                                                                       unwrapped.contrastive_logits))
+                parts["loss_contrastive"] = (
+                    contrastive_loss(out["logits"].float())
+                    if world == 1
+                    else gathered_contrastive_loss(
+                        out["speech_emb"].float(), out["face_emb"].float(), unwrapped.contrastive_logits
+                    )
+                )
                 loss = loss + params.contrastive_weight * parts["loss_contrastive"]
         if not torch.isfinite(loss):
             raise SclmdError(f"pretrain: loss became {loss.item()} at step {step}; lower the learning rates")
@@ -392,8 +443,9 @@ def train(
         if adversarial:
             unwrapped_discriminator.requires_grad_(True)
             with accelerator.autocast():
-                parts["loss_discriminator"] = hinge_discriminator_loss(discriminator(face),
-                                                                       discriminator(out["recon"].detach()))
+                parts["loss_discriminator"] = hinge_discriminator_loss(
+                    discriminator(face), discriminator(out["recon"].detach())
+                )
             accelerator.backward(parts["loss_discriminator"])
         optimizer.step()
         t2 = time.perf_counter()
@@ -404,16 +456,21 @@ def train(
         if done % params.log_every == 0 or done == total:
             phase = "autoencoder" if autoencoder_phase else "joint"
             values = {
-                **mean_over_processes({"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}},
-                                    accelerator.device),
+                **mean_over_processes(
+                    {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}, accelerator.device
+                ),
                 "temperature": float(1 / unwrapped.logit_scale.exp().item()),
-                "lr_face": optimizer.param_groups[0]["lr"], "lr_speech": optimizer.param_groups[1]["lr"],
+                "lr_face": optimizer.param_groups[0]["lr"],
+                "lr_speech": optimizer.param_groups[1]["lr"],
                 "samples_per_s": seen / (time.perf_counter() - started),
             }
             for k, v in values.items():
                 record(k, done, v)
-            bar.set_postfix(phase=phase, loss=f"{values['loss']:.3f}",
-                            **({"nce": f"{values['loss_contrastive']:.3f}"} if "loss_contrastive" in values else {}))
+            bar.set_postfix(
+                phase=phase,
+                loss=f"{values['loss']:.3f}",
+                **({"nce": f"{values['loss_contrastive']:.3f}"} if "loss_contrastive" in values else {}),
+            )
             if log is not None and accelerator.is_main_process:
                 log(values, done)
         if (done % params.checkpoint_every == 0 or done == total) and accelerator.is_main_process:
@@ -439,5 +496,7 @@ def train(
 def describe_speed(result: TrainResult) -> str:
     agreement = describe_agreement(result.processes, result.weights_sha256)
     processes = f"; {agreement}" if agreement else ""
-    return (f"{result.steps_per_s:.2f} steps/s, {result.samples_per_s:.1f} samples/s, "
-            f"{100 * result.data_wait_share:.1f}% waiting for data{processes}")
+    return (
+        f"{result.steps_per_s:.2f} steps/s, {result.samples_per_s:.1f} samples/s, "
+        f"{100 * result.data_wait_share:.1f}% waiting for data{processes}"
+    )

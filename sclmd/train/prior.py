@@ -71,17 +71,29 @@ def convergence(latents: torch.Tensor, ladder: list[int]) -> list[dict]:
     rows = []
     for small, large in zip(ladder, ladder[1:]):
         distance = float(torch.linalg.vector_norm(prior[large] - prior[small]))
-        rows.append({"n1": small, "n2": large, "l2": distance,
-                     "relative": distance / max(float(torch.linalg.vector_norm(prior[large])), 1e-12)})
+        rows.append(
+            {
+                "n1": small,
+                "n2": large,
+                "l2": distance,
+                "relative": distance / max(float(torch.linalg.vector_norm(prior[large])), 1e-12),
+            }
+        )
     return rows
 
 
-def fit_prior(face_encoder, dataset: PackedClips, requested: int, seed: int, batch_size: int,
-              ladder_start: int) -> tuple[FacePrior, list[dict]]:
+def fit_prior(
+    face_encoder, dataset: PackedClips, requested: int, seed: int, batch_size: int, ladder_start: int
+) -> tuple[FacePrior, list[dict]]:
     genders = dataset.rows["gender"].astype(str).str.lower().str[:1].to_numpy()
     order = balanced_order(genders, requested, seed)
     latents = encode_faces(face_encoder, dataset, order, batch_size)
     ladder = doubling_ladder(len(order), ladder_start)
-    prior = FacePrior(latents.mean(0).float(), n_faces=len(order), n_female=len(order) // 2,
-                      n_male=len(order) // 2, requested=requested)
+    prior = FacePrior(
+        latents.mean(0).float(),
+        n_faces=len(order),
+        n_female=len(order) // 2,
+        n_male=len(order) // 2,
+        requested=requested,
+    )
     return prior, convergence(latents, ladder)

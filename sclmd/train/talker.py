@@ -44,8 +44,14 @@ class Clips:
         return torch.stack([self.tracks[k] for k in POSE_TRACKS], dim=-1)  # [N, T, 3] degrees
 
     def take(self, n: int) -> "Clips":
-        return Clips(self.speakers[:n], self.genders[:n], self.ages[:n], self.frames[:n], self.waves[:n],
-                     {k: v[:n] for k, v in self.tracks.items()})
+        return Clips(
+            self.speakers[:n],
+            self.genders[:n],
+            self.ages[:n],
+            self.frames[:n],
+            self.waves[:n],
+            {k: v[:n] for k, v in self.tracks.items()},
+        )
 
 
 def has_clips(video_dir: Path, split: str) -> bool:
@@ -82,9 +88,14 @@ def load_clips(video_dir: Path, split: str) -> Clips:
             waves.append(t["audio"].astype(np.float32) / 32767.0)
         frames.append(clip)
     n_frames = min(len(f) for f in frames)
-    return Clips([r["speaker_id"] for r in rows], [r["gender"] for r in rows], [int(float(r["age"])) for r in rows],
-                 torch.from_numpy(np.stack([f[:n_frames] for f in frames])), torch.from_numpy(np.stack(waves)),
-                 {k: torch.from_numpy(np.stack([x[:n_frames] for x in v])).float() for k, v in tracks.items()})
+    return Clips(
+        [r["speaker_id"] for r in rows],
+        [r["gender"] for r in rows],
+        [int(float(r["age"])) for r in rows],
+        torch.from_numpy(np.stack([f[:n_frames] for f in frames])),
+        torch.from_numpy(np.stack(waves)),
+        {k: torch.from_numpy(np.stack([x[:n_frames] for x in v])).float() for k, v in tracks.items()},
+    )
 
 
 def to_unit(frames_uint8: torch.Tensor) -> torch.Tensor:
@@ -94,12 +105,16 @@ def to_unit(frames_uint8: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_frames(face_encoder, frames: torch.Tensor, batch: int = 512, desc: str | None = "encode frames") -> torch.Tensor:
+def encode_frames(
+    face_encoder, frames: torch.Tensor, batch: int = 512, desc: str | None = "encode frames"
+) -> torch.Tensor:
     """uint8 [N, T, H, W, 3] -> face latents [N, T, C, h, w] (frozen encoder); desc None: no progress bar."""
     n, t = frames.shape[:2]
     flat = frames.reshape(n * t, *frames.shape[2:])
-    out = [face_encoder.encode(to_unit(flat[s:s + batch])) for s in tqdm(range(0, len(flat), batch), desc=desc,
-                                                                          unit="batch", disable=desc is None)]
+    out = [
+        face_encoder.encode(to_unit(flat[s : s + batch]))
+        for s in tqdm(range(0, len(flat), batch), desc=desc, unit="batch", disable=desc is None)
+    ]
     z = torch.cat(out)
     return z.reshape(n, t, *z.shape[1:])
 
@@ -113,9 +128,21 @@ def set_learning_rate(optimizer, lr: float, step: int, warmup: int, cosine_steps
         group["lr"] = rate
 
 
-def train_dae(bundle: TalkerBundle, latents: torch.Tensor, *, steps: int, batch_size: int, lr: float,
-              warmup: int, ema_decay: float, seed: int, store: CheckpointStore | None, resume: bool,
-              checkpoint_every: int, log=None) -> list[tuple[int, float]]:
+def train_dae(
+    bundle: TalkerBundle,
+    latents: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup: int,
+    ema_decay: float,
+    seed: int,
+    store: CheckpointStore | None,
+    resume: bool,
+    checkpoint_every: int,
+    log=None,
+) -> list[tuple[int, float]]:
     """Trains bundle.dae on (target, reference) pairs of frames of one clip; leaves the EMA weights in it."""
     dae = bundle.dae.train()
     ema = copy.deepcopy(dae).requires_grad_(False)
@@ -170,7 +197,7 @@ def semantic_codes(bundle: TalkerBundle, latents: torch.Tensor, batch: int = 102
     """Face latents [N, T, C, h, w] -> the DAE's semantic code of every frame [N, T, motion_dim]."""
     n, t = latents.shape[:2]
     flat = latents.reshape(n * t, *latents.shape[2:])
-    codes = torch.cat([bundle.dae.encoder(flat[s:s + batch]) for s in range(0, len(flat), batch)])
+    codes = torch.cat([bundle.dae.encoder(flat[s : s + batch]) for s in range(0, len(flat), batch)])
     return codes.reshape(n, t, -1)
 
 
@@ -183,9 +210,20 @@ def set_code_statistics(bundle: TalkerBundle, codes: torch.Tensor) -> None:
     bundle.motion_std.copy_((2 * codes.var(1, unbiased=False).mean(0)).sqrt() + 1e-4)
 
 
-def train_speech2latent(bundle: TalkerBundle, clips: Clips, codes: torch.Tensor, *, steps: int, batch_size: int,
-                        lr: float, warmup: int, seed: int, crop_seconds: float,
-                        val: tuple[Clips, torch.Tensor] | None = None, log=None) -> dict:
+def train_speech2latent(
+    bundle: TalkerBundle,
+    clips: Clips,
+    codes: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup: int,
+    seed: int,
+    crop_seconds: float,
+    val: tuple[Clips, torch.Tensor] | None = None,
+    log=None,
+) -> dict:
     """Speech + a reference frame's code -> (z normalised, pose): MSE on both.
 
     z is each frame's code minus the code of a reference frame drawn from the same clip, as the
@@ -206,7 +244,7 @@ def train_speech2latent(bundle: TalkerBundle, clips: Clips, codes: torch.Tensor,
         # start and stop anywhere (a voice given to `sclmd talk` has its own length).
         start = int(torch.randint(0, n_frames - crop + 1, (1,), generator=generator))
         frames = slice(start, start + crop)
-        waves = clips.waves[rows, start * samples_per_frame:(start + crop) * samples_per_frame]
+        waves = clips.waves[rows, start * samples_per_frame : (start + crop) * samples_per_frame]
         reference = codes[rows, torch.randint(0, n_frames, (batch_size,), generator=generator)]
         target = (codes[rows, frames] - reference[:, None]) / bundle.motion_std
         # Teacher forcing with a little noise, so the latent head tolerates an imperfect predicted pose.
@@ -240,8 +278,19 @@ def train_speech2latent(bundle: TalkerBundle, clips: Clips, codes: torch.Tensor,
     return out
 
 
-def train_regressor(bundle: TalkerBundle, clips: Clips, latents: torch.Tensor, *, steps: int, batch_size: int,
-                    lr: float, warmup: int, seed: int, frames_per_clip: int = 8, log=None) -> list:
+def train_regressor(
+    bundle: TalkerBundle,
+    clips: Clips,
+    latents: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup: int,
+    seed: int,
+    frames_per_clip: int = 8,
+    log=None,
+) -> list:
     """The regression reference: speech + a reference frame's latent -> the frame's latent, MSE, one pass."""
     model = bundle.regressor.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -273,7 +322,14 @@ def train_regressor(bundle: TalkerBundle, clips: Clips, latents: torch.Tensor, *
 
 
 def talker_config(params, data, face_latent_shape: tuple[int, ...], fps: int) -> TalkerConfig:
-    return TalkerConfig(fps=fps, latent_channels=face_latent_shape[0], latent_size=face_latent_shape[1],
-                        motion_dim=params.motion_dim, unet_channels=tuple(params.unet_channels),
-                        layers_per_block=params.layers_per_block, sample_rate=data.sample_rate,
-                        conformer_layers=params.conformer_layers, ddim_steps=params.ddim_steps)
+    return TalkerConfig(
+        fps=fps,
+        latent_channels=face_latent_shape[0],
+        latent_size=face_latent_shape[1],
+        motion_dim=params.motion_dim,
+        unet_channels=tuple(params.unet_channels),
+        layers_per_block=params.layers_per_block,
+        sample_rate=data.sample_rate,
+        conformer_layers=params.conformer_layers,
+        ddim_steps=params.ddim_steps,
+    )

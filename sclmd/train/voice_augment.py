@@ -87,8 +87,9 @@ def _level(wave: torch.Tensor, generator: torch.Generator, pick: torch.Tensor) -
 
 
 @torch.no_grad()
-def augment_voices(wave: torch.Tensor, generator: torch.Generator, sample_rate: int,
-                   probability: float) -> torch.Tensor:
+def augment_voices(
+    wave: torch.Tensor, generator: torch.Generator, sample_rate: int, probability: float
+) -> torch.Tensor:
     """[B, N] waveforms in [-1, 1] through a random recording chain (see the module docstring)."""
     if probability <= 0:
         return wave

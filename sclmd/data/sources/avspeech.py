@@ -157,9 +157,7 @@ def scan(params: PrepareParams, project_root: Path) -> SourceScan:
     clips: list[RawClip] = []
     clips_of_video: dict[str, int] = {}
     for segment, video, pre_cut in _present_segments(csv_path, videos, skipped):
-        if params.max_clips_per_speaker and (
-            clips_of_video.get(segment.ytid, 0) >= params.max_clips_per_speaker
-        ):
+        if params.max_clips_per_speaker and (clips_of_video.get(segment.ytid, 0) >= params.max_clips_per_speaker):
             continue
         if pre_cut:
             audio_start, audio_end = None, None

@@ -67,18 +67,14 @@ class Speaker:
 
 
 def _read_meta(path: Path, layout: Layout, skipped: Skipped) -> dict[str, Speaker]:
-    fix = (
-        f"Set prepare.{layout.source}.meta in params.yaml to the meta file from the VoxCeleb site."
-    )
+    fix = f"Set prepare.{layout.source}.meta in params.yaml to the meta file from the VoxCeleb site."
     if not path.is_file():
         raise SclmdError(f"{path}: {layout.source} meta file not found. {fix}")
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             header_line = handle.readline()
             delimiter = "\t" if "\t" in header_line else ","
-            header = [
-                name.strip() for name in next(csv.reader([header_line], delimiter=delimiter), [])
-            ]
+            header = [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter), [])]
             required = (layout.id_column, layout.face_id_column, "Gender")
             missing = [name for name in required if name not in header]
             if missing:
@@ -121,9 +117,7 @@ def _data_root(audio_dir: Path, faces_dir: Path, layout: Layout) -> str:
     return root
 
 
-def _utterances(
-    speaker_dir: str, root: str, extension: str, skipped: Skipped
-) -> list[tuple[str, str, str]]:
+def _utterances(speaker_dir: str, root: str, extension: str, skipped: Skipped) -> list[tuple[str, str, str]]:
     """(YouTube id, utterance number, path) of a speaker's audio files, sorted."""
     found: list[tuple[str, str, str]] = []
     for video in list_entries(speaker_dir, root, skipped):
@@ -168,9 +162,7 @@ def _scan(params: PrepareParams, project_root: Path, layout: Layout) -> SourceSc
     faces_folder = relative(str(faces_dir), root)
     meta_name = Path(settings.meta).name
     for vox_id in sorted(speaker_dirs.keys() - speakers.keys()):
-        skipped.append(
-            (relative(speaker_dirs[vox_id].path, root), f"speaker not listed in {meta_name}")
-        )
+        skipped.append((relative(speaker_dirs[vox_id].path, root), f"speaker not listed in {meta_name}"))
     clips: list[RawClip] = []
     # Ids from the meta file are only looked up in the folder listings (never joined
     # onto a path), so a '..' in them cannot reach outside the root.
@@ -181,8 +173,7 @@ def _scan(params: PrepareParams, project_root: Path, layout: Layout) -> SourceSc
             skipped.append(
                 (
                     vox_id,
-                    f"no face images in {faces_folder}/{speaker.face_id}/ "
-                    f"or {faces_folder}/{vox_id}/",
+                    f"no face images in {faces_folder}/{speaker.face_id}/ or {faces_folder}/{vox_id}/",
                 )
             )
             continue

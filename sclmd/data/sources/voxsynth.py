@@ -59,9 +59,7 @@ def _read_speakers(path: Path, skipped: Skipped) -> dict[str, tuple[str | None, 
             )
             continue
         if not speaker_id:
-            skipped.append(
-                (f"{SPEAKERS_FILE} row {row_number}", f"row {row_number}: empty speaker_id")
-            )
+            skipped.append((f"{SPEAKERS_FILE} row {row_number}", f"row {row_number}: empty speaker_id"))
             continue
         speakers[speaker_id] = (gender if gender in ("f", "m") else None, age)
     return speakers

@@ -94,9 +94,7 @@ def _eye_colour_probs(skin_tone: float) -> np.ndarray:
     return (1 - skin_tone) * light + skin_tone * dark
 
 
-def _sample_one(
-    speaker_id: str, gender: str, age: int, rng: np.random.Generator
-) -> SpeakerAttributes:
+def _sample_one(speaker_id: str, gender: str, age: int, rng: np.random.Generator) -> SpeakerAttributes:
     male = gender == "m"
     skin_tone = float(rng.beta(1.3, 1.6))
     # Rounded here so that speakers.csv holds exactly the values the generator used.

@@ -43,9 +43,7 @@ class _SpeakerJob:
 
 def _rng(seed: int, speaker_index: int, stream: int, item: int) -> np.random.Generator:
     # Same keys SeedSequence(seed).spawn() would give, but without its mutable spawn counter.
-    return np.random.default_rng(
-        np.random.SeedSequence(seed, spawn_key=(speaker_index, stream, item))
-    )
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(speaker_index, stream, item)))
 
 
 def wav_path(raw_dir: Path, speaker_id: str, utterance: int) -> Path:
@@ -102,9 +100,7 @@ def _write_speakers_csv(path: Path, speakers: list[SpeakerAttributes]) -> None:
             writer.writerow(attrs.as_row())
 
 
-def generate_voxsynth(
-    out_dir: Path, synth: SynthParams, data: DataParams, progress: bool = True
-) -> dict:
+def generate_voxsynth(out_dir: Path, synth: SynthParams, data: DataParams, progress: bool = True) -> dict:
     """Generate the whole data set into out_dir; returns counts and timing."""
     started = time.perf_counter()
     if synth.seed < 0:
@@ -115,8 +111,9 @@ def generate_voxsynth(
     _write_speakers_csv(out_dir / SPEAKERS_CSV, speakers)
 
     jobs = [_SpeakerJob(i, attrs, out_dir, synth, data) for i, attrs in enumerate(speakers)]
-    map_in_processes(_generate_speaker, jobs, synth.workers, "voxsynth", "speaker", progress,
-                     initializer=_keep_freed_memory)
+    map_in_processes(
+        _generate_speaker, jobs, synth.workers, "voxsynth", "speaker", progress, initializer=_keep_freed_memory
+    )
 
     n_female = sum(s.gender == "f" for s in speakers)
     n_utterances = len(speakers) * synth.utterances_per_speaker
@@ -164,9 +161,7 @@ def make_contact_sheet(raw_dir: Path, png_path: Path, max_speakers: int = 48) ->
     faces_per_cell = 2
     cell_width = faces_per_cell * tile + gap
     rows = max(1, -(-len(chosen) // columns))
-    sheet = Image.new(
-        "RGB", (columns * cell_width + gap, rows * (tile + label_height + gap) + gap), "white"
-    )
+    sheet = Image.new("RGB", (columns * cell_width + gap, rows * (tile + label_height + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
     for n, row in enumerate(chosen):

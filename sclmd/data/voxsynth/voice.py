@@ -208,9 +208,7 @@ class _Phrase:
     final_rise: bool
 
 
-def _weighted_choice(
-    rng: np.random.Generator, options: tuple[str, ...], weights: tuple[int, ...]
-) -> str:
+def _weighted_choice(rng: np.random.Generator, options: tuple[str, ...], weights: tuple[int, ...]) -> str:
     # Cheaper than rng.choice(p=...), which validates and normalises p on every call.
     return options[bisect.bisect(list(itertools.accumulate(weights)), rng.random() * sum(weights))]
 
@@ -304,36 +302,22 @@ class _Planner:
     def _consonant(self, phone: str, vowel_filter: Filter) -> None:
         """Adds one consonant; `vowel_filter` (of the syllable's vowel) shapes h and aspiration."""
         if phone in _APPROXIMANTS:
-            formants = (
-                np.concatenate([_APPROXIMANTS[phone], _UPPER_FORMANTS]) * self.profile.formant_scale
-            )
+            formants = np.concatenate([_APPROXIMANTS[phone], _UPPER_FORMANTS]) * self.profile.formant_scale
             approximant = self._vowel_filter(formants)
-            self._add(
-                _Segment(self._duration(0.04, 0.07), [_Component("voice", approximant, 0.45)], 0.02, phone)
-            )
+            self._add(_Segment(self._duration(0.04, 0.07), [_Component("voice", approximant, 0.45)], 0.02, phone))
         elif phone in _NASALS:
             freqs, bws = _NASALS[phone]
-            murmur = _resonators(
-                np.array(freqs) * self.profile.formant_scale, np.array(bws, float), self.sample_rate
-            )
-            self._add(
-                _Segment(self._duration(0.05, 0.08), [_Component("voice", murmur, 0.3)], 0.015, phone)
-            )
+            murmur = _resonators(np.array(freqs) * self.profile.formant_scale, np.array(bws, float), self.sample_rate)
+            self._add(_Segment(self._duration(0.05, 0.08), [_Component("voice", murmur, 0.3)], 0.015, phone))
         elif phone in _FRICATIVES or phone in _VOICED_FRICATIVES:
             voiced = phone in _VOICED_FRICATIVES
             low, high, level = _FRICATIVES[_VOICED_FRICATIVES.get(phone, phone)]
-            parts = [
-                _Component("noise", self._noise_band(low, high), level * (0.5 if voiced else 1.0))
-            ]
+            parts = [_Component("noise", self._noise_band(low, high), level * (0.5 if voiced else 1.0))]
             if voiced:
                 parts.append(_Component("voice", self._voice_bar(), 0.15))
             self._add(_Segment(self._duration(0.06, 0.11), parts, 0.015, phone))
         elif phone == "h":
-            self._add(
-                _Segment(
-                    self._duration(0.04, 0.07), [_Component("noise", vowel_filter, 0.12)], 0.02, phone
-                )
-            )
+            self._add(_Segment(self._duration(0.04, 0.07), [_Component("noise", vowel_filter, 0.12)], 0.02, phone))
         else:
             voiced = phone in _VOICED_PLOSIVES
             low, high = _BURSTS[_VOICED_PLOSIVES.get(phone, phone)]
@@ -390,18 +374,12 @@ class _Planner:
                 stressed = rng.random() < (0.6 if k == 0 else 0.3)
                 vowel_time = self._syllable(stressed, k == n_syllables - 1)
                 if stressed:
-                    accents.append(
-                        (vowel_time + 0.02, self.profile.pitch_range * float(rng.uniform(0.4, 1.0)))
-                    )
-                if (
-                    self.elapsed > seconds
-                ):  # the clip ends mid-phrase, as a cut from real speech would
+                    accents.append((vowel_time + 0.02, self.profile.pitch_range * float(rng.uniform(0.4, 1.0))))
+                if self.elapsed > seconds:  # the clip ends mid-phrase, as a cut from real speech would
                     break
                 if k < n_syllables - 1 and rng.random() < 0.12:  # brief word gap
                     self._add(_Segment(self._duration(0.03, 0.08)))
-            self.phrases.append(
-                _Phrase(start, self.elapsed, accents, vowel_time, bool(rng.random() < 0.2))
-            )
+            self.phrases.append(_Phrase(start, self.elapsed, accents, vowel_time, bool(rng.random() < 0.2)))
             self._add(_Segment(float(rng.uniform(0.15, 0.5)) * self.time_scale))
 
 
@@ -471,9 +449,7 @@ def _glottal_source(
     """
     plain_phase = np.cumsum(f0) / sample_rate
     jitter = rng.normal(0.0, profile.jitter, int(plain_phase[-1]) + 2)
-    phase = (
-        np.cumsum(f0 * (1.0 + jitter[plain_phase.astype(np.int64)])) / sample_rate + rng.random()
-    )
+    phase = np.cumsum(f0 * (1.0 + jitter[plain_phase.astype(np.int64)])) / sample_rate + rng.random()
     period = phase.astype(np.int64)
     table_index = ((phase - period) * _PULSE_TABLE_SIZE).astype(np.int64)
     derivative_table, flow_table = _pulse_tables(profile)
@@ -532,9 +508,7 @@ def _normalise(signal: np.ndarray, rng: np.random.Generator, sample_rate: int) -
     rms = np.sqrt(np.mean(signal**2)) + 1e-12
     floor_db = float(rng.uniform(-60.0, -50.0))
     # Uniform rather than Gaussian: just as white, cheaper, and far too faint to tell apart.
-    signal = signal / rms + (rng.random(len(signal)) - 0.5) * (
-        np.sqrt(12.0) * 10.0 ** (floor_db / 20.0)
-    )
+    signal = signal / rms + (rng.random(len(signal)) - 0.5) * (np.sqrt(12.0) * 10.0 ** (floor_db / 20.0))
     fade = min(int(0.02 * sample_rate), len(signal))
     signal[len(signal) - fade :] *= np.linspace(1.0, 0.0, fade)
     target = 10.0 ** ((_TARGET_DBFS + rng.normal(0.0, 1.5)) / 20.0)
