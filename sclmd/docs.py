@@ -193,12 +193,35 @@ def _last_commit(path: Path) -> str:
     return out.stdout.strip() or "uncommitted"
 
 
+def _machine(folder: Path) -> str:
+    """The machine a report says it was measured on (a `machine` in its metrics.json), or that it does not say."""
+    metrics = folder / "metrics.json"
+    if metrics.is_file():
+        found = _find_key(json.loads(metrics.read_text()), "machine")
+        if found:
+            from sclmd.machine import line
+
+            return line(found) if isinstance(found, dict) else str(found)
+    return "not recorded in this report (see the report's text)"
+
+
+def _find_key(payload, key: str):
+    if isinstance(payload, dict):
+        if key in payload:
+            return payload[key]
+        for value in payload.values():
+            found = _find_key(value, key)
+            if found:
+                return found
+    return None
+
+
 def _page(out_dir: Path, name: str, title: str, source: Path, body: list[str]) -> None:
+    machine = _machine(source.parent if source.is_file() else source)
     header = [
         f"# {title}",
         "",
-        f"Rendered from `{source}` (last changed in commit {_last_commit(source)}). "
-        "Where a report names the machine that measured it, that line is part of the report below.",
+        f"Rendered from `{source}`, last changed in commit {_last_commit(source)}; measured on: {machine}.",
         "",
     ]
     (out_dir / f"{name}.md").write_text("\n".join(header + body) + "\n")

@@ -348,6 +348,7 @@ def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) 
 
     from sclmd.evaluate.report import BEYOND, paper_layout, table
     from sclmd.io import atomic_dir, write_json
+    from sclmd.machine import describe
     from sclmd.stages.evaluate import METHOD_NAMES, PAPER_TABLE_2, PAPER_TABLE_3
 
     main = json.loads((work / "reports/eval/metrics.json").read_text())
@@ -368,6 +369,7 @@ def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) 
         "baseline_seeds": seeds,
         "real_voices": main.get("real_voices"),
         "first_stage": json.loads(first_stage.read_text()) if first_stage.is_file() else None,
+        "machine": describe(),
     }
     names = {**METHOD_NAMES}
     lines = [
