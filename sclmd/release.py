@@ -72,6 +72,24 @@ def prepare_workspace(root: Path, workspace: Path = WORKSPACE, overrides: Path =
 FIRST_STAGE_COMMAND = "sclmd release --part first-stage"
 
 
+def files_and_command(sums: dict[str, str], commit: str, command: str, overrides: str) -> list[str]:
+    """A model card's closing sections: every file's sha256, and the command that reproduces the folder."""
+    return [
+        "## Files",
+        "",
+        "| file | sha256 |",
+        "|---|---|",
+        *[f"| {n} | `{d}` |" for n, d in sums.items()],
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        f"git checkout {commit.removesuffix('-dirty')}",
+        f"{command}     # overrides: {overrides}; resumes after a kill",
+        "```",
+    ]
+
+
 def _fmt_ci(value: float, ci: list[float]) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
@@ -172,18 +190,7 @@ def first_stage_card(
             "",
             "![curves](curves.png)",
             "",
-            "## Files",
-            "",
-            "| file | sha256 |",
-            "|---|---|",
-            *[f"| {name} | `{digest}` |" for name, digest in sums.items()],
-            "",
-            "## Reproduce",
-            "",
-            "```bash",
-            f"git checkout {commit.removesuffix('-dirty')}",
-            f"{FIRST_STAGE_COMMAND}     # overrides: {overrides}; resumes after a kill",
-            "```",
+            *files_and_command(sums, commit, FIRST_STAGE_COMMAND, overrides),
             "",
             f"It took {m['train_hours']:.2f} h of training here; a GPU worker runs the same command "
             "(`prefect deployment run sclmd-release/gpu`).",
@@ -489,18 +496,7 @@ def scldm_card(summary: dict, params: dict, sums: dict[str, str], machine: dict,
             + ("yes" if all(v.get("ahead_with_every_seed") for v in seeds["verdicts"].values()) else "no")
             + " (reports/release/report.md).",
             "",
-            "## Files",
-            "",
-            "| file | sha256 |",
-            "|---|---|",
-            *[f"| {n} | `{d}` |" for n, d in sums.items()],
-            "",
-            "## Reproduce",
-            "",
-            "```bash",
-            f"git checkout {commit.removesuffix('-dirty')}",
-            f"{SCLDM_COMMAND}     # overrides: release.yaml; resumes after a kill",
-            "```",
+            *files_and_command(sums, commit, SCLDM_COMMAND, "release.yaml"),
             "",
         ]
     )
