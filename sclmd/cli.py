@@ -15,7 +15,7 @@ import typer
 from sclmd.env import project_root
 from sclmd.errors import SclmdError
 from sclmd.model_choice import ModelChoice, choose_model
-from sclmd.stages import ALL_STAGES
+from sclmd.stages import RUNNABLE_STAGES
 
 app = typer.Typer(
     help="Speech-to-face generation (SCLDM) as a reproducible pipeline.",
@@ -32,7 +32,7 @@ def _fail(err: SclmdError) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
-STAGE_HELP = " | ".join(ALL_STAGES)
+STAGE_HELP = " | ".join(RUNNABLE_STAGES)
 JUDGES_HELP = (
     "the judges folder (default: those shipped with the release model when it is the one used, else "
     "the run's models/judges from `sclmd stage judges`)"

@@ -63,8 +63,7 @@ def prepare_workspace(root: Path, workspace: Path = WORKSPACE, overrides: Path =
     if (root / "real_voices").is_dir() and not voices.exists():
         voices.symlink_to((root / "real_voices").resolve())
     # the project's shipped weights: the release SCLDM starts from the first stage its first part just shipped
-    (root / "weights").mkdir(exist_ok=True)
-    if not (work / "weights").is_symlink():
+    if not (work / "weights").is_symlink():  # (dangling until the first part ships into root/weights)
         (work / "weights").symlink_to((root / "weights").resolve())
     return work
 

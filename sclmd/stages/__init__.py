@@ -28,16 +28,17 @@ STAGE_ORDER = (
 )
 # The talking face (`make talker`, flow sclmd-talker): after the pipeline, outside its budget.
 TALKER_STAGES = ("synth_video", "train_talker", "evaluate_talker")
-# The release flow's own (`sclmd release`): trained once and long, shipped in weights/.
+ALL_STAGES = STAGE_ORDER + TALKER_STAGES  # the stages of dvc.yaml
+# The release flow's own (`sclmd release`, not in dvc.yaml): trained once and long, shipped in weights/.
 RELEASE_STAGES = ("first_stage",)
-ALL_STAGES = STAGE_ORDER + TALKER_STAGES + RELEASE_STAGES
+RUNNABLE_STAGES = ALL_STAGES + RELEASE_STAGES
 
 
 def stage_module(name: str) -> ModuleType:
-    if name not in ALL_STAGES:
+    if name not in RUNNABLE_STAGES:
         from sclmd.errors import SclmdError
 
-        raise SclmdError(f"unknown stage '{name}'. Stages: {', '.join(ALL_STAGES)}")
+        raise SclmdError(f"unknown stage '{name}'. Stages: {', '.join(RUNNABLE_STAGES)}")
     return importlib.import_module(f"sclmd.stages.{name}")
 
 
