@@ -60,16 +60,30 @@ class FaceConfig:
         return asdict(self)
 
 
-def face_config(size: str, embed_dim: int, latent_channels: int, image_size: int, latent_downsample: int = 8,
-                decoder_width: float = 1.0, latent_norm: bool = False) -> FaceConfig:
+def face_config(
+    size: str,
+    embed_dim: int,
+    latent_channels: int,
+    image_size: int,
+    latent_downsample: int = 8,
+    decoder_width: float = 1.0,
+    latent_norm: bool = False,
+) -> FaceConfig:
     widths = {"paper": 1.0, "small": 0.25}
     if size not in widths:
         raise ValueError(f"unknown model size '{size}' (small | paper)")
     blocks = {2: 1, 4: 2, 8: 3}
     if latent_downsample not in blocks:
         raise ValueError(f"latent_downsample must be 2, 4 or 8, got {latent_downsample}")
-    return FaceConfig(widths[size], latent_channels, embed_dim, image_size, latent_blocks=blocks[latent_downsample],
-                      decoder_width=decoder_width, latent_norm=latent_norm)
+    return FaceConfig(
+        widths[size],
+        latent_channels,
+        embed_dim,
+        image_size,
+        latent_blocks=blocks[latent_downsample],
+        decoder_width=decoder_width,
+        latent_norm=latent_norm,
+    )
 
 
 def init_relu_convs(module: nn.Module) -> None:
@@ -165,8 +179,11 @@ class FaceEncoder(nn.Module):
                 f"{path}: does not look like VGG-Face: missing {', '.join(missing[:4])}"
                 f"{' ...' if len(missing) > 4 else ''} (found keys like {', '.join(list(state)[:4])})."
             )
-        wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-                 for k, v in wanted.items() if tuple(state[k].shape) != tuple(v.shape)]
+        wrong = [
+            f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in wanted.items()
+            if tuple(state[k].shape) != tuple(v.shape)
+        ]
         if wrong:
             raise SclmdError(
                 f"{path}: shapes do not fit this face encoder (width {self.config.width}; "
@@ -184,6 +201,7 @@ class FaceDecoder(nn.Module):
     def __init__(self, cfg: FaceConfig):
         super().__init__()
         self.config = cfg
+
         def conv(cin: int, cout: int) -> list[nn.Module]:
             norm = nn.BatchNorm2d(cout) if cfg.batch_norm else nn.Identity()
             return [nn.Conv2d(cin, cout, 3, padding=1), norm, nn.ReLU(inplace=True)]
@@ -218,10 +236,13 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, width: int = 32):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(3, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.Conv2d(3, width, 4, stride=2, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(2 * width, 4 * width, 4, stride=1, padding=1, bias=False), nn.BatchNorm2d(4 * width),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * width, 4 * width, 4, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(4 * width),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(4 * width, 1, 4, stride=1, padding=1),
         )

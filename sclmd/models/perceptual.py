@@ -181,11 +181,16 @@ def make_perceptual(kind: str = "lpips", net: str = "alex", on_missing: str = "s
             log.warning(
                 "%s is not torchvision's original ImageNet %s weights (its sha256 does not start "
                 "with the prefix in its name): %s values will not match published LPIPS ones",
-                file, _BACKBONE_ARCHITECTURE[net], requested,
+                file,
+                _BACKBONE_ARCHITECTURE[net],
+                requested,
             )
         return PerceptualLoss(
-            _lpips_from_file(net, file), name=requested, requested=requested,
-            backbone_file=file, backbone_verified=verified,
+            _lpips_from_file(net, file),
+            name=requested,
+            requested=requested,
+            backbone_file=file,
+            backbone_verified=verified,
         )
     if on_missing == "fail":
         raise SclmdError(_missing_backbone_message(net, file))
@@ -193,7 +198,9 @@ def make_perceptual(kind: str = "lpips", net: str = "alex", on_missing: str = "s
         "%s was asked for, but its backbone %s is missing and nothing is downloaded at run time: "
         "using dssim (structural dissimilarity, no learned weights) instead; runs record "
         "perceptual_substitute=True. %s",
-        requested, file, _where_to_put(net, file),
+        requested,
+        file,
+        _where_to_put(net, file),
     )
     return PerceptualLoss(DSSIM(), name="dssim", requested=requested)
 
@@ -243,9 +250,7 @@ def _lpips_from_file(net: str, file: Path) -> nn.Module:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise SclmdError(
-            f"cannot read {file} as a torch state dict ({error}). {_where_to_put(net, file)}"
-        ) from error
+        raise SclmdError(f"cannot read {file} as a torch state dict ({error}). {_where_to_put(net, file)}") from error
     # lpips regroups torchvision's `features` layers into slices (slice1.0, slice2.3, ...) that keep
     # each layer's index, so `sliceK.<i>.<param>` is `features.<i>.<param>` in torchvision's file.
     source_keys = {key: "features." + key.split(".", 1)[1] for key in model.net.state_dict()}

@@ -28,8 +28,9 @@ def autoencoder_rows(step: int, n_faces: int, batch_size: int, seed: int) -> tup
     return rng.integers(0, n_faces, batch_size), rng.random(batch_size) < 0.5
 
 
-def adaptive_adversarial_scale(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor,
-                               max_scale: float = 1e4) -> torch.Tensor:
+def adaptive_adversarial_scale(
+    reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor, max_scale: float = 1e4
+) -> torch.Tensor:
     """Stable Diffusion's adaptive weight, ||d rec / dW|| / (||d adv / dW|| + 1e-4) at the decoder's
     last layer W (detached): the adversarial term's pull on the decoder matches the reconstruction's."""
     g_rec = torch.autograd.grad(reconstruction, last_layer, retain_graph=True)[0]

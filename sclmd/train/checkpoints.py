@@ -119,8 +119,14 @@ class CheckpointStore:
             torch.cuda.set_rng_state_all(cuda)
         return json.loads((path / STATE).read_text())
 
-    def resume(self, enabled: bool, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               announce=print, name: str = "train") -> tuple[int, dict]:
+    def resume(
+        self,
+        enabled: bool,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        announce=print,
+        name: str = "train",
+    ) -> tuple[int, dict]:
         """(first step, loss history) to continue from: the latest checkpoint of these params.
 
         Checkpoints of other params (or code, or data) are deleted rather than mixed into

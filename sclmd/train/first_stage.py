@@ -40,8 +40,15 @@ Evaluator = Callable[[int, FaceEncoder, FaceDecoder], dict[str, float]]
 
 
 def first_stage_config(params: FirstStageParams, image_size: int) -> FaceConfig:
-    return face_config(params.size, params.embed_dim, params.latent_channels, image_size, params.latent_downsample,
-                       params.decoder_width, params.latent_norm)
+    return face_config(
+        params.size,
+        params.embed_dim,
+        params.latent_channels,
+        image_size,
+        params.latent_downsample,
+        params.decoder_width,
+        params.latent_norm,
+    )
 
 
 def build(params: FirstStageParams, image_size: int) -> nn.ModuleDict:
@@ -70,8 +77,15 @@ class FirstStageResult:
     steps_per_s: float
 
 
-def train(params: FirstStageParams, faces: np.ndarray, image_size: int, checkpoints: CheckpointStore,
-          perceptual, log: Logger | None = None, evaluate: Evaluator | None = None) -> FirstStageResult:
+def train(
+    params: FirstStageParams,
+    faces: np.ndarray,
+    image_size: int,
+    checkpoints: CheckpointStore,
+    perceptual,
+    log: Logger | None = None,
+    evaluate: Evaluator | None = None,
+) -> FirstStageResult:
     """Train on `faces` (uint8 [N, H, W, 3]); returns the models on the CPU in eval mode."""
     from tqdm import tqdm
 
@@ -85,11 +99,17 @@ def train(params: FirstStageParams, faces: np.ndarray, image_size: int, checkpoi
         models[name].to(memory_format=torch.channels_last)  # oneDNN on CPU, tensor cores on GPU: ~20 % faster
     encoder, decoder, discriminator = models["encoder"], models["decoder"], models["discriminator"]
     autoencoder_params = list(encoder.parameters()) + list(decoder.parameters())
-    optimizer = torch.optim.AdamW([
-        {"params": autoencoder_params, "lr": params.lr, "weight_decay": params.weight_decay},
-        {"params": list(discriminator.parameters()), "lr": params.adversarial_lr, "betas": (0.5, 0.9),
-         "weight_decay": 0.0},
-    ])
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": autoencoder_params, "lr": params.lr, "weight_decay": params.weight_decay},
+            {
+                "params": list(discriminator.parameters()),
+                "lr": params.adversarial_lr,
+                "betas": (0.5, 0.9),
+                "weight_decay": 0.0,
+            },
+        ]
+    )
     start, history = checkpoints.resume(params.resume, models, optimizer, tqdm.write, "first stage")
     perceptual = perceptual.to(device)
     bank = torch.from_numpy(np.ascontiguousarray(faces))
@@ -110,8 +130,14 @@ def train(params: FirstStageParams, faces: np.ndarray, image_size: int, checkpoi
     started = time.perf_counter()
     before = history.get("seconds", [(0, 0.0)])[-1][1]  # training time of the runs this one resumes
     models.train()
-    bar = tqdm(range(start, params.max_steps), desc="first stage", unit="step", initial=start,
-               total=params.max_steps, disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        range(start, params.max_steps),
+        desc="first stage",
+        unit="step",
+        initial=start,
+        total=params.max_steps,
+        disable=not accelerator.is_local_main_process,
+    )
     for step in bar:
         rows, flips = autoencoder_rows(step, len(bank), params.batch_size, params.seed)
         face = as_float(bank[torch.from_numpy(rows)])
@@ -128,14 +154,17 @@ def train(params: FirstStageParams, faces: np.ndarray, image_size: int, checkpoi
             parts["loss_mae"] = (recon - face).abs().mean()
             parts[f"loss_{perceptual.name}"] = perceptual(recon, face).mean()
             parts["loss_gradient"] = image_gradient_l1(recon, face)
-            loss = reconstruction = (params.mae_weight * parts["loss_mae"]
-                                     + params.perceptual_weight * parts[f"loss_{perceptual.name}"]
-                                     + params.gradient_weight * parts["loss_gradient"])
+            loss = reconstruction = (
+                params.mae_weight * parts["loss_mae"]
+                + params.perceptual_weight * parts[f"loss_{perceptual.name}"]
+                + params.gradient_weight * parts["loss_gradient"]
+            )
             if adversarial:
                 discriminator.requires_grad_(False)
                 parts["loss_adversarial"] = -discriminator(recon).float().mean()
-                parts["adversarial_scale"] = adaptive_adversarial_scale(reconstruction, parts["loss_adversarial"],
-                                                                        decoder.last_layer)
+                parts["adversarial_scale"] = adaptive_adversarial_scale(
+                    reconstruction, parts["loss_adversarial"], decoder.last_layer
+                )
                 loss = loss + params.adversarial_weight * parts["adversarial_scale"] * parts["loss_adversarial"]
         if not torch.isfinite(loss):
             raise SclmdError(f"first stage: loss became {loss.item()} at step {step}; lower first_stage.lr")
@@ -144,14 +173,19 @@ def train(params: FirstStageParams, faces: np.ndarray, image_size: int, checkpoi
         if adversarial:
             discriminator.requires_grad_(True)
             with accelerator.autocast():
-                parts["loss_discriminator"] = hinge_discriminator_loss(discriminator(face),
-                                                                       discriminator(recon.detach()))
+                parts["loss_discriminator"] = hinge_discriminator_loss(
+                    discriminator(face), discriminator(recon.detach())
+                )
             accelerator.backward(parts["loss_discriminator"])
         optimizer.step()
         done = step + 1
         if done % params.log_every == 0 or done == params.max_steps:
-            values = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()},
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": before + time.perf_counter() - started}
+            values = {
+                "loss": loss.item(),
+                **{k: v.item() for k, v in parts.items()},
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": before + time.perf_counter() - started,
+            }
             for k, v in values.items():
                 record(k, done, v)
             bar.set_postfix(loss=f"{values['loss']:.3f}", mae=f"{values['loss_mae']:.3f}")

@@ -141,12 +141,8 @@ class _Painter:
         self.look = look
         self.scale = side
         self.layer_side = int(round(side * _LAYER_MARGIN))
-        self.layer = background.resize(
-            (self.layer_side, self.layer_side), Image.Resampling.BILINEAR
-        )
-        self.draw = ImageDraw.Draw(
-            self.layer, "RGBA"
-        )  # "RGBA" on an RGB image blends translucent strokes
+        self.layer = background.resize((self.layer_side, self.layer_side), Image.Resampling.BILINEAR)
+        self.draw = ImageDraw.Draw(self.layer, "RGBA")  # "RGBA" on an RGB image blends translucent strokes
         self.cx = 0.5 * _LAYER_MARGIN
         self.cy = 0.5 * _LAYER_MARGIN - 0.04
         self.head_centre = (self.cx, self.cy)
@@ -210,10 +206,7 @@ class _Painter:
         ]
         u = np.linspace(1.0, -1.0, 30)
         inner_y = self.hairline(u)
-        inner = [
-            self.px(ui * (look.half_width + 0.2 * volume), yi)
-            for ui, yi in zip(u, inner_y, strict=True)
-        ]
+        inner = [self.px(ui * (look.half_width + 0.2 * volume), yi) for ui, yi in zip(u, inner_y, strict=True)]
         return outer + inner
 
     # --- parts, back to front ------------------------------------------------
@@ -222,14 +215,10 @@ class _Painter:
         look = self.look
         shoulders = 0.36 * (1.0 + 0.12 * look.male + 0.05 * look.attrs.size)
         neck = look.half_width * (0.72 if look.male else 0.55)
-        self.draw.rectangle(
-            self.box(0.0, 0.55 * look.half_height + 0.12, neck, 0.14), fill=_shade(look.skin, 0.88)
-        )
+        self.draw.rectangle(self.box(0.0, 0.55 * look.half_height + 0.12, neck, 0.14), fill=_shade(look.skin, 0.88))
         self.draw.ellipse(self.box(0.0, look.half_height + 0.27, shoulders, 0.2), fill=shirt)
         # Neckline: skin showing above the shirt.
-        self.draw.ellipse(
-            self.box(0.0, look.half_height + 0.08, neck * 0.9, 0.045), fill=_shade(look.skin, 0.88)
-        )
+        self.draw.ellipse(self.box(0.0, look.half_height + 0.08, neck * 0.9, 0.045), fill=_shade(look.skin, 0.88))
 
     def back_hair(self) -> None:
         look = self.look
@@ -276,22 +265,16 @@ class _Painter:
         eye_rx, eye_ry = 0.2 * w, (0.085 if look.male else 0.1) * w
         line = _shade(look.skin, 0.45)
         brow_colour = _shade(look.hair, 0.8)
-        brow_width = self.width(
-            (0.022 if look.male else 0.012) * (1.0 + 0.2 * attrs.size * look.male)
-        )
+        brow_width = self.width((0.022 if look.male else 0.012) * (1.0 + 0.2 * attrs.size * look.male))
         for side in (-1, 1):
             x = side * spacing
             self.draw.ellipse(self.box(x, eye_y, eye_rx, eye_ry), fill=(246, 244, 240))
             iris_x, iris_y = x + gaze[0] * eye_rx * 0.35, eye_y + gaze[1] * eye_ry * 0.2
             iris_r = eye_ry * 0.95
             self.draw.ellipse(self.box(iris_x, iris_y, iris_r, iris_r), fill=look.iris)
+            self.draw.ellipse(self.box(iris_x, iris_y, iris_r * 0.45, iris_r * 0.45), fill=(15, 12, 12))
             self.draw.ellipse(
-                self.box(iris_x, iris_y, iris_r * 0.45, iris_r * 0.45), fill=(15, 12, 12)
-            )
-            self.draw.ellipse(
-                self.box(
-                    iris_x - iris_r * 0.3, iris_y - iris_r * 0.3, iris_r * 0.18, iris_r * 0.18
-                ),
+                self.box(iris_x - iris_r * 0.3, iris_y - iris_r * 0.3, iris_r * 0.18, iris_r * 0.18),
                 fill=(255, 255, 255),
             )
             if blink > 0.0:  # the lid comes down over the eye: skin above its edge, lashes on it
@@ -358,9 +341,7 @@ class _Painter:
             fill=line + (150,),
             width=self.width(0.005),
         )
-        self.draw.arc(
-            self.box(0.0, tip_y - 0.008, nose_w, 0.018), 10, 170, fill=line, width=self.width(0.006)
-        )
+        self.draw.arc(self.box(0.0, tip_y - 0.008, nose_w, 0.018), 10, 170, fill=line, width=self.width(0.006))
 
         mouth_y = tip_y + 0.3 * h * (1.0 - tip_y / h * 0.3)
         half = w * (0.36 + 0.035 * attrs.mouth_width)
@@ -371,10 +352,7 @@ class _Painter:
         )
         u = np.linspace(-1.0, 1.0, 21)
         lift = smile * 0.02 * u**2  # corners rise when smiling
-        upper = [
-            self.px(ui * half, mouth_y - 0.013 * (1 - ui**2) - li)
-            for ui, li in zip(u, lift, strict=True)
-        ]
+        upper = [self.px(ui * half, mouth_y - 0.013 * (1 - ui**2) - li) for ui, li in zip(u, lift, strict=True)]
         lower = [
             self.px(ui * half, mouth_y + 0.02 * (1 - ui**2) * (1 + 0.5 * smile) - li)
             for ui, li in zip(u[::-1], lift[::-1], strict=True)
@@ -400,12 +378,16 @@ class _Painter:
                 )
         if not look.male:
             for side in (-1, 1):  # a hint of blush
-                self.draw.ellipse(
-                    self.box(side * w * 0.55, tip_y, w * 0.16, w * 0.1), fill=(220, 90, 90, 28)
-                )
+                self.draw.ellipse(self.box(side * w * 0.55, tip_y, w * 0.16, w * 0.1), fill=(220, 90, 90, 28))
 
     def open_mouth(
-        self, mouth_y: float, half: float, lip: Colour, lift: np.ndarray, smile: float, opening: float,
+        self,
+        mouth_y: float,
+        half: float,
+        lip: Colour,
+        lift: np.ndarray,
+        smile: float,
+        opening: float,
         rounding: float,
     ) -> None:
         """Lips parted by the jaw (`opening`) and drawn in at the corners (`rounding`)."""
@@ -414,19 +396,28 @@ class _Painter:
         gap = 0.06 * opening  # canvas units between the lips at the centre
         bulge = 1.0 - u**2
         lift = lift * (1.0 - rounding)
-        upper_top = [self.px(ui * half, mouth_y - (0.013 + 0.006 * rounding) * b - li - 0.25 * gap * b)
-                     for ui, b, li in zip(u, bulge, lift, strict=True)]
-        upper_edge = [self.px(ui * half, mouth_y - li - 0.25 * gap * b ** 0.5)
-                      for ui, b, li in zip(u[::-1], bulge[::-1], lift[::-1], strict=True)]
-        lower_edge = [self.px(ui * half, mouth_y - li + 0.75 * gap * b ** 0.5)
-                      for ui, b, li in zip(u, bulge, lift, strict=True)]
-        lower_bottom = [self.px(ui * half, mouth_y + 0.75 * gap * b ** 0.5 + 0.02 * b * (1 + 0.5 * smile) - li)
-                        for ui, b, li in zip(u[::-1], bulge[::-1], lift[::-1], strict=True)]
+        upper_top = [
+            self.px(ui * half, mouth_y - (0.013 + 0.006 * rounding) * b - li - 0.25 * gap * b)
+            for ui, b, li in zip(u, bulge, lift, strict=True)
+        ]
+        upper_edge = [
+            self.px(ui * half, mouth_y - li - 0.25 * gap * b**0.5)
+            for ui, b, li in zip(u[::-1], bulge[::-1], lift[::-1], strict=True)
+        ]
+        lower_edge = [
+            self.px(ui * half, mouth_y - li + 0.75 * gap * b**0.5) for ui, b, li in zip(u, bulge, lift, strict=True)
+        ]
+        lower_bottom = [
+            self.px(ui * half, mouth_y + 0.75 * gap * b**0.5 + 0.02 * b * (1 + 0.5 * smile) - li)
+            for ui, b, li in zip(u[::-1], bulge[::-1], lift[::-1], strict=True)
+        ]
         if gap > 0.0:
             self.draw.polygon(upper_edge[::-1] + lower_edge[::-1], fill=(58, 18, 24))  # the mouth cavity
             if opening > 0.3:  # upper teeth show once the jaw is well down
-                teeth = [self.px(ui * half * 0.7, mouth_y - 0.25 * gap * b ** 0.5 + 0.12 * gap)
-                         for ui, b in zip(u, bulge, strict=True)]
+                teeth = [
+                    self.px(ui * half * 0.7, mouth_y - 0.25 * gap * b**0.5 + 0.12 * gap)
+                    for ui, b in zip(u, bulge, strict=True)
+                ]
                 self.draw.line(teeth, fill=(236, 232, 222), width=self.width(0.1 * gap + 0.003))
         self.draw.polygon(upper_top + upper_edge, fill=lip)
         self.draw.polygon(lower_edge + lower_bottom, fill=lip)
@@ -466,9 +457,7 @@ class _Painter:
         style = look.attrs.hair_style
         if look.recession > 0.4:  # what is left above the ears
             for side in (-1, 1):
-                self.draw.ellipse(
-                    self.box(side * look.half_width * 0.98, -0.06, 0.03, 0.06), fill=look.hair
-                )
+                self.draw.ellipse(self.box(side * look.half_width * 0.98, -0.06, 0.03, 0.06), fill=look.hair)
         if look.recession >= 0.85:  # bald on top
             return
         volume = _HAIR_VOLUME[style] * (1.0 - 0.6 * look.recession)
@@ -476,9 +465,7 @@ class _Painter:
         if style == "curly" and look.recession < 0.6:
             for x in np.linspace(-0.8, 0.8, 7):
                 y = float(self.hairline(np.array([x]))[0])
-                self.draw.ellipse(
-                    self.box(x * look.half_width, y, 0.028, 0.024), fill=_shade(look.hair, 0.9)
-                )
+                self.draw.ellipse(self.box(x * look.half_width, y, 0.028, 0.024), fill=_shade(look.hair, 0.9))
         strand = _shade(look.hair, 0.75) + (110,)
         for x in np.linspace(-0.5, 0.5, 5):  # a few strands for texture
             y = float(self.hairline(np.array([x]))[0])
@@ -602,9 +589,7 @@ def render_face(
         head_y + sin_a * out_x - cos_a * out_y,
     )
     # Bilinear is enough here: the LANCZOS downsample that follows does the anti-aliasing.
-    posed = painter.layer.transform(
-        (side, side), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR
-    )
+    posed = painter.layer.transform((side, side), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
     small = posed.resize((size, size), Image.Resampling.LANCZOS)
     # Lighting is smooth, so it is applied after downsampling, where it costs the least.
     lit = np.asarray(small, dtype=float) * _lighting(rng, size)

@@ -42,8 +42,17 @@ def bank_key(split: str, speakers: int, faces: int, seed: int, size: int, supers
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def render_bank(split: str, speakers: int, faces: int, seed: int, size: int, supersample: int, framing: float,
-                workers: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def render_bank(
+    split: str,
+    speakers: int,
+    faces: int,
+    seed: int,
+    size: int,
+    supersample: int,
+    framing: float,
+    workers: int = 0,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """(faces [speakers * faces, size, size, 3] uint8, speaker id per face)."""
     from tqdm import tqdm
 
@@ -70,8 +79,17 @@ def render_bank(split: str, speakers: int, faces: int, seed: int, size: int, sup
     return np.concatenate(parts), ids
 
 
-def load_bank(directory: Path, split: str, speakers: int, faces: int, seed: int, size: int, supersample: int,
-              framing: float, workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def load_bank(
+    directory: Path,
+    split: str,
+    speakers: int,
+    faces: int,
+    seed: int,
+    size: int,
+    supersample: int,
+    framing: float,
+    workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """The cached bank of these settings, rendered (and cached) when missing or of other settings."""
     key = bank_key(split, speakers, faces, seed, size, supersample, framing)
     path = Path(directory) / f"{split}.npz"
