@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -67,11 +68,20 @@ def release_stage(stage: str, work: str) -> str:
     if done.is_file() and done.read_text() == expected:
         get_run_logger().info("%s: done under these params and code, skipped", stage)
         return "skipped"
+    started = time.perf_counter()
     code, text, err = stream_process([sys.executable, "-m", "sclmd", "stage", stage], work_path)
     if code != 0:
         raise StageFailed(stage, code, text, USER_ERROR_MARK in err)
+    # the wall time of the run that finished it (a killed run's earlier share is not counted)
+    write_text(done.with_suffix(".seconds"), f"{time.perf_counter() - started:.1f}\n")
     write_text(done, expected)
     return "ran"
+
+
+def stage_seconds(work: Path, stage: str) -> float:
+    """The recorded wall time of a finished stage in `work` (0 where none was recorded)."""
+    path = work / DONE / f"{stage}.seconds"
+    return float(path.read_text()) if path.is_file() else 0.0
 
 
 @flow(name="sclmd-release", log_prints=True)
@@ -112,9 +122,6 @@ def sclmd_release(
                 target = ship_first_stage(work, root_path, overrides=Path(overrides))
                 print(f"release: shipped the first stage to {target}")
         if part in ("scldm", "all"):
-            import time
-
-            started = time.perf_counter()
             for stage in SCLDM_STAGES:
                 status[stage] = release_stage(stage, str(work))
             # the baselines again with other seeds, each in a folder sharing everything else (then evaluated)
@@ -128,8 +135,10 @@ def sclmd_release(
             summary = write_release_report(work, root_path / RELEASE_REPORTS, seed_dirs)
             mlflow.log_artifacts(str(root_path / RELEASE_REPORTS), artifact_path="reports/release")
             print(f"release: wrote {RELEASE_REPORTS}/")
-            if ship:
-                hours = (time.perf_counter() - started) / 3600
+            if ship:  # the stages' own wall times, so a release resumed across sessions counts each once
+                seconds = sum(stage_seconds(work, stage) for stage in SCLDM_STAGES)
+                seconds += sum(stage_seconds(f, s) for f in seed_dirs.values() for s in ("baselines", "evaluate"))
+                hours = seconds / 3600
                 print(f"release: shipped the release model to {ship_scldm(work, root_path, summary, hours)}")
         print(f"release done (MLflow run {run.info.run_id}): " + ", ".join(f"{k}={v}" for k, v in status.items()))
     return status

@@ -114,6 +114,10 @@ def test_release_logs_its_curves_to_mlflow_and_skips_a_finished_stage(released):
     assert [m.step for m in curve] == [10, 20]
     artifacts = [a.path for a in client.list_artifacts(names["first_stage"].info.run_id, "first_stage/progress")]
     assert len(artifacts) == 2  # a val grid per evaluation
+    from flows.release import stage_seconds
+
+    seconds = stage_seconds(released / "release", "first_stage")  # the card's hours add these up
+    assert 0 < seconds < 900
 
     code, out = release(released)
     assert code == 0, out[-3000:]
