@@ -350,13 +350,72 @@ def seed_summary(evaluations: dict[int, dict]) -> dict:
     return out
 
 
+# The release model's targets (issue 31), each read from the summary write_release_report builds:
+# name -> (what it says, how to read the measured value, at_least | at_most | true, level)
+RELEASE_TARGETS = {
+    "first_stage_c2st": ("first stage: reconstructions told from real faces (C2ST), test", 0.65),
+    "c2st": ("SCLDM's faces told from real faces (C2ST), test", 0.75),
+    "gender_gap": ("SCLDM's gender accuracy minus the judges' on the real faces, test", -0.02),
+    "retrieval_r1": ("speaker retrieval R@1 among the test speakers", 0.10),
+    "ahead_of_every_seed": ("best-of-K and single-sample cos ahead of every baseline, every seed", None),
+    "real_voices": ("gender agreement on the shipped real voices", 0.90),
+}
+
+
+def release_targets(summary: dict) -> dict[str, dict]:
+    """Each release target's measured value and whether it is met ({value, met}; value None: not measured)."""
+    scldm, refs = summary["scldm"], summary["references"]
+    first = (summary.get("first_stage") or {}).get("test", {})
+    real_gender = refs.get("real", {}).get("gender_acc")
+    voices = (summary.get("real_voices") or {}).get("methods", {}).get("scldm", {})
+    verdicts = summary["baseline_seeds"]["verdicts"]
+    values = {
+        "first_stage_c2st": first.get("c2st"),
+        "c2st": scldm.get("two_sample_acc"),
+        "gender_gap": None if real_gender is None else scldm.get("gender_acc", float("nan")) - real_gender,
+        "retrieval_r1": scldm.get("retrieval_r1"),
+        "ahead_of_every_seed": bool(verdicts) and all(v.get("ahead_with_every_seed") for v in verdicts.values()),
+        "real_voices": voices.get("gender_agreement"),
+    }
+    out = {}
+    for key, (_, level) in RELEASE_TARGETS.items():
+        value = values[key]
+        if isinstance(value, bool) or value is None:
+            met = bool(value)
+        elif key in ("first_stage_c2st", "c2st"):
+            met = value <= level
+        else:
+            met = value >= level
+        out[key] = {"value": value, "met": met}
+    return out
+
+
+def _target_lines(targets: dict[str, dict]) -> list[str]:
+    lines = ["## Targets", "", "| target | level | measured | met |", "|---|---|---|---|"]
+    for key, row in targets.items():
+        text, level = RELEASE_TARGETS[key]
+        how = "" if level is None else ("<= " if key in ("first_stage_c2st", "c2st") else ">= ") + f"{level:g}"
+        value = row["value"]
+        shown = (
+            "not measured"
+            if value is None
+            else ("yes" if value else "no")
+            if isinstance(value, bool)
+            else f"{value:+.3f}"
+            if key == "gender_gap"
+            else f"{value:.3f}"
+        )
+        lines.append(f"| {text} | {how or 'all ahead'} | {shown} | {'yes' if row['met'] else '**no**'} |")
+    return lines + ["", "Chosen on val; nothing here was tuned on the test split.", ""]
+
+
 def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) -> dict:
     """reports/release/: metrics.json, report.md (the paper's Tables 2-3 layout, the baselines over seeds,
     the paired verdicts per seed, the targets), the comparison and real-voice grids, the first stage's card numbers."""
     import json
     import shutil
 
-    from sclmd.evaluate.report import BEYOND, paper_layout, table
+    from sclmd.evaluate.report import BEYOND, paper_layout, real_voice_section, table
     from sclmd.io import atomic_dir, write_json
     from sclmd.machine import describe
     from sclmd.stages.evaluate import METHOD_NAMES, PAPER_TABLE_2, PAPER_TABLE_3
@@ -381,6 +440,7 @@ def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) 
         "first_stage": json.loads(first_stage.read_text()) if first_stage.is_file() else None,
         "machine": describe(),
     }
+    summary["targets"] = release_targets(summary)
     names = {**METHOD_NAMES}
     lines = [
         "# The release model (sclmd release): SCLDM on the shipped first stage",
@@ -420,7 +480,8 @@ def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) 
                 for v in (verdicts["best_of_k_cos"][seed], verdicts["cos"][seed])
             ]
             lines.append(f"| {names[name]} | {seed} | {cells[0]} | {cells[1]} |")
-    lines += ["", "![comparison](comparison.png)", "", "![real voices](real_voices.png)", ""]
+    lines += ["", *real_voice_section(summary["real_voices"], names), *_target_lines(summary["targets"])]
+    lines += ["![comparison](comparison.png)", "", "![real voices](real_voices.png)", ""]
     with atomic_dir(out_dir) as tmp:
         for name, source in (
             ("comparison.png", "comparison.png"),

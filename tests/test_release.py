@@ -271,3 +271,22 @@ def test_commands_choose_the_champion_else_the_shipped_release_model_else_the_wo
     (release / "judges/judges.json").write_text('{"altered": 1}')
     with pytest.raises(SclmdError, match="judges/judges.json: does not match its sha256"):
         choose_model(root, release=release)
+
+
+def test_release_targets_read_each_measurement_against_its_level():
+    from sclmd.release import release_targets
+
+    summary = {
+        "scldm": {"two_sample_acc": 0.74, "gender_acc": 0.95, "retrieval_r1": 0.09},
+        "references": {"real": {"gender_acc": 0.96}},
+        "first_stage": {"test": {"c2st": 0.66}},
+        "real_voices": {"methods": {"scldm": {"gender_agreement": 0.9}}},
+        "baseline_seeds": {"verdicts": {"wen": {"ahead_with_every_seed": True}, "ar_spm": {}}},
+    }
+    t = release_targets(summary)
+    assert t["c2st"]["met"] and not t["first_stage_c2st"]["met"]  # <= 0.75; 0.66 > 0.65
+    assert t["gender_gap"]["met"] and abs(t["gender_gap"]["value"] + 0.01) < 1e-9  # within 0.02 of the judges
+    assert not t["retrieval_r1"]["met"] and t["real_voices"]["met"]  # 0.09 < 0.10; 0.90 >= 0.90
+    assert not t["ahead_of_every_seed"]["met"]  # one baseline without the verdict
+    summary["real_voices"] = {"skipped": "no voices"}
+    assert release_targets(summary)["real_voices"] == {"value": None, "met": False}

@@ -199,7 +199,7 @@ def eval_report(metrics: dict, names: dict[str, str], paper: dict[str, dict]) ->
                     f"{_number(diff['diff'], fmt)} |{_interval(diff['ci'], fmt) or ' n/a'} | {verdict} |"
                 )
         lines.append("")
-    lines += _real_voice_section(metrics.get("real_voices"), names)
+    lines += real_voice_section(metrics.get("real_voices"), names)
     if "targets" in metrics:
         lines += ["## Targets", "", "| target | met |", "|---|---|"]
         k = f"best-of-{sampling['samples_per_clip']}"
@@ -253,7 +253,7 @@ def _verdict(key: str, ci) -> str:
 HIGHER_IS_BETTER = ("gender_acc",)
 
 
-def _real_voice_section(real_voices: dict | None, names: dict[str, str]) -> list[str]:
+def real_voice_section(real_voices: dict | None, names: dict[str, str]) -> list[str]:
     if not real_voices:
         return []
     lines = ["## Real speakers' voices (`real_voices/`)", ""]
