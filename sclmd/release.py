@@ -409,6 +409,23 @@ def _target_lines(targets: dict[str, dict]) -> list[str]:
     return lines + ["", "Chosen on val; nothing here was tuned on the test split.", ""]
 
 
+def first_stage_metrics(work: Path) -> dict | None:
+    """The first stage's numbers: this workspace's own run when it trained one, else the model card of the
+    first stage it started from (`pretrain.face_init`), so `--part scldm` alone still reports them."""
+    import json
+
+    from sclmd.models.shipped import resolve
+
+    own = work / "reports/first_stage/metrics.json"
+    if own.is_file():
+        return json.loads(own.read_text())
+    init = (yaml.safe_load((work / "params.yaml").read_text()).get("pretrain") or {}).get("face_init")
+    config = resolve(Path(init), work) / "config.json" if init else None  # null: trained in the run, no card
+    if config is not None and config.is_file():
+        return json.loads(config.read_text()).get("metrics")
+    return None
+
+
 def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) -> dict:
     """reports/release/: metrics.json, report.md (the paper's Tables 2-3 layout, the baselines over seeds,
     the paired verdicts per seed, the targets), the comparison and real-voice grids, the first stage's card numbers."""
@@ -429,7 +446,6 @@ def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) 
     }
     evaluations[int(yaml.safe_load((work / "params.yaml").read_text())["baselines"]["seed"])] = main
     seeds = seed_summary(evaluations)
-    first_stage = work / "reports/first_stage/metrics.json"
     summary = {
         "scldm": main["methods"]["scldm"],
         "references": main["references"],
@@ -437,7 +453,7 @@ def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) 
         "targets": main.get("targets", {}),
         "baseline_seeds": seeds,
         "real_voices": main.get("real_voices"),
-        "first_stage": json.loads(first_stage.read_text()) if first_stage.is_file() else None,
+        "first_stage": first_stage_metrics(work),
         "machine": describe(),
     }
     summary["targets"] = release_targets(summary)

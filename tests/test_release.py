@@ -290,3 +290,22 @@ def test_release_targets_read_each_measurement_against_its_level():
     assert not t["ahead_of_every_seed"]["met"]  # one baseline without the verdict
     summary["real_voices"] = {"skipped": "no voices"}
     assert release_targets(summary)["real_voices"] == {"value": None, "met": False}
+
+
+def test_release_report_reads_the_first_stage_it_started_from_when_it_trained_none(tmp_path):
+    """`--part scldm` alone: the first-stage target is read from face_init's model card, the workspace's own
+    first-stage run wins when there is one."""
+    from sclmd.release import first_stage_metrics
+
+    work = tmp_path / "release"
+    (work / "reports/first_stage").mkdir(parents=True)
+    shipped = tmp_path / "shipped-ae"
+    shipped.mkdir()
+    (shipped / "config.json").write_text(json.dumps({"metrics": {"test": {"c2st": 0.57}}}))
+    (work / "params.yaml").write_text(yaml.safe_dump({"pretrain": {"face_init": str(shipped)}}))
+    assert first_stage_metrics(work) == {"test": {"c2st": 0.57}}
+    (work / "reports/first_stage/metrics.json").write_text(json.dumps({"test": {"c2st": 0.61}}))
+    assert first_stage_metrics(work)["test"]["c2st"] == 0.61
+    (work / "params.yaml").write_text(yaml.safe_dump({"pretrain": {"face_init": None}}))
+    (work / "reports/first_stage/metrics.json").unlink()
+    assert first_stage_metrics(work) is None  # face_init null: no shipped first stage to read
