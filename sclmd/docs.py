@@ -316,7 +316,8 @@ def results_glance(root: Path) -> str:
         )
     release = root / "reports/release/metrics.json"
     if release.is_file():
-        s = json.loads(release.read_text())["scldm"]
+        release = json.loads(release.read_text())
+        s = release["scldm"]
         where = source(root / "reports/release/report.md", "release report")
         rows.append(
             f"| release SCLDM: C2ST of its faces, test | {_ci(s['two_sample_acc'], s.get('two_sample_acc_ci'))} "
@@ -325,6 +326,18 @@ def results_glance(root: Path) -> str:
         rows.append(
             f"| release SCLDM: gender accuracy, test | {_ci(s['gender_acc'], s.get('gender_acc_ci'))} | {where} |"
         )
+        if "retrieval_r1" in s:
+            rows.append(
+                f"| release SCLDM: speaker retrieval R@1, test | {_ci(s['retrieval_r1'], s.get('retrieval_r1_ci'))} "
+                f"| {where} |"
+            )
+        targets = release.get("targets") or {}
+        voices = targets.get("real_voices", {}).get("value")
+        if voices is not None:
+            rows.append(f"| release SCLDM: gender agreement on the shipped real voices | {voices:.2f} | {where} |")
+        if targets:
+            met = sum(bool(t.get("met")) for t in targets.values())
+            rows.append(f"| release targets met | {met} of {len(targets)} | {where} |")
     ablations = root / "reports/ablations/metrics.json"
     if ablations.is_file():
         variants = json.loads(ablations.read_text())["variants"]

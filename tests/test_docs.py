@@ -100,3 +100,21 @@ def test_the_readme_is_short_and_its_results_come_from_the_reports(tmp_path):
     block = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
     assert block == results_glance(REPO).strip()  # `python -m sclmd.docs` wrote it; nothing typed by hand
     assert "make run" in readme and "make test" in readme and "make docs" in readme
+
+
+def test_the_glance_reads_the_release_report_targets_included(tmp_path):
+    """The README's rows for the release model come from reports/release/metrics.json, its targets counted."""
+    import json
+
+    from sclmd.docs import results_glance
+
+    (tmp_path / "reports/release").mkdir(parents=True)
+    metrics = {
+        "scldm": {"two_sample_acc": 0.8, "gender_acc": 0.9, "retrieval_r1": 0.125, "retrieval_r1_ci": [0.05, 0.2]},
+        "targets": {"c2st": {"value": 0.8, "met": False}, "real_voices": {"value": 0.95, "met": True}},
+    }
+    (tmp_path / "reports/release/metrics.json").write_text(json.dumps(metrics))
+    glance = results_glance(tmp_path)
+    assert "| release SCLDM: C2ST of its faces, test | 0.800 |" in glance
+    assert "speaker retrieval R@1, test | 0.125 [0.050, 0.200]" in glance
+    assert "real voices | 0.95 |" in glance and "| release targets met | 1 of 2 |" in glance
