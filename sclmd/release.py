@@ -533,7 +533,7 @@ def scldm_card(summary: dict, params: dict, sums: dict[str, str], machine: dict,
         ("cos distance (first sample)", ci(s, "cos"), ""),
         ("best-of-K cos distance", ci(s, "best_of_k_cos"), ""),
     ]
-    voices = summary.get("real_voices") or {}
+    agreement = ((summary.get("real_voices") or {}).get("methods") or {}).get("scldm", {}).get("gender_agreement")
     return "\n".join(
         [
             "# scldm-voxsynth: the release SCLDM",
@@ -562,11 +562,11 @@ def scldm_card(summary: dict, params: dict, sums: dict[str, str], machine: dict,
             "|---|---|---|",
             *[f"| {name} | {a} | {b} |" for name, a, b in rows],
             "",
-            f"Real voices (`sclmd check-voices real_voices`): gender agreement "
-            f"{voices.get('gender_agreement', float('nan')):.2f}."
-            if voices
-            else "",
+            f"Real voices (`sclmd check-voices real_voices`): gender agreement {agreement:.2f}."
+            if agreement is not None
+            else "Real voices: not measured.",
             "",
+            *(_target_lines(summary["targets"]) if summary.get("targets") else []),
             "Baselines over seeds " + ", ".join(map(str, seeds["seeds"])) + ": SCLDM ahead of every seed of every "
             "baseline on best-of-K and single-sample cos: "
             + ("yes" if all(v.get("ahead_with_every_seed") for v in seeds["verdicts"].values()) else "no")

@@ -65,6 +65,7 @@ def test_the_shipped_release_model_draws_faces_with_no_champion_and_gates_promot
     verify_folder(shipped, ("sclmd.json", "evaluation.json", "judges/judges.json"), "the release model")
     card = (shipped / "README.md").read_text()
     assert "sclmd release --part scldm" in card and "## Files" in card and "judges/judges.json" in card
+    assert "## Targets" in card and "gender agreement nan" not in card  # the real-voice number read, not lost
     wav = write_wav(tmp_path / "voice.wav", voice_like(3.0, 16000), 16000)
     out = sclmd_cli(root, "generate", str(wav), "-o", str(tmp_path / "faces"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
