@@ -533,7 +533,8 @@ def scldm_card(summary: dict, params: dict, sums: dict[str, str], machine: dict,
         ("cos distance (first sample)", ci(s, "cos"), ""),
         ("best-of-K cos distance", ci(s, "best_of_k_cos"), ""),
     ]
-    agreement = ((summary.get("real_voices") or {}).get("methods") or {}).get("scldm", {}).get("gender_agreement")
+    targets = summary["targets"]  # release_targets(): the real-voice number and the seeds' verdict, read once
+    agreement = targets["real_voices"]["value"]
     return "\n".join(
         [
             "# scldm-voxsynth: the release SCLDM",
@@ -566,10 +567,10 @@ def scldm_card(summary: dict, params: dict, sums: dict[str, str], machine: dict,
             if agreement is not None
             else "Real voices: not measured.",
             "",
-            *(_target_lines(summary["targets"]) if summary.get("targets") else []),
+            *_target_lines(targets),
             "Baselines over seeds " + ", ".join(map(str, seeds["seeds"])) + ": SCLDM ahead of every seed of every "
             "baseline on best-of-K and single-sample cos: "
-            + ("yes" if all(v.get("ahead_with_every_seed") for v in seeds["verdicts"].values()) else "no")
+            + ("yes" if targets["ahead_of_every_seed"]["met"] else "no")
             + " (reports/release/report.md).",
             "",
             *files_and_command(sums, commit, SCLDM_COMMAND, "release.yaml"),

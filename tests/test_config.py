@@ -85,7 +85,7 @@ def test_defaults_equal_repo_file_except_documented_knobs():
     shipped = Params().model_copy(
         update={
             "pretrain": Params().pretrain.model_copy(
-                update={"face_init": repo.pretrain.face_init, "decoder_width": 3.0}
+                update={"face_init": repo.pretrain.face_init, "decoder_width": repo.pretrain.decoder_width}
             )
         }
     )
