@@ -31,7 +31,7 @@ from sclmd.errors import SclmdError
 from sclmd.orchestration import share_prefect_api
 
 PARTS = ("first-stage", "scldm", "all")
-SCLDM_STAGES = ("synth", "prepare", "validate", "pretrain", "prior", "train_ldm", "judges", "baselines", "evaluate")
+SCLDM_STAGES = ("synth", "prepare", "validate", "judges", "pretrain", "prior", "train_ldm", "baselines", "evaluate")
 DONE = Path(".done")
 RELEASE_REPORTS = Path("reports/release")
 

@@ -261,10 +261,11 @@ def evaluated_project(tiny_project, tmp_path_factory):
 
     root = make_project(tmp_path_factory.mktemp("eval") / "project")
     shutil.copytree(tiny_project / "data/prepared", root / "data/prepared")
+    shutil.copytree(tiny_project / "data/raw/voxsynth", root / "data/raw/voxsynth")  # the attribute oracle's
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        for name in ("pretrain", "prior", "train_ldm", "judges", "baselines", "evaluate", "user_study"):
+        for name in ("judges", "pretrain", "prior", "train_ldm", "baselines", "evaluate", "user_study"):
             run_stage(name, root)
     finally:
         os.chdir(cwd)
@@ -283,6 +284,9 @@ def test_evaluate_writes_the_metrics_report_and_plots(evaluated_project):
         assert 0 <= row["cos"] <= 200 and 0 <= row["retrieval_r1"] <= row["retrieval_r5"] <= 1
     assert metrics["methods"]["speech2face"]["diversity"] == 0.0  # deterministic baseline
     assert metrics["references"]["real"]["cos"] == pytest.approx(0.0, abs=1e-4)
+    # VoxSynth: the attribute oracle, faces of strangers with the speaker's gender, age and size, judged as a row
+    oracle = metrics["references"]["attribute_oracle"]
+    assert 0 <= oracle["gender_acc"] <= 1 and oracle["diversity"] > 0 and "reference_notes" not in metrics
     # every metric of every row carries its bootstrap interval; every row its two-sample accuracy
     for name, row in {**metrics["methods"], **metrics["references"]}.items():
         for key in (

@@ -250,7 +250,7 @@ def trained_project(tiny_project, tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        for name in ("pretrain", "prior", "train_ldm"):
+        for name in ("judges", "pretrain", "prior", "train_ldm"):
             run_stage(name, root)
     finally:
         os.chdir(cwd)
@@ -296,6 +296,8 @@ def test_prior_and_ldm_stages_write_their_outputs(trained_project):
     check = ldm["guidance_check"]
     assert sorted(check["by_guidance"]) == ["g1", "g2", "g4", "g8"]  # the params' scales
     assert check["clips"] >= 2 and check["chosen"]["rule"] == "auto"
+    # read by the run's judges (the probe on the encoder's embedding saturates), as evaluate reads test
+    assert check["judge"].startswith("the judges") and 0 <= check["real_gender_accuracy"] <= 1
     for scale in check["by_guidance"].values():
         assert scale["frechet"] >= 0 and (np.isnan(scale["gender_accuracy"]) or 0 <= scale["gender_accuracy"] <= 1)
     chosen = ldm["guidance"]

@@ -38,7 +38,7 @@ def test_pipeline_runs_all_stages_and_logs_to_mlflow(ran_pipeline, project):
     out = ran_pipeline[1]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (
-        "synth=ran, prepare=ran, validate=ran, pretrain=ran, prior=ran, train_ldm=ran, judges=ran, baselines=ran, "
+        "synth=ran, prepare=ran, validate=ran, judges=ran, pretrain=ran, prior=ran, train_ldm=ran, baselines=ran, "
         "evaluate=ran, user_study=ran"
     ) in out.stdout + out.stderr
     lock = yaml.safe_load((project / "dvc.lock").read_text())
@@ -127,8 +127,8 @@ def test_second_run_skips_unchanged_stages(project):
     out = sclmd(project, "pipeline")
     assert out.returncode == 0, out.stderr[-3000:]
     assert (
-        "synth=skipped, prepare=skipped, validate=skipped, pretrain=skipped, prior=skipped, train_ldm=skipped, "
-        "judges=skipped, baselines=skipped, evaluate=skipped, user_study=skipped"
+        "synth=skipped, prepare=skipped, validate=skipped, judges=skipped, pretrain=skipped, prior=skipped, "
+        "train_ldm=skipped, baselines=skipped, evaluate=skipped, user_study=skipped"
     ) in out.stdout + out.stderr
 
 

@@ -196,3 +196,10 @@ def speaker_retrieval_per_clip(
     # rank = how many other speakers score at least as high (ties count against the query)
     rank = (scores >= own[:, None]).sum(axis=1) - 1
     return {f"retrieval_r{k}": np.where(valid, (rank < k).astype(np.float64), np.nan) for k in ks}
+
+
+def chosen_rows(n: int, max_clips: int) -> np.ndarray:
+    """All rows, or `max_clips` spread evenly over the split (deterministic)."""
+    if not max_clips or max_clips >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, max_clips).round().astype(np.int64))

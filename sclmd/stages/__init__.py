@@ -18,10 +18,10 @@ STAGE_ORDER = (
     "synth",
     "prepare",
     "validate",
+    "judges",  # before train_ldm, whose guidance check on val reads faces with them
     "pretrain",
     "prior",
     "train_ldm",
-    "judges",
     "baselines",
     "evaluate",
     "user_study",

@@ -241,7 +241,7 @@ def gan_val_faces(params: Params, root: Path, gans: dict, n: int = 8):
     import torch
 
     from sclmd.data.store import PackedClips
-    from sclmd.stages.evaluate import chosen_rows
+    from sclmd.evaluate.metrics import chosen_rows
 
     val = PackedClips(root / PREPARED, "val")
     rows = chosen_rows(len(val), n)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from sclmd.config import Params
+from sclmd.evaluate.metrics import chosen_rows
 from sclmd.evaluate.report import HIGHER_IS_BETTER  # compared clip by clip too: SCLDM - baseline > 0 is ahead
 from sclmd.io import atomic_file, write_json
 
@@ -59,6 +60,7 @@ METHOD_NAMES = {
     "wen": "Wen et al.",
     "real": "real faces (judges' ceiling)",
     "reconstruction": "autoencoder reconstruction (decoder ceiling)",
+    "attribute_oracle": "attribute oracle (VoxSynth: the voice's gender, age, size exact, the rest drawn)",
 }
 # The paper's numbers (Table 2: AVSpeech; Table 3: VoxCeleb; Table 4: the ablations), for reference
 # only: other data, VGG-Face features and Face++ judges.
@@ -84,13 +86,6 @@ PAPER_TABLE_4 = {
 def to_uint8(images) -> np.ndarray:
     """float [N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3]."""
     return np.round((images.clamp(-1, 1).permute(0, 2, 3, 1).numpy() + 1) * 127.5).astype(np.uint8)
-
-
-def chosen_rows(n: int, max_clips: int) -> np.ndarray:
-    """All rows, or `max_clips` spread evenly over the split (deterministic)."""
-    if not max_clips or max_clips >= n:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, max_clips).round().astype(np.int64))
 
 
 # Metrics with one value per test clip: their mean is the metric, their bootstrap its interval.
@@ -366,6 +361,25 @@ def two_sample(real, generated, speakers, cfg, notes: dict | None = None, name: 
     return {"two_sample_acc": result.acc, "two_sample_acc_ci": result.ci}
 
 
+def attribute_oracle(root: Path, speakers, samples: int, seed: int, notes: dict) -> np.ndarray | None:
+    """The attribute oracle's faces (`sclmd/data/voxsynth/oracle.py`), uint8 [N, samples, H, W, 3],
+    when the prepared data is VoxSynth and its folder is here; else None, with why in `notes`."""
+    import json
+
+    from sclmd.data.voxsynth.oracle import oracle_faces, render_settings
+
+    info = json.loads((root / PREPARED / "info.json").read_text())
+    prepare = info.get("params", {}).get("prepare", {})
+    if prepare.get("source") != "voxsynth":
+        notes["attribute_oracle"] = f"the data is {prepare.get('source')}, not VoxSynth: no oracle"
+        return None
+    raw = (root / prepare.get("voxsynth_dir", "data/raw/voxsynth")).resolve()
+    if not raw.is_relative_to(root.resolve()) or render_settings(raw) is None:
+        notes["attribute_oracle"] = f"{raw}: no VoxSynth folder with its render settings here (`dvc repro synth`)"
+        return None
+    return oracle_faces(raw, list(speakers), samples, seed)
+
+
 def run(params: Params, root: Path) -> dict:
     import torch
     from tqdm import tqdm
@@ -455,6 +469,23 @@ def run(params: Params, root: Path) -> dict:
             **measure,
         ),
     }
+    not_run: dict[str, str] = {}  # what did not run, and why
+    reference_notes: dict[str, str] = {}
+    oracle = attribute_oracle(root, rows["speaker_id"].astype(str), k, cfg.seed, reference_notes)
+    oracle_first = None
+    if oracle is not None:
+        oracle_all = as_judge_input(torch.from_numpy(oracle.reshape(-1, *oracle.shape[2:])))
+        oracle_first = oracle_all[first]
+        judged = judges(oracle_all)
+        reference_results["attribute_oracle"] = evaluate_method(
+            Verdicts(judged.male_probability[first], judged.age[first], judged.features[first]),
+            true_verdicts,
+            judged.features.reshape(len(positions), k, -1),
+            rows,
+            real_all.features,
+            gallery_speakers,
+            **measure,
+        )
     methods = {name: r.metrics for name, r in results.items()}
     for name, run in runs.items():  # a collapsed or diverged GAN: its row is marked, not passed off as fine
         methods[name]["training_status"] = run.get("status", "ok")
@@ -469,8 +500,10 @@ def run(params: Params, root: Path) -> dict:
     # Realism by a classifier two-sample test: each method's (SCLDM: first sample) faces against the
     # true faces of the same clips; the real row is real against real (two halves of the speakers).
     real_cpu = true_faces.detach().float().cpu()
-    not_run: dict[str, str] = {}
-    for name, generated in [*((m, faces[m]) for m in METHODS), ("reconstruction", reconstruction), ("real", None)]:
+    compared_faces = [*((m, faces[m]) for m in METHODS), ("reconstruction", reconstruction), ("real", None)]
+    if oracle_first is not None:
+        compared_faces.append(("attribute_oracle", oracle_first))
+    for name, generated in compared_faces:
         row = methods[name] if name in methods else references[name]
         row.update(
             two_sample(
@@ -509,6 +542,7 @@ def run(params: Params, root: Path) -> dict:
         },
         "methods": methods,
         "references": references,
+        **({"reference_notes": reference_notes} if reference_notes else {}),
         "comparisons": compared,
         "real_voices": real_voices,
         "targets": {**targets(methods, references, compared), **real_voice_targets(real_voices)},

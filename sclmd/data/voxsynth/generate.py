@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import ctypes.util
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from sclmd.config import DataParams, SynthParams
 from sclmd.data.parallel import map_in_processes
 from sclmd.data.voxsynth.attributes import SpeakerAttributes, csv_columns, sample_speakers
 from sclmd.data.voxsynth.face import render_face
+from sclmd.data.voxsynth.oracle import RENDER_SETTINGS
 from sclmd.data.voxsynth.voice import synthesize_utterance
 from sclmd.errors import SclmdError
 
@@ -109,6 +111,14 @@ def generate_voxsynth(out_dir: Path, synth: SynthParams, data: DataParams, progr
     out_dir.mkdir(parents=True, exist_ok=True)
     speakers = sample_speakers(synth.n_speakers, synth.seed)
     _write_speakers_csv(out_dir / SPEAKERS_CSV, speakers)
+    # How the faces were drawn: the evaluation's attribute oracle (oracle.py) renders new ones the same way.
+    (out_dir / RENDER_SETTINGS).write_text(
+        json.dumps(
+            {"image_size": data.image_size, "supersample": synth.supersample, "face_framing": synth.face_framing},
+            indent=2,
+        )
+        + "\n"
+    )
 
     jobs = [_SpeakerJob(i, attrs, out_dir, synth, data) for i, attrs in enumerate(speakers)]
     map_in_processes(
