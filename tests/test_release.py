@@ -290,6 +290,25 @@ def test_release_targets_read_each_measurement_against_its_level():
     assert not t["ahead_of_every_seed"]["met"]  # one baseline without the verdict
     summary["real_voices"] = {"skipped": "no voices"}
     assert release_targets(summary)["real_voices"] == {"value": None, "met": False}
+    assert "oracle" not in t["retrieval_r1"]  # no attribute oracle (not VoxSynth): nothing said about reach
+
+    # VoxSynth's attribute oracle bounds what a voice can tell: a level it misses is out of reach on the data
+    summary["references"]["attribute_oracle"] = {
+        "gender_acc": 0.99,
+        "retrieval_r1": 0.01,
+        "retrieval_r1_ci": [0.0, 0.03],
+        "cos": 58.0,
+    }
+    summary["baseline_seeds"]["baselines"] = {"speech2face": {"cos": {"mean": 56.0}}, "wen": {"cos": {"mean": 66.0}}}
+    t = release_targets(summary)
+    assert t["retrieval_r1"]["reachable"] is False and t["retrieval_r1"]["oracle"] == 0.01
+    assert t["gender_gap"]["reachable"] is True and abs(t["gender_gap"]["oracle"] - 0.03) < 1e-9
+    assert t["ahead_of_every_seed"]["reachable"] is False  # the oracle's single sample 58 trails the regression's 56
+    assert "reachable" not in t["c2st"]
+    from sclmd.release import _target_lines
+
+    text = "\n".join(_target_lines(t))
+    assert "out of reach on this data" in text and "the attribute oracle" in text
 
 
 def test_release_report_reads_the_first_stage_it_started_from_when_it_trained_none(tmp_path):
