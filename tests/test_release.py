@@ -278,7 +278,10 @@ def test_release_targets_read_each_measurement_against_its_level():
 
     summary = {
         "scldm": {"two_sample_acc": 0.74, "gender_acc": 0.95, "retrieval_r1": 0.09},
-        "references": {"real": {"gender_acc": 0.96}},
+        "references": {
+            "real": {"gender_acc": 0.96, "age_acc": 0.40},
+            "reconstruction": {"gender_acc": 0.93, "age_acc": 0.41},
+        },
         "first_stage": {"test": {"c2st": 0.66}},
         "real_voices": {"methods": {"scldm": {"gender_agreement": 0.9}}},
         "baseline_seeds": {"verdicts": {"wen": {"ahead_with_every_seed": True}, "ar_spm": {}}},
@@ -288,6 +291,8 @@ def test_release_targets_read_each_measurement_against_its_level():
     assert t["gender_gap"]["met"] and abs(t["gender_gap"]["value"] + 0.01) < 1e-9  # within 0.02 of the judges
     assert not t["retrieval_r1"]["met"] and t["real_voices"]["met"]  # 0.09 < 0.10; 0.90 >= 0.90
     assert not t["ahead_of_every_seed"]["met"]  # one baseline without the verdict
+    # the first stage's reconstructions: the worse of the gender and age gaps to the real faces' reading
+    assert not t["first_stage_gender_age"]["met"] and abs(t["first_stage_gender_age"]["value"] + 0.03) < 1e-9
     summary["real_voices"] = {"skipped": "no voices"}
     assert release_targets(summary)["real_voices"] == {"value": None, "met": False}
     assert "oracle" not in t["retrieval_r1"]  # no attribute oracle (not VoxSynth): nothing said about reach
