@@ -260,7 +260,10 @@ def ship_first_stage(work: Path, root: Path, target: Path | None = None, overrid
         sums = write_checksums(tmp)
         config = json.loads((tmp / "config.json").read_text())
         machine = config["metrics"].get("machine") or describe()
-        write_text(tmp / CARD, first_stage_card(config, sums, machine, git_commit(root), str(overrides), curve))
+        write_text(
+            tmp / CARD,
+            first_stage_card(config, sums, machine, git_commit(root, RELEASE_OUTPUTS), str(overrides), curve),
+        )
     return target
 
 
@@ -578,6 +581,8 @@ def write_release_report(work: Path, out_dir: Path, seed_dirs: dict[int, Path]) 
 
 
 SCLDM_COMMAND = "sclmd release --part scldm"
+# What a release writes into the checkout: a change there is a result, not the code the card names.
+RELEASE_OUTPUTS = ("weights", "reports/release")
 
 
 def scldm_card(summary: dict, params: dict, sums: dict[str, str], machine: dict, commit: str, hours: float) -> str:
@@ -670,5 +675,5 @@ def ship_scldm(work: Path, root: Path, summary: dict, hours: float, target: Path
         shutil.copy2(work / "reports/eval/metrics.json", tmp / "evaluation.json")
         sums = write_checksums(tmp)
         params = yaml.safe_load((work / "params.yaml").read_text())
-        write_text(tmp / CARD, scldm_card(summary, params, sums, describe(), git_commit(root), hours))
+        write_text(tmp / CARD, scldm_card(summary, params, sums, describe(), git_commit(root, RELEASE_OUTPUTS), hours))
     return target

@@ -25,7 +25,9 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
 
 
-def git_commit(root: Path) -> str:
+def git_commit(root: Path, outputs: tuple[str, ...] = ()) -> str:
+    """HEAD, with "-dirty" when tracked files differ from it; changes under `outputs` (what the caller is
+    writing, e.g. the release's reports/ and weights/) do not count: they are its results, not its code."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -34,7 +36,7 @@ def git_commit(root: Path) -> str:
         return "unknown"
     commit = out.stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){p}" for p in outputs)],
         cwd=root,
         capture_output=True,
         text=True,

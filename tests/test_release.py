@@ -333,3 +333,26 @@ def test_release_report_reads_the_first_stage_it_started_from_when_it_trained_no
     (work / "params.yaml").write_text(yaml.safe_dump({"pretrain": {"face_init": None}}))
     (work / "reports/first_stage/metrics.json").unlink()
     assert first_stage_metrics(work) is None  # face_init null: no shipped first stage to read
+
+
+def test_a_release_card_names_its_code_commit_whatever_the_release_wrote(tmp_path):
+    """The card's commit is dirty for changed code, not for the weights and reports the release itself writes."""
+    import subprocess
+
+    from sclmd.release import RELEASE_OUTPUTS
+    from sclmd.tracking import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights/card.md").write_text("old")
+    (tmp_path / "code.py").write_text("x = 1")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    (tmp_path / "weights/card.md").write_text("new")
+    assert not git_commit(tmp_path, RELEASE_OUTPUTS).endswith("-dirty")
+    assert git_commit(tmp_path).endswith("-dirty")
+    (tmp_path / "code.py").write_text("x = 2")
+    assert git_commit(tmp_path, RELEASE_OUTPUTS).endswith("-dirty")
