@@ -166,43 +166,42 @@ def guidance_check(
     genders = labels["gender"].to_numpy()
     by_judges = judges is not None and val_faces is not None
     if by_judges:
-        from sclmd.evaluate.judges import judge_accuracy_per_clip
+        from sclmd.evaluate.judges import AGE_TOLERANCE, judge_accuracy
 
-        def gender_accuracy(verdicts) -> float:
-            correct = judge_accuracy_per_clip(verdicts, labels["gender"], labels["age"], 10.0)["gender_acc"]
-            return float(np.nanmean(correct)) if np.isfinite(correct).any() else float("nan")
-
-        real_verdicts = judges(val_faces(rows))
-        real = np.asarray(real_verdicts.features, dtype=np.float64)
-        real_accuracy = gender_accuracy(real_verdicts)
+        def read(faces) -> tuple[np.ndarray, float]:
+            """The judges' identity features and gender accuracy of faces for these val rows."""
+            verdicts = judges(faces)
+            accuracy = judge_accuracy(verdicts, labels["gender"], labels["age"], AGE_TOLERANCE)["gender_acc"]
+            return np.asarray(verdicts.features, dtype=np.float64), accuracy
     else:
         train_faces, train_genders = train.face_emb.numpy(), train_rows["gender"].to_numpy()
+
+        def read(faces) -> tuple[np.ndarray, float]:
+            """The face encoder's embedding of faces and the logistic probe's gender accuracy on it."""
+            with torch.no_grad():
+                emb = torch.cat([pipeline.encoders.face_encoder(part)[1] for part in faces.split(GUIDANCE_CHECK_BATCH)])
+            emb = emb.numpy()
+            return emb, probe_gender(train_faces, train_genders, emb, genders)["gender_accuracy"]
+
+    if by_judges:
+        real, real_accuracy = read(val_faces(rows))
+    else:  # the real val faces' embedding was stored by pretrain: no need to encode them again
         real = val.face_emb[rows].numpy()
         real_accuracy = probe_gender(train_faces, train_genders, real, genders)["gender_accuracy"]
     by_scale = {}
     for scale in tqdm(sorted(set(scales)), desc="train_ldm: guidance check on val", unit="scale", leave=False):
-        generated, readings = [], []
-        for start in range(0, len(rows), GUIDANCE_CHECK_BATCH):
-            part = torch.as_tensor(rows[start : start + GUIDANCE_CHECK_BATCH])
-            with torch.no_grad():
-                faces = pipeline(val.speech[part], seed=seed + start, guidance=scale)
-                if by_judges:
-                    readings.append(judges(faces))
-                else:
-                    generated.append(pipeline.encoders.face_encoder(faces)[1])
-        if by_judges:
-            from sclmd.evaluate.judges import Verdicts
-
-            verdicts = Verdicts(
-                np.concatenate([v.male_probability for v in readings]),
-                np.concatenate([v.age for v in readings]),
-                np.concatenate([v.features for v in readings]),
+        with torch.no_grad():
+            faces = torch.cat(
+                [
+                    pipeline(
+                        val.speech[torch.as_tensor(rows[start : start + GUIDANCE_CHECK_BATCH])],
+                        seed=seed + start,
+                        guidance=scale,
+                    )
+                    for start in range(0, len(rows), GUIDANCE_CHECK_BATCH)
+                ]
             )
-            accuracy = gender_accuracy(verdicts)
-            generated = np.asarray(verdicts.features, dtype=np.float64)
-        else:
-            generated = torch.cat(generated).numpy()
-            accuracy = probe_gender(train_faces, train_genders, generated, genders)["gender_accuracy"]
+        generated, accuracy = read(faces)
         by_scale[f"g{scale:g}"] = {
             "guidance": scale,
             "gender_accuracy": accuracy,
