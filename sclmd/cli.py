@@ -412,7 +412,13 @@ def talk(
             "(default: predicted from the voice)"
         ),
     ] = None,
-    talker: Annotated[Path, typer.Option(help="a trained talker folder (`make talker`)")] = Path("models/talker"),
+    talker: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="a trained talker folder (default: this workspace's models/talker from `make talker`, else the "
+            "shipped weights/dae-talker)"
+        ),
+    ] = None,
     checkpoint: Annotated[
         Optional[Path],
         typer.Option(
@@ -452,8 +458,8 @@ def talk(
     except SclmdError as e:
         _fail(e)
     typer.echo(
-        f"{voice} -> {used['out']}: {used['frames']} frames ({used['seconds']} s), face: {used['face']}, "
-        f"pose: {used['pose']}"
+        f"{voice} -> {used['out']}: {used['frames']} frames ({used['seconds']} s), talker: {used['talker']}, "
+        f"face: {used['face']}, pose: {used['pose']}"
     )
 
 

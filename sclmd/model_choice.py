@@ -6,6 +6,10 @@
 3. the shipped release model, `weights/scldm-voxsynth/` (checked against its checksums): a fresh
    install draws faces before any training;
 4. this workspace's own `models/ldm` (a `make run` not yet promoted), when nothing above exists.
+
+The talker (`sclmd talk`) has its own order, `choose_talker`: `--talker DIR`; this workspace's
+`models/talker` (a `make talker`); the shipped release talker, `weights/dae-talker/` (checked
+against its checksums), so a fresh install makes a video before any training.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from sclmd.errors import SclmdError
 
 LOCAL = Path("models/ldm")
+LOCAL_TALKER = Path("models/talker")
 
 
 @dataclass(frozen=True)
@@ -75,4 +80,30 @@ def choose_model(
         f"no model to use: the registry has no champion, {RELEASE_SCLDM} is missing (restore it with "
         f"`git checkout -- {RELEASE_SCLDM}`) and {LOCAL} was not trained (`make run`). Or pass "
         "--checkpoint DIR or --model URI."
+    )
+
+
+@dataclass(frozen=True)
+class TalkerChoice:
+    folder: Path
+    says: str  # which talker, and why this one
+
+
+def choose_talker(root: Path, talker: Path | None = None, release: Path | None = None) -> TalkerChoice:
+    """`talker`: a folder the user named (used as given; its loading says what is wrong with it). `release`:
+    the shipped talker's folder (default: weights/dae-talker of the workspace, else of the checkout)."""
+    from sclmd.models.shipped import RELEASE_TALKER, resolve, verify_folder
+    from sclmd.models.talker import CONFIG, WEIGHTS
+
+    if talker is not None:
+        return TalkerChoice(Path(talker), f"{talker} (--talker)")
+    if (root / LOCAL_TALKER / CONFIG).is_file():
+        return TalkerChoice(root / LOCAL_TALKER, f"{LOCAL_TALKER} (this workspace's `make talker`)")
+    shipped = release or resolve(RELEASE_TALKER, root)
+    if shipped.is_dir():
+        verify_folder(shipped, (CONFIG, WEIGHTS), "the shipped release talker")
+        return TalkerChoice(shipped, f"{RELEASE_TALKER} (the shipped release talker; no `make talker` here)")
+    raise SclmdError(
+        f"no talker to use: {LOCAL_TALKER} was not trained (`make run`, then `make talker`) and {RELEASE_TALKER} "
+        f"is missing (restore it with `git checkout -- {RELEASE_TALKER}`). Or pass --talker DIR."
     )

@@ -15,7 +15,6 @@ import numpy as np
 
 from sclmd.errors import ClipRejected, SclmdError
 
-DEFAULT_TALKER = Path("models/talker")
 MAX_SECONDS = 60.0
 MIN_SECONDS = 0.5
 SILENCE_DBFS = -55.0
@@ -101,7 +100,7 @@ def talk(
     *,
     face: Path | None = None,
     pose: Path | None = None,
-    talker_dir: Path = DEFAULT_TALKER,
+    talker_dir: Path | None = None,
     checkpoint: Path | None = None,
     method: str = "dae",
     seed: int = 0,
@@ -110,8 +109,9 @@ def talk(
     scale: int = 4,
     code: str = "noise",
 ) -> dict:
-    """Writes the video; returns what was used (face source, frames, seconds). `checkpoint`: the SCLDM that
-    draws the face when none is given (None: `sclmd.model_choice`'s default)."""
+    """Writes the video; returns what was used (talker, face source, frames, seconds). `talker_dir`: the talker
+    (None: `sclmd.model_choice.choose_talker`'s default); `checkpoint`: the SCLDM that draws the face when none is
+    given (None: `sclmd.model_choice.choose_model`'s default)."""
     import torch
 
     from sclmd.data.video import write_mp4
@@ -129,7 +129,11 @@ def talk(
         raise SclmdError(f"--scale must be 1 to 16, got {scale}")
     if steps is not None and steps < 2:
         raise SclmdError(f"--steps must be 2 or more, got {steps}")
-    talker = TalkingFace.from_pretrained(talker_dir)
+    from sclmd.env import project_root
+    from sclmd.model_choice import choose_talker
+
+    chosen = choose_talker(project_root(), talker_dir)
+    talker = TalkingFace.from_pretrained(chosen.folder)
     size = talker.face.face_encoder.config.image_size
     wave = load_voice(voice, talker.cfg.sample_rate, max_seconds)
     n_frames = frames_for(len(wave), talker.cfg)
@@ -139,7 +143,6 @@ def talk(
     else:
         import tempfile
 
-        from sclmd.env import project_root
         from sclmd.model_choice import choose_model
         from sclmd.models.pipeline import SpeechToFacePipeline
 
@@ -174,9 +177,10 @@ def talk(
         video = np.stack([np.asarray(Image.fromarray(f).resize((side, side), Image.Resampling.LANCZOS)) for f in video])
     write_mp4(out, video, wave, talker.cfg.sample_rate, talker.cfg.fps)
     return {
+        "talker": chosen.says,
         "face": source,
         "frames": n_frames,
         "seconds": round(len(wave) / talker.cfg.sample_rate, 2),
-        "pose": str(pose) if pose else "predicted from the voice",
+        "pose": str(pose) if pose else f"predicted from the voice, with a sampled drift (seed {seed})",
         "out": str(out),
     }

@@ -273,6 +273,33 @@ def test_commands_choose_the_champion_else_the_shipped_release_model_else_the_wo
         choose_model(root, release=release)
 
 
+def test_talk_chooses_the_named_talker_else_the_workspace_else_the_shipped_release_talker(tmp_path):
+    """`sclmd talk`'s order: --talker; models/talker (`make talker`); weights/dae-talker (checked); else an error."""
+    from sclmd.model_choice import choose_talker
+    from sclmd.models.shipped import write_checksums
+
+    root = make_project(tmp_path / "p")
+    release = tmp_path / "weights/dae-talker"
+    with pytest.raises(SclmdError, match="no talker to use.*make talker.*git checkout -- weights/dae-talker"):
+        choose_talker(root, release=release)
+    (release / "pretrain").mkdir(parents=True)
+    for name in ("talker.json", "model.safetensors", "pretrain/model.safetensors"):
+        (release / name).write_text(name)
+    write_checksums(release)
+    chosen = choose_talker(root, release=release)
+    assert chosen.folder == release and "shipped release talker" in chosen.says
+    (release / "pretrain/model.safetensors").write_text("truncated")
+    with pytest.raises(SclmdError, match="pretrain/model.safetensors: does not match its sha256"):
+        choose_talker(root, release=release)
+    (release / "model.safetensors").unlink()
+    with pytest.raises(SclmdError, match="incomplete: model.safetensors missing"):
+        choose_talker(root, release=release)
+    (root / "models/talker").mkdir(parents=True)
+    (root / "models/talker/talker.json").write_text("{}")
+    assert choose_talker(root, release=release).folder == root / "models/talker"  # a local `make talker` first
+    assert choose_talker(root, Path("mine"), release=release).folder == Path("mine")
+
+
 def test_release_targets_read_each_measurement_against_its_level():
     from sclmd.release import release_targets
 

@@ -63,6 +63,7 @@ def test_talker_flow_trains_and_evaluates(talker_project):
         "real",
         "real_autoencoder",
         "dae_photo",
+        "dae_first_frame",
         "dae_photo_inversion",
         "dae_scldm",
         "regression",
@@ -72,10 +73,24 @@ def test_talker_flow_trains_and_evaluates(talker_project):
     assert metrics["methods"]["still"]["identity_drift"] == pytest.approx(0.0, abs=1e-5)
     assert metrics["methods"]["still"]["distance_to_face"] == pytest.approx(0.0, abs=1e-5)  # it is the face given
     assert set(metrics["noise_minus_inverted_code_lipsync"]) == {"diff", "ci"}
+    # The DAE rows are the mean over the noise codes, never one chosen code; the others are one draw.
+    assert metrics["noise_codes"] == 8
+    for key in ("dae_photo", "dae_first_frame"):
+        row = metrics["methods"][key]
+        assert row["draws"] == 8 and len(row["lipsync_by_code"]) == 8
+        assert row["lipsync"] == pytest.approx(np.mean(list(row["lipsync_per_clip"].values())), abs=2e-3)
+    assert metrics["methods"]["regression"]["draws"] == 1
+    pose = metrics["pose"]
+    assert pose["sampled_std_deg"]["yaw"] > 0  # the head samples a drift where speech predicts none
+    assert pose["sampled_std_ratio"]["yaw"] == pytest.approx(
+        pose["sampled_std_deg"]["yaw"] / pose["true_std_deg"]["yaw"], rel=0.01
+    )
+    train = json.loads((project / "reports/talker_train/metrics.json").read_text())
+    assert set(train["pose_drift"]) == {"std_deg", "sigma_frames"}
     for row in metrics["methods"].values():
         assert -1.0 <= row["lipsync"] <= 1.0 and row["between_speakers"] >= 0
     sample = video_info(project / "reports/talker/sample.mp4")
-    assert sample["frames"] == 30 and sample["width"] == 4 * 128 and sample["audio_rate"] == 16000
+    assert sample["frames"] == 30 and sample["width"] == 5 * 128 and sample["audio_rate"] == 16000
     for png in (
         "reports/talker/frame_strip.png",
         "reports/talker/metrics.png",

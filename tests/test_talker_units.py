@@ -138,6 +138,61 @@ def test_a_given_pose_replaces_the_predicted_one():
     assert not torch.allclose(z, z_other_face)  # and the face it animates
 
 
+def test_the_head_samples_the_drift_speech_cannot_predict(tmp_path):
+    """The pose drift fitted on training clips has the spread and correlation time of the truth's
+    unpredictable part, a seed gives one drift, and a talker saved before the drift existed still loads."""
+    from safetensors.torch import load_file, save_file
+
+    from sclmd.data.voxsynth.talking import _slow_noise
+    from sclmd.models.talker import TalkerBundle, animate, sample_pose_drift
+    from sclmd.train.talker import POSE_TRACKS, Clips, fit_pose_drift
+
+    torch.manual_seed(0)
+    bundle = TalkerBundle(_small_config()).eval()
+    head = bundle.speech2latent.pose_head[-1]
+    head.weight.data.zero_(), head.bias.data.zero_()  # a pose head that predicts 0: the residual is the truth
+    rng = np.random.default_rng(0)
+    n, t, fps = 64, 100, 25
+    true = {"yaw": (6.0, 1.2), "pitch": (2.0, 1.0), "roll": (3.0, 1.5)}  # VoxSynth's drifts: degrees, seconds
+    tracks = {
+        a: torch.from_numpy(np.stack([std * _slow_noise(rng, t, fps, sec) for _ in range(n)])).float()
+        for a, (std, sec) in true.items()
+    }
+    clips = Clips(
+        ["s"] * n,
+        ["F"] * n,
+        [30] * n,
+        torch.zeros(n, t, 1, 1, 3, dtype=torch.uint8),
+        0.01 * torch.randn(n, 16000 * t // fps),
+        tracks,
+    )
+    fitted = fit_pose_drift(bundle, clips)
+    for a, (std, sec) in true.items():
+        assert fitted["std_deg"][a] == pytest.approx(std, rel=0.35), a
+        assert fitted["sigma_frames"][a] == pytest.approx(sec * fps, rel=0.35), a
+    drift = sample_pose_drift(bundle, 400, seed=1)
+    assert torch.equal(drift, sample_pose_drift(bundle, 400, seed=1))
+    assert not torch.equal(drift, sample_pose_drift(bundle, 400, seed=2))
+    spread = torch.stack([sample_pose_drift(bundle, t, seed=s) for s in range(200)]).std((0, 1))
+    for k, a in enumerate(POSE_TRACKS):
+        assert float(spread[k]) == pytest.approx(fitted["std_deg"][a], rel=0.3), a
+    reference = torch.randn(4, 16, 16)
+    with torch.no_grad():
+        _, moving = animate(bundle, 0.1 * torch.randn(16000), reference, 25, steps=2, seed=3)
+        _, still = animate(bundle, 0.1 * torch.randn(16000), reference, 25, steps=2, seed=3, drift=False)
+    assert float(moving[:, 0].std()) > 0.1 and float(still.abs().max()) == 0.0  # the mean pose holds still
+    # A talker saved before the drift: no drift buffers, it loads and holds the mean.
+    (tmp_path / "face").mkdir()  # the face autoencoder folder save_pretrained copies (not read here)
+    bundle.save_pretrained(tmp_path / "talker", tmp_path / "face")
+    state = load_file(str(tmp_path / "talker" / "model.safetensors"))
+    save_file(
+        {k: v for k, v in state.items() if not k.startswith("pose_drift")},
+        str(tmp_path / "talker" / "model.safetensors"),
+    )
+    old = TalkerBundle.from_pretrained(tmp_path / "talker")
+    assert float(old.pose_drift_std.abs().sum()) == 0.0
+
+
 def test_motion_is_the_difference_of_two_frames_codes():
     from sclmd.models.talker import DiffusionAutoencoder, TalkerBundle
     from sclmd.train.talker import semantic_codes, set_code_statistics

@@ -16,6 +16,7 @@ from sclmd.errors import SclmdError
 WEIGHTS_DIR = Path("weights")
 FACE_AUTOENCODER = WEIGHTS_DIR / "face-autoencoder"
 RELEASE_SCLDM = WEIGHTS_DIR / "scldm-voxsynth"
+RELEASE_TALKER = WEIGHTS_DIR / "dae-talker"
 CHECKSUMS = "checksums.json"
 CARD = "README.md"
 

@@ -19,7 +19,10 @@
   torchaudio Conformer, a pose head (yaw, pitch, roll) and a latent head that reads the
   Conformer's output together with the pose and the reference face's semantic code (how far
   a mouth opens depends on the face and on its state in the reference), so a given pose
-  sequence replaces the predicted one (pose control).
+  sequence replaces the predicted one (pose control). What speech cannot predict of the pose
+  (VoxSynth heads drift slowly on their own, as people's do) is sampled, not averaged away: a
+  smooth random drift with the spread and correlation time of the pose head's residual on the
+  training clips (`sample_pose_drift`), so a generated head moves like a real one.
 - **Continuous generation**: every frame of a clip is decoded deterministically (DDIM,
   eta 0) from *one shared* stochastic code x_T, so frames differ only where z differs and
   the clip does not flicker. By default x_T is Gaussian noise drawn once from a seed
@@ -38,6 +41,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -171,11 +175,15 @@ class Speech2Latent(nn.Module):
         reference_code: torch.Tensor,
         n_frames: int | None = None,
         pose: torch.Tensor | None = None,
+        drift: torch.Tensor | None = None,
     ):
         """(z [B, T, motion_dim], pose [B, T, 3] in degrees) of `wave` [B, samples] spoken by the face whose
-        normalised semantic code is `reference_code` [B, motion_dim]; `pose` given: used instead of the predicted."""
+        normalised semantic code is `reference_code` [B, motion_dim]; `pose` given: used instead of the predicted;
+        `drift` [B, T, 3] (degrees): added to the predicted pose (the part speech cannot predict, sampled)."""
         h = self.context(wave, n_frames)
         predicted = self.pose_head(h) * POSE_SCALE
+        if drift is not None and pose is None:
+            predicted = predicted + drift.to(h)
         used = predicted if pose is None else pose.to(h)
         face = reference_code.to(h)[:, None].expand(-1, h.shape[1], -1)
         z = self.latent_head(torch.cat([h, used / POSE_SCALE, face], dim=-1))
@@ -362,6 +370,12 @@ class TalkerBundle(nn.Module):
         self.register_buffer("code_mean", torch.zeros(cfg.motion_dim))
         self.register_buffer("code_std", torch.ones(cfg.motion_dim))
         self.register_buffer("motion_std", torch.ones(cfg.motion_dim))
+        # The head's slow drift that speech does not predict (VoxSynth's yaw and roll wander on their own, as
+        # a person's do): the spread (degrees) and correlation time (a Gaussian filter's sigma, in frames) of
+        # the pose head's residual on training clips, so a generated head samples a plausible drift instead of
+        # holding the mean. Zeros: no drift (a talker saved before these existed).
+        self.register_buffer("pose_drift_std", torch.zeros(3))
+        self.register_buffer("pose_drift_frames", torch.zeros(3))
 
     def normalised_code(self, codes: torch.Tensor) -> torch.Tensor:
         """Semantic codes [..., motion_dim] in speech2latent's input units."""
@@ -395,12 +409,48 @@ class TalkerBundle(nn.Module):
         except Exception as e:
             raise SclmdError(f"{directory}: unreadable talker ({e}). Re-run `sclmd stage train_talker`.") from None
         bundle = cls(TalkerConfig.from_dict(meta["config"]))
-        bundle.load_state_dict(state)
+        try:
+            missing, unexpected = bundle.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # shapes that do not fit the config
+            raise SclmdError(f"{directory}: its weights do not fit its {CONFIG} ({e}).") from None
+        missing = [k for k in missing if k not in OPTIONAL_BUFFERS]
+        if missing or unexpected:
+            raise SclmdError(
+                f"{directory}: its {WEIGHTS} does not match a talker (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]}). Re-train it (`sclmd stage train_talker`) or restore the shipped folder."
+            )
         bundle.meta = meta
         return bundle.eval().requires_grad_(False)
 
 
 STOCHASTIC_CODES = ("noise", "inversion")
+OPTIONAL_BUFFERS = ("pose_drift_std", "pose_drift_frames")  # absent from talkers saved before the pose drift
+
+
+def slow_noise(n: int, sigma_frames: float, generator: torch.Generator) -> torch.Tensor:
+    """[n] smooth zero-mean noise of unit standard deviation: white noise through a Gaussian filter of width
+    `sigma_frames`, scaled by the filter's own gain so a short clip is not stretched to unit spread."""
+    if sigma_frames <= 0:
+        return torch.zeros(n)
+    pad = int(3 * sigma_frames) + 1
+    k = torch.arange(-pad, pad + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (k / sigma_frames) ** 2)
+    kernel = kernel / kernel.sum()
+    white = torch.randn(n + 2 * pad, generator=generator, dtype=torch.float64)
+    smooth = F.conv1d(white[None, None], kernel[None, None])[0, 0][:n]
+    return (smooth * (2.0 * math.sqrt(math.pi) * sigma_frames) ** 0.5).float()
+
+
+def sample_pose_drift(bundle: "TalkerBundle", n_frames: int, seed: int) -> torch.Tensor:
+    """[n_frames, 3] degrees: one draw of the head's unpredictable drift (yaw, pitch, roll), from `seed`."""
+    generator = torch.Generator().manual_seed(seed * 7919 + 17)
+    return torch.stack(
+        [
+            float(std) * slow_noise(n_frames, float(sigma), generator)
+            for std, sigma in zip(bundle.pose_drift_std, bundle.pose_drift_frames)
+        ],
+        dim=-1,
+    )
 
 
 def stochastic_code(
@@ -430,16 +480,19 @@ def animate(
     batch: int = 100,
     code: str = "noise",
     seed: int = 0,
+    drift: bool = True,
 ):
     """Continuous generation: face latents [T, C, h, w] of `reference` (a face latent) speaking `wave`.
 
     All frames share one stochastic code (`stochastic_code`), so they differ only where the
-    speech-driven z differs. Returns (latents, pose used [T, 3]).
+    speech-driven z differs. Without a given `pose`, the head follows the pose head's prediction plus,
+    with `drift`, a sampled drift (`sample_pose_drift`, from `seed`). Returns (latents, pose used [T, 3]).
     """
     ref = reference[None]
     x_t = stochastic_code(bundle, ref, code, seed, steps)
+    sampled = sample_pose_drift(bundle, n_frames, seed)[None] if drift and pose is None else None
     z_norm, predicted = bundle.speech2latent(
-        wave[None], bundle.reference_code(ref), n_frames, None if pose is None else pose[None]
+        wave[None], bundle.reference_code(ref), n_frames, None if pose is None else pose[None], drift=sampled
     )
     z = z_norm[0] * bundle.motion_std
     out = []
@@ -490,6 +543,13 @@ class TalkingFace:
         )
 
     @torch.no_grad()
+    def predicted_pose(self, wave: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
+        """[T, 3] degrees: the pose head's prediction from `wave` [samples] alone (the mean, without drift)."""
+        n_frames = n_frames or frames_for(wave.shape[-1], self.cfg)
+        h = self.bundle.speech2latent.context(wave[None], n_frames)
+        return self.bundle.speech2latent.pose_head(h)[0] * POSE_SCALE
+
+    @torch.no_grad()
     def speak(
         self,
         wave: torch.Tensor,
@@ -501,11 +561,13 @@ class TalkingFace:
         steps: int | None = None,
         code: str = "noise",
         seed: int = 0,
+        drift: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Frames [T, 3, H, W] in [-1, 1] of the face speaking `wave` [samples] and the pose used (dae only).
 
         `method`: dae (the talker), regression (the regression reference) or still (the face, unmoving);
-        `code` and `seed`: the DAE's shared stochastic code (`stochastic_code`)."""
+        `code` and `seed`: the DAE's shared stochastic code (`stochastic_code`) and the head's sampled drift
+        (`drift`: False holds the pose head's mean)."""
         if method not in self.METHODS:
             raise SclmdError(f"method '{method}' is not one of: {', '.join(self.METHODS)}")
         if code not in STOCHASTIC_CODES:
@@ -516,5 +578,5 @@ class TalkingFace:
             return self.decode_latents(reference[None]).expand(n_frames, -1, -1, -1), None
         if method == "regression":
             return self.decode_latents(regress(self.bundle, wave, reference, n_frames)), None
-        latents, used = animate(self.bundle, wave, reference, n_frames, pose, steps, code=code, seed=seed)
+        latents, used = animate(self.bundle, wave, reference, n_frames, pose, steps, code=code, seed=seed, drift=drift)
         return self.decode_latents(latents), used

@@ -4,7 +4,10 @@ Reads `data` and `evaluate_talker`. For each test speaker's clip, the voice driv
 
 - `DAE-Talker (photo)`: the talker animating the speaker's VoxSynth portrait (a face image
   it never saw: a test speaker, and not a video frame), every frame decoded from one shared
-  Gaussian code;
+  Gaussian code; averaged over `noise_codes` codes (seeds 0..n-1, each with its own sampled
+  head drift), never one chosen code;
+- `DAE-Talker (the clip's first frame)`: the same, animating the clip's own first frame, as
+  DAE-Talker does (the realism row: a portrait is not a frame of the clip);
 - `DAE-Talker (photo, inverted code)`: the same, from the portrait's DDIM inversion instead
   (the ablation of that choice);
 - `DAE-Talker (SCLDM face)`: the talker animating the face SCLDM drew from the same voice
@@ -18,9 +21,9 @@ autoencoder every generated frame passes through) are the ceilings.
 Lip sync: per clip, Pearson's r between the mouth opening the probe reads and the true
 opening of the phones; identity drift: judge identity features' cosine distance from a
 clip's first frame, beside the same distance between different test speakers, and from the
-face it was given (the portrait or SCLDM's face through the autoencoder); realism:
-Fréchet distance of judge features against the real test frames; pose: the pose head's
-and the generated frames' pose against the truth. Writes `reports/talker/` (metrics,
+face it was given (the portrait, first frame or SCLDM's face through the autoencoder); realism:
+Fréchet distance of judge features against the real test frames; pose: the pose head's mean,
+the sampled pose and the generated frames' pose against the truth. Writes `reports/talker/` (metrics,
 report, a side-by-side sample video with the voice, a frame strip, bars).
 """
 
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from sclmd.config import Params
 from sclmd.data.video import write_mp4
@@ -68,6 +72,7 @@ PARAM_SECTIONS = ("data", "evaluate_talker")
 ARTIFACTS = (METRICS, REPORT, SAMPLE_VIDEO, STRIP, BARS)
 METHODS = {
     "dae_photo": "DAE-Talker (photo)",
+    "dae_first_frame": "DAE-Talker (the clip's first frame)",
     "dae_photo_inversion": "DAE-Talker (photo, inverted code)",
     "dae_scldm": "DAE-Talker (SCLDM face)",
     "regression": "regression",
@@ -96,6 +101,50 @@ def _scldm_faces(root: Path, waves: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.from_numpy(to_uint8(faces))
 
 
+def pose_table(truth: np.ndarray, head: np.ndarray, sampled: np.ndarray) -> dict[str, dict[str, float]]:
+    """The pose against the truth [clips, T, 3] (degrees), per axis: the pose head's mean `head` [clips, T, 3]
+    and the poses used with the sampled drift `sampled` [clips, codes, T, 3]. Spreads are within a clip
+    (what a viewer sees move), averaged over clips; r and MAE are per clip (and draw), averaged."""
+
+    def spread(x: np.ndarray) -> float:
+        return float(x.std(-1).mean())
+
+    def r(x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean([correlation(a, b) for a, b in zip(x, y)]))
+
+    out: dict[str, dict[str, float]] = {
+        k: {}
+        for k in (
+            "true_std_deg",
+            "predicted_std_deg",
+            "predicted_r",
+            "predicted_mae_deg",
+            "sampled_std_deg",
+            "sampled_std_ratio",
+            "sampled_r",
+            "sampled_mae_deg",
+        )
+    }
+    for k, axis in enumerate(POSE_TRACKS):
+        t, h, s = truth[..., k], head[..., k], sampled[..., k]
+        true_spread = spread(t)
+        draws = s.reshape(-1, s.shape[-1])
+        repeated = np.repeat(t, s.shape[1], axis=0)
+        values = {
+            "true_std_deg": true_spread,
+            "predicted_std_deg": spread(h),
+            "predicted_r": r(h, t),
+            "predicted_mae_deg": float(np.abs(h - t).mean()),
+            "sampled_std_deg": spread(draws),
+            "sampled_std_ratio": spread(draws) / max(true_spread, 1e-6),
+            "sampled_r": r(draws, repeated),
+            "sampled_mae_deg": float(np.abs(draws - repeated).mean()),
+        }
+        for name, value in values.items():
+            out[name][axis] = round(value, 3)
+    return out
+
+
 def _ci(boot: ClusterBootstrap, values) -> list[float]:
     return [round(v, 4) for v in boot.mean_ci(values)]
 
@@ -122,57 +171,73 @@ def run(params: Params, root: Path) -> dict:
     if p.max_speakers:
         test = test.take(p.max_speakers)
     n_clips, n_frames = test.frames.shape[:2]
+    codes = list(range(p.noise_codes))
     scldm_faces = _scldm_faces(root, test.waves, p.seed)
+    # outputs[row][clip]: uint8 [draws, T, H, W, 3]; the averaged rows hold one draw per noise code
     outputs: dict[str, list[np.ndarray]] = {k: [] for k in (*CEILINGS, *METHODS)}
-    predicted_pose = []
-    given = {"photo": [], "scldm": []}  # the face each clip animates, as the autoencoder shows it (uint8 [H, W, 3])
-    for i in range(n_clips):
-        wave, photo = test.waves[i], portrait(root, test.speakers[i])
-        outputs["real"].append(test.frames[i].numpy())
+    head_pose, sampled_pose = [], []  # the pose head's mean [T, 3], and the poses used with the drift [codes, T, 3]
+    given = {"photo": [], "scldm": [], "first_frame": []}  # the face each clip animates, through the autoencoder
+
+    def draws(wave, face, **kwargs) -> tuple[np.ndarray, list]:
+        runs = [talker.speak(wave, face, n_frames=n_frames, seed=c, **kwargs) for c in codes]
+        return np.stack([to_uint8(frames) for frames, _ in runs]), [pose for _, pose in runs]
+
+    for i in tqdm(range(n_clips), desc="evaluate_talker: clips", unit="clip"):
+        wave, photo, first = test.waves[i], portrait(root, test.speakers[i]), test.frames[i][0]
+        outputs["real"].append(test.frames[i].numpy()[None])
         with torch.no_grad():
             recon = talker.decode_latents(encode_frames(talker.face.face_encoder, test.frames[i][None], desc=None)[0])
-        outputs["real_autoencoder"].append(to_uint8(recon))
-        frames_dae, pose = talker.speak(wave, photo, n_frames=n_frames)
-        outputs["dae_photo"].append(to_uint8(frames_dae))
-        predicted_pose.append(pose.numpy())
-        outputs["dae_photo_inversion"].append(
-            to_uint8(talker.speak(wave, photo, n_frames=n_frames, code="inversion")[0])
-        )
-        outputs["dae_scldm"].append(to_uint8(talker.speak(wave, scldm_faces[i], n_frames=n_frames)[0]))
-        outputs["regression"].append(to_uint8(talker.speak(wave, photo, method="regression", n_frames=n_frames)[0]))
-        outputs["still"].append(to_uint8(talker.speak(wave, photo, method="still", n_frames=n_frames)[0]))
-        given["photo"].append(outputs["still"][-1][0])
+        outputs["real_autoencoder"].append(to_uint8(recon)[None])
+        frames, poses = draws(wave, photo)
+        outputs["dae_photo"].append(frames)
+        sampled_pose.append(torch.stack(poses).numpy())
+        head_pose.append(talker.predicted_pose(wave, n_frames).numpy())
+        outputs["dae_first_frame"].append(draws(wave, first)[0])
+        one = {"n_frames": n_frames, "seed": p.seed}
+        outputs["dae_photo_inversion"].append(to_uint8(talker.speak(wave, photo, code="inversion", **one)[0])[None])
+        outputs["dae_scldm"].append(to_uint8(talker.speak(wave, scldm_faces[i], **one)[0])[None])
+        outputs["regression"].append(to_uint8(talker.speak(wave, photo, method="regression", **one)[0])[None])
+        outputs["still"].append(to_uint8(talker.speak(wave, photo, method="still", **one)[0])[None])
+        given["photo"].append(outputs["still"][-1][0, 0])
         given["scldm"].append(to_uint8(talker.speak(wave, scldm_faces[i], method="still", n_frames=1)[0])[0])
-        print(f"evaluate_talker: clip {i + 1}/{n_clips} ({test.speakers[i]}) generated", flush=True)
+        given["first_frame"].append(to_uint8(talker.speak(wave, first, method="still", n_frames=1)[0])[0])
 
     truth_opening = test.tracks["opening"].numpy()
     truth_pose = test.pose.numpy()
     boot = ClusterBootstrap(test.speakers, p.bootstrap_resamples, p.seed)
-    real_features = judges(to_unit(torch.from_numpy(np.concatenate(outputs["real"])))).features
+    real_features = judges(to_unit(torch.from_numpy(np.concatenate([c[0] for c in outputs["real"]])))).features
     given_features = {k: judges(to_unit(torch.from_numpy(np.stack(v)))).features for k, v in given.items()}
+    face_of = {"dae_scldm": "scldm", "dae_first_frame": "first_frame"}  # every other row was given the portrait
     table: dict[str, dict] = {}
-    readings: dict[str, np.ndarray] = {}
-    sync_of: dict[str, np.ndarray] = {}  # per-clip lip sync and opening error of each row, for the paired differences
-    error_of: dict[str, np.ndarray] = {}
+    readings: dict[str, np.ndarray] = {}  # row -> the first draw's probe readings [clips, T, 4]
+    sync_of: dict[str, np.ndarray] = {}  # per-clip lip sync and opening error of each row (mean over its draws),
+    error_of: dict[str, np.ndarray] = {}  # for the paired differences
     for key, clips in outputs.items():
-        flat = np.concatenate(clips)
+        n_draws = clips[0].shape[0]
+        flat = np.concatenate([c.reshape(-1, *c.shape[2:]) for c in clips])  # clip-major, then draw, then frame
         images = to_unit(torch.from_numpy(flat))
-        read = probe_read(probe, images).reshape(n_clips, n_frames, 4)
-        readings[key] = read
-        features = judges(images).features.reshape(n_clips, n_frames, -1)
-        sync = np.array([correlation(read[i, :, 0], truth_opening[i]) for i in range(n_clips)])
-        drift = np.array([identity_drift(features[i]) for i in range(n_clips)])
-        face = given_features["scldm" if key == "dae_scldm" else "photo"]
-        to_face = np.array([distance_to_face(features[i], face[i]) for i in range(n_clips)])
-        pose_r = np.array(
-            [[correlation(read[i, :, 1 + a], truth_pose[i, :, a]) for a in range(3)] for i in range(n_clips)]
+        read = probe_read(probe, images).reshape(n_clips, n_draws, n_frames, 4)
+        readings[key] = read[:, 0]
+        features = judges(images).features.reshape(n_clips, n_draws, n_frames, -1)
+        face = given_features[face_of.get(key, "photo")]
+
+        def per_clip(measure) -> np.ndarray:  # a clip's value: the mean over its draws
+            return np.array([np.mean([measure(i, d) for d in range(n_draws)]) for i in range(n_clips)])
+
+        sync = per_clip(lambda i, d: correlation(read[i, d, :, 0], truth_opening[i]))
+        drift = per_clip(lambda i, d: identity_drift(features[i, d]))
+        to_face = per_clip(lambda i, d: distance_to_face(features[i, d], face[i]))
+        pose_r = np.stack(
+            [per_clip(lambda i, d, a=a: correlation(read[i, d, :, 1 + a], truth_pose[i, :, a])) for a in range(3)], 1
         )
+        read_std = np.stack([per_clip(lambda i, d, a=a: read[i, d, :, 1 + a].std()) for a in range(3)], 1)
         # How far the mouth moves, not only when: the read opening's spread over the true one's (1: as much
         # as the phones ask), and the mean absolute error of the read opening (0.0-1.0 scale).
-        gain = np.array([read[i, :, 0].std() / max(truth_opening[i].std(), 1e-6) for i in range(n_clips)])
-        error = np.abs(read[..., 0] - truth_opening).mean(1)
+        gain = per_clip(lambda i, d: read[i, d, :, 0].std() / max(truth_opening[i].std(), 1e-6))
+        error = per_clip(lambda i, d: np.abs(read[i, d, :, 0] - truth_opening[i]).mean())
         sync_of[key], error_of[key] = sync, error
         row = {
+            "draws": n_draws,
             "lipsync": round(float(sync.mean()), 4),
             "lipsync_ci": _ci(boot, sync),
             "opening_gain": round(float(gain.mean()), 3),
@@ -180,26 +245,21 @@ def run(params: Params, root: Path) -> dict:
             "opening_mae_ci": _ci(boot, error),
             "identity_drift": round(float(drift.mean()), 4),
             "identity_drift_ci": _ci(boot, drift),
-            "between_speakers": round(between_speakers(features.mean(1)), 4),
+            "between_speakers": round(between_speakers(features.mean((1, 2))), 4),
             "distance_to_face": round(float(to_face.mean()), 4),
             "distance_to_face_ci": _ci(boot, to_face),
             "frechet": round(frechet_distance(features.reshape(-1, features.shape[-1]), real_features), 3),
             "pose_read_r": {a: round(float(pose_r[:, k].mean()), 3) for k, a in enumerate(POSE_TRACKS)},
+            "pose_read_std_deg": {a: round(float(read_std[:, k].mean()), 3) for k, a in enumerate(POSE_TRACKS)},
             "lipsync_per_clip": {s: round(float(v), 3) for s, v in zip(test.speakers, sync)},
         }
+        if n_draws > 1:  # how much one code's mean lip sync moves: what choosing a code could have shown
+            by_code = [
+                np.mean([correlation(read[i, d, :, 0], truth_opening[i]) for i in range(n_clips)]) for d in codes
+            ]
+            row["lipsync_by_code"] = [round(float(v), 4) for v in by_code]
         table[key] = row
-    predicted = np.stack(predicted_pose)
-    pose = {
-        "true_std_deg": {a: round(float(truth_pose[..., k].std(1).mean()), 3) for k, a in enumerate(POSE_TRACKS)},
-        "predicted_std_deg": {a: round(float(predicted[..., k].std(1).mean()), 3) for k, a in enumerate(POSE_TRACKS)},
-        "predicted_r": {
-            a: round(float(np.mean([correlation(predicted[i, :, k], truth_pose[i, :, k]) for i in range(n_clips)])), 3)
-            for k, a in enumerate(POSE_TRACKS)
-        },
-        "predicted_mae_deg": {
-            a: round(float(np.abs(predicted[..., k] - truth_pose[..., k]).mean()), 3) for k, a in enumerate(POSE_TRACKS)
-        },
-    }
+    pose = pose_table(truth_pose, np.stack(head_pose), np.stack(sampled_pose))
 
     def paired(a: np.ndarray, b: np.ndarray) -> dict:  # mean of a - b over clips, with its cluster-bootstrap interval
         return {
@@ -212,6 +272,7 @@ def run(params: Params, root: Path) -> dict:
         "frames_per_clip": n_frames,
         "methods": table,
         "pose": pose,
+        "noise_codes": len(codes),
         "dae_minus_regression_opening_mae": paired(error_of["dae_photo"], error_of["regression"]),
         "dae_minus_regression_lipsync": paired(sync_of["dae_photo"], sync_of["regression"]),
         "noise_minus_inverted_code_lipsync": paired(sync_of["dae_photo"], sync_of["dae_photo_inversion"]),
@@ -219,24 +280,24 @@ def run(params: Params, root: Path) -> dict:
     write_json(root / METRICS, metrics)
 
     # Pictures: a side-by-side video of the first test clip with its voice, and a frame strip.
-    shown = ["real", "dae_photo", "dae_scldm", "regression"]
+    shown = ["real", "dae_first_frame", "dae_photo", "dae_scldm", "regression"]
     write_mp4(
         root / SAMPLE_VIDEO,
-        side_by_side([outputs[k][0] for k in shown]),
+        side_by_side([outputs[k][0][0] for k in shown]),
         test.waves[0].numpy(),
         params.data.sample_rate,
         talker.cfg.fps,
     )
     names = {**CEILINGS, **METHODS}
     frame_strip(
-        {names[k]: outputs[k][0] for k in ("real", "real_autoencoder", *METHODS)},
+        {names[k]: outputs[k][0][0] for k in ("real", "real_autoencoder", *METHODS)},
         truth_opening[0],
-        {names[k]: readings[k][0, :, 0] for k in ("real", "dae_photo", "dae_scldm", "regression")},
+        {names[k]: readings[k][0, :, 0] for k in ("real", "dae_first_frame", "dae_photo", "regression")},
         root / STRIP,
         p.strip_frames,
         2 * talker.cfg.fps,
         f"{test.speakers[0]} ({test.genders[0]}, {test.ages[0]}): the first 2 s of a test clip; "
-        f"sample video: {SAMPLE_VIDEO.name} (real | DAE photo | DAE SCLDM face | regression)",
+        f"sample video: {SAMPLE_VIDEO.name} (real | DAE first frame | DAE photo | DAE SCLDM face | regression)",
     )
     metric_bars({names[k]: v for k, v in table.items()}, root / BARS)
     write_text(root / REPORT, report(metrics, names))
@@ -251,17 +312,23 @@ def run(params: Params, root: Path) -> dict:
 
 def report(metrics: dict, names: dict[str, str]) -> str:
     t = metrics["methods"]
+    n_codes = metrics["noise_codes"]
     lines = [
         f"# Talking face on {metrics['n_clips']} test speakers ({metrics['frames_per_clip']} frames each)",
         "",
-        "| | lip sync r [95% CI] | opening gain | opening MAE [95% CI] | identity drift [95% CI] | between speakers "
-        "| distance to the face [95% CI] | Fréchet vs real | pose read r (yaw/pitch/roll) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Rows marked x{n_codes} are the mean over {n_codes} shared noise codes (seeds 0-{n_codes - 1}), each with its "
+        "own sampled head drift: never one chosen code.",
+        "",
+        "| | draws | lip sync r [95% CI] | opening gain | opening MAE [95% CI] | identity drift [95% CI] "
+        "| between speakers | distance to the face [95% CI] | Fréchet vs real | pose read r (yaw/pitch/roll) "
+        "| pose read spread, deg (yaw/pitch/roll) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, row in t.items():
-        pr = row["pose_read_r"]
+        pr, ps = row["pose_read_r"], row["pose_read_std_deg"]
         lines.append(
-            f"| {names[key]} | {row['lipsync']:.3f} [{row['lipsync_ci'][0]:.3f}, {row['lipsync_ci'][1]:.3f}] | "
+            f"| {names[key]} | x{row['draws']} | "
+            f"{row['lipsync']:.3f} [{row['lipsync_ci'][0]:.3f}, {row['lipsync_ci'][1]:.3f}] | "
             f"{row['opening_gain']:.2f} | "
             f"{row['opening_mae']:.3f} [{row['opening_mae_ci'][0]:.3f}, {row['opening_mae_ci'][1]:.3f}] | "
             f"{row['identity_drift']:.4f} [{row['identity_drift_ci'][0]:.4f}, {row['identity_drift_ci'][1]:.4f}] | "
@@ -269,29 +336,43 @@ def report(metrics: dict, names: dict[str, str]) -> str:
             f"{row['distance_to_face']:.4f} "
             f"[{row['distance_to_face_ci'][0]:.4f}, {row['distance_to_face_ci'][1]:.4f}] | "
             f"{row['frechet']:.2f} | "
-            f"{pr['yaw']:.2f} / {pr['pitch']:.2f} / {pr['roll']:.2f} |"
+            f"{pr['yaw']:.2f} / {pr['pitch']:.2f} / {pr['roll']:.2f} | "
+            f"{ps['yaw']:.2f} / {ps['pitch']:.2f} / {ps['roll']:.2f} |"
         )
     pose = metrics["pose"]
     d = metrics["dae_minus_regression_lipsync"]
     m = metrics["dae_minus_regression_opening_mae"]
     c = metrics["noise_minus_inverted_code_lipsync"]
+    by_code = t["dae_photo"].get("lipsync_by_code")
     lines += [
         "",
-        f"DAE-Talker (photo) minus regression, lip sync: {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]; "
-        f"opening MAE: {m['diff']:+.4f} [{m['ci'][0]:+.4f}, {m['ci'][1]:+.4f}] (negative: the DAE is closer).",
+        f"DAE-Talker (photo, x{t['dae_photo']['draws']}) minus regression, lip sync: {d['diff']:+.3f} "
+        f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]; opening MAE: {m['diff']:+.4f} [{m['ci'][0]:+.4f}, {m['ci'][1]:+.4f}] "
+        "(negative: the DAE is closer).",
         "",
-        f"Shared Gaussian code minus inverted code, lip sync: {c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}].",
+        f"Shared Gaussian codes minus inverted code, lip sync: {c['diff']:+.3f} "
+        f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}].",
+    ]
+    if by_code:
+        lines += ["", "DAE-Talker (photo), mean lip sync of each noise code: " + ", ".join(f"{v:.3f}" for v in by_code)]
+    lines += [
         "",
-        "Pose head against the truth (degrees):",
+        "The head's pose against the truth (degrees; spreads within a clip). 'Pose head': its prediction from the "
+        "voice (the mean); 'sampled': what the talker uses, the mean plus a drift sampled with the spread and "
+        "correlation time of the pose head's residual on the training clips (the part speech does not predict).",
         "",
         "| | yaw | pitch | roll |",
         "|---|---|---|---|",
     ]
     for label, key in [
-        ("true std", "true_std_deg"),
-        ("predicted std", "predicted_std_deg"),
-        ("predicted r", "predicted_r"),
-        ("predicted MAE", "predicted_mae_deg"),
+        ("true spread", "true_std_deg"),
+        ("pose head spread", "predicted_std_deg"),
+        ("pose head r", "predicted_r"),
+        ("pose head MAE", "predicted_mae_deg"),
+        ("sampled spread", "sampled_std_deg"),
+        ("sampled spread / true", "sampled_std_ratio"),
+        ("sampled r", "sampled_r"),
+        ("sampled MAE", "sampled_mae_deg"),
     ]:
         lines.append(f"| {label} | " + " | ".join(f"{pose[key][a]:.2f}" for a in POSE_TRACKS) + " |")
     lines += [
@@ -301,7 +382,10 @@ def report(metrics: dict, names: dict[str, str]) -> str:
         "mouth moves as much as the phones ask). Opening MAE: mean absolute error of the read opening (0-1). "
         "Identity drift: cosine distance of judge identity features from the clip's first "
         "frame; 'between speakers': the same distance between different test speakers' mean features; "
-        "'distance to the face': the same distance from the face the clip was given (the portrait, or SCLDM's "
-        "face for that row), as the autoencoder shows it.",
+        "'distance to the face': the same distance from the face the clip was given (the portrait, the clip's "
+        "first frame, or SCLDM's face for that row), as the autoencoder shows it. Fréchet: judge features of "
+        "every frame against the real test frames; the portrait is not a frame of the clip (a still portrait "
+        "scores as far as the rows that animate it), so the first-frame row is the talker's own realism. "
+        "Pose read spread: the head pose the probe reads off the frames, its spread within a clip.",
     ]
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from sclmd.models.talker import TalkerBundle
 from sclmd.train.checkpoints import CheckpointStore, run_key
 from sclmd.train.talker import (
     encode_frames,
+    fit_pose_drift,
     has_clips,
     load_clips,
     semantic_codes,
@@ -157,6 +158,7 @@ def run(params: Params, root: Path) -> dict:
         val=val_pair,
         log=_log,
     )
+    drift = fit_pose_drift(bundle, train)  # what the pose head cannot predict, sampled at generation
     reg_history = train_regressor(
         bundle,
         train,
@@ -176,6 +178,7 @@ def run(params: Params, root: Path) -> dict:
         "train_frames": int(train.frames.shape[0] * train.frames.shape[1]),
         "dae_final_loss": round(dae_history[-1][1], 5) if dae_history else None,
         "regressor_final_loss": round(reg_history[-1][1], 5) if reg_history else None,
+        "pose_drift": drift,
     }
     if val is not None:
         shown = encode_frames(face.face_encoder, val.frames[:6])

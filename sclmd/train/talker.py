@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,6 +277,42 @@ def train_speech2latent(
         out["val_latent_mse_true_pose"] = float(F.mse_loss(z_posed, target))
         out["val_pose_mae_deg"] = float((pose_pred - val_clips.pose).abs().mean())
     return out
+
+
+@torch.no_grad()
+def fit_pose_drift(bundle: TalkerBundle, clips: Clips, batch: int = 32) -> dict[str, dict[str, float]]:
+    """Sets the bundle's pose drift from the pose head's residual (truth - prediction) on `clips`.
+
+    Spread: the residual's standard deviation over all frames (zero-mean by training). Correlation
+    time: white noise through a Gaussian filter of width sigma has autocorrelation exp(-k^2 / (4 sigma^2))
+    at lag k, so sigma is the lag where the residual's autocorrelation falls to exp(-1/4) (interpolated;
+    capped at the clip's length). Returns both per axis, in degrees and frames."""
+    model = bundle.speech2latent.eval()
+    n_frames = clips.tracks[POSE_TRACKS[0]].shape[1]
+    reference = torch.zeros(len(clips), bundle.cfg.motion_dim)  # the pose head does not read the face
+    predicted = torch.cat(
+        [model(clips.waves[s : s + batch], reference[s : s + batch], n_frames)[1] for s in range(0, len(clips), batch)]
+    )
+    residual = (clips.pose - predicted).double()  # [N, T, 3]
+    variance = residual.pow(2).mean((0, 1))
+    std, sigma = [], []
+    for a in range(3):
+        r = residual[..., a]
+        acf = [1.0] + [float((r[:, k:] * r[:, :-k]).mean() / variance[a]) for k in range(1, n_frames // 2)]
+        level = math.exp(-0.25)
+        below = next((k for k, v in enumerate(acf) if v < level), None)
+        if below is None:
+            lag = float(n_frames // 2)
+        else:  # linear interpolation between the last lag above the level and the first below it
+            lag = below - 1 + (acf[below - 1] - level) / max(acf[below - 1] - acf[below], 1e-9)
+        std.append(float(variance[a].sqrt()))
+        sigma.append(lag)
+    bundle.pose_drift_std.copy_(torch.tensor(std))
+    bundle.pose_drift_frames.copy_(torch.tensor(sigma))
+    return {
+        "std_deg": {a: round(v, 3) for a, v in zip(POSE_TRACKS, std)},
+        "sigma_frames": {a: round(v, 2) for a, v in zip(POSE_TRACKS, sigma)},
+    }
 
 
 def train_regressor(
