@@ -8,7 +8,10 @@ params.yaml + release.yaml's overrides), so `make run`'s outputs are never touch
 - part `scldm`: the pipeline's stages in the workspace, pre-training started from the shipped first
   stage, the baselines again with `baseline_seeds` - 1 more seeds (`release/seeds/`), then
   `reports/release/` (the paper's tables, the baselines over seeds, paired verdicts per seed) and
-  the model shipped to `weights/scldm-voxsynth/` with its judges and model card.
+  the model shipped to `weights/scldm-voxsynth/` with its judges and model card;
+- part `talker`: the talking face's stages (synth_video, train_talker, evaluate_talker) in the
+  workspace, on the release SCLDM's first stage, speakers and judges (after part `scldm`), then
+  `reports/release/talker/` and the talker shipped to `weights/dae-talker/` with its model card.
 
 Each stage runs as `sclmd stage NAME` in the workspace, in a process of its own; its checkpoints
 make a killed release resume where it stopped, and a stage that finished under the same params
@@ -30,7 +33,7 @@ from sclmd.env import project_root
 from sclmd.errors import SclmdError
 from sclmd.orchestration import share_prefect_api
 
-PARTS = ("first-stage", "scldm", "all")
+PARTS = ("first-stage", "scldm", "talker", "all")
 SCLDM_STAGES = ("synth", "prepare", "validate", "judges", "pretrain", "prior", "train_ldm", "baselines", "evaluate")
 DONE = Path(".done")
 RELEASE_REPORTS = Path("reports/release")
@@ -96,11 +99,15 @@ def sclmd_release(
     """Train the shipped models (see the module's docstring); returns each stage's status."""
     from sclmd.config import SECTIONS, load_params, section_dict
     from sclmd.release import (
+        RELEASE_TALKER_REPORTS,
+        TALKER_STAGES,
         prepare_workspace,
         seed_workspace,
         ship_first_stage,
         ship_scldm,
+        ship_talker,
         write_release_report,
+        write_talker_report,
     )
     from sclmd.tracking import pipeline_run, tracking_uri
 
@@ -140,6 +147,21 @@ def sclmd_release(
                 seconds += sum(stage_seconds(f, s) for f in seed_dirs.values() for s in ("baselines", "evaluate"))
                 hours = seconds / 3600
                 print(f"release: shipped the release model to {ship_scldm(work, root_path, summary, hours)}")
+        if part in ("talker", "all"):
+            missing = [p for p in ("models/pretrain", "models/ldm", "models/judges") if not (work / p).is_dir()]
+            if missing:
+                raise SclmdError(
+                    f"the release talker builds on the release SCLDM's {', '.join(missing)} in {work}, which are "
+                    "missing: run `sclmd release --part scldm` first"
+                )
+            for stage in TALKER_STAGES:
+                status[stage] = release_stage(stage, str(work))
+            metrics = write_talker_report(work, root_path / RELEASE_TALKER_REPORTS)
+            mlflow.log_artifacts(str(root_path / RELEASE_TALKER_REPORTS), artifact_path="reports/release/talker")
+            print(f"release: wrote {RELEASE_TALKER_REPORTS}/")
+            if ship:
+                hours = sum(stage_seconds(work, stage) for stage in TALKER_STAGES) / 3600
+                print(f"release: shipped the release talker to {ship_talker(work, root_path, metrics, hours)}")
         print(f"release done (MLflow run {run.info.run_id}): " + ", ".join(f"{k}={v}" for k, v in status.items()))
     return status
 

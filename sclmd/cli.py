@@ -480,7 +480,11 @@ def talker(
 @app.command()
 def release(
     part: Annotated[
-        str, typer.Option(help="first-stage (the face autoencoder, hours) | scldm (the release model on it) | all")
+        str,
+        typer.Option(
+            help="first-stage (the face autoencoder, hours) | scldm (the release model on it) | talker (the "
+            "talking face on the release model) | all"
+        ),
     ] = "all",
     overrides: Annotated[Path, typer.Option(help="the long-training overrides of params.yaml")] = Path("release.yaml"),
     workspace: Annotated[Path, typer.Option(help="where the release runs (make run's outputs stay untouched)")] = Path(

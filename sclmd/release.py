@@ -677,3 +677,183 @@ def ship_scldm(work: Path, root: Path, summary: dict, hours: float, target: Path
         params = yaml.safe_load((work / "params.yaml").read_text())
         write_text(tmp / CARD, scldm_card(summary, params, sums, describe(), git_commit(root, RELEASE_OUTPUTS), hours))
     return target
+
+
+# --- the release talker: weights/dae-talker and reports/release/talker/ -------------------------------------------
+
+TALKER_COMMAND = "sclmd release --part talker"
+TALKER_STAGES = ("synth_video", "train_talker", "evaluate_talker")
+RELEASE_TALKER_REPORTS = Path("reports/release/talker")
+# what of the workspace's talker reports the release keeps (evaluate_talker's, then train_talker's)
+TALKER_REPORT_FILES = {
+    "reports/talker/report.md": "report.md",
+    "reports/talker/metrics.json": "metrics.json",
+    "reports/talker/frame_strip.png": "frame_strip.png",
+    "reports/talker/metrics.png": "metrics.png",
+    "reports/talker/sample.mp4": "sample.mp4",
+    "reports/talker_train/metrics.json": "train_metrics.json",
+    "reports/talker_train/losses.png": "losses.png",
+    "reports/talker_train/val_reconstructions.png": "val_reconstructions.png",
+}
+
+
+def write_talker_report(work: Path, out_dir: Path) -> dict:
+    """reports/release/talker/: the release talker's evaluation (the Table of reports/talker/ on its test
+    speakers), its training curves and pictures, copied from the workspace. Returns its metrics."""
+    import json
+    import shutil
+
+    from sclmd.io import atomic_dir
+
+    metrics = work / "reports/talker/metrics.json"
+    if not metrics.is_file():
+        raise SclmdError(f"{metrics}: the release talker was not evaluated. Run `{TALKER_COMMAND}` first.")
+    with atomic_dir(out_dir) as tmp:
+        for source, name in TALKER_REPORT_FILES.items():
+            if (work / source).is_file():
+                shutil.copy2(work / source, tmp / name)
+    return json.loads(metrics.read_text())
+
+
+def talker_targets(metrics: dict) -> dict[str, dict]:
+    """issue 32's targets, read off an evaluate_talker metrics.json: each {value, level, met}."""
+    t, pose = metrics["methods"], metrics["pose"]
+    d = metrics["dae_minus_regression_lipsync"]
+    first = t.get("dae_first_frame", {})
+    ratio = pose.get("sampled_std_ratio", {})
+    spread = min(ratio.get("yaw", 0.0), ratio.get("roll", 0.0)) if ratio else None
+    drift = first.get("identity_drift")
+    between = first.get("between_speakers")
+    rows = {
+        "lipsync_vs_regression": (d["ci"][0], 0.0, d["ci"][0] > 0),
+        "autoencoder_lipsync": (t["real_autoencoder"]["lipsync"], 0.94, t["real_autoencoder"]["lipsync"] >= 0.94),
+        "frechet": (first.get("frechet"), 0.10, first.get("frechet") is not None and first["frechet"] <= 0.10),
+        "identity_drift": (
+            None if drift is None else drift / max(between, 1e-9),
+            0.1,
+            drift is not None and drift < 0.1 * between,
+        ),
+        "pose_spread": (spread, 0.5, spread is not None and spread >= 0.5),
+    }
+    return {k: {"value": v, "level": level, "met": bool(met)} for k, (v, level, met) in rows.items()}
+
+
+TALKER_TARGET_NAMES = {
+    "lipsync_vs_regression": "lip sync minus the regression's, lower 95% bound (averaged codes), > 0",
+    "autoencoder_lipsync": "lip sync of the clip's own frames through the first stage, >= 0.94",
+    "frechet": "Fréchet of the talker's frames (clip's first frame) to real frames, <= 0.10",
+    "identity_drift": "identity drift over the between-speaker distance, < 0.1",
+    "pose_spread": "sampled yaw and roll spread over the true spread (the lower), >= 0.5",
+}
+
+
+def _value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def talker_card(
+    metrics: dict, train: dict, params: dict, sums: dict[str, str], machine: dict, commit: str, hours: float
+) -> str:
+    """The model card (README.md) of weights/dae-talker."""
+    from sclmd.machine import line
+
+    t, p, video = metrics["methods"], params["talker"], params["talker_video"]
+    targets = talker_targets(metrics)
+    names = {
+        "dae_first_frame": "DAE-Talker (the clip's first frame)",
+        "dae_photo": "DAE-Talker (portrait)",
+        "regression": "regression reference (portrait)",
+        "real_autoencoder": "real frames through the first stage",
+        "real": "real frames",
+    }
+
+    def ci(row: dict, key: str) -> str:
+        return f"{row[key]:.3f} [{row[key + '_ci'][0]:.3f}, {row[key + '_ci'][1]:.3f}]"
+
+    d = metrics["dae_minus_regression_lipsync"]
+    pose = metrics["pose"]
+    return "\n".join(
+        [
+            "# dae-talker: the release talking face",
+            "",
+            "DAE-Talker (a diffusion autoencoder on the shipped first stage's face latents, speech2latent with a "
+            "pose head and a sampled head drift, and the regression reference it is measured against), trained "
+            "by `sclmd release --part talker`. `sclmd talk VOICE -o OUT.mp4` uses it when this workspace has no "
+            "`make talker`; the folder holds the face autoencoder it works in (`pretrain/`).",
+            "",
+            "## Data",
+            "",
+            f"VoxSynth talking videos (stage synth_video, seed {video['seed']}): {video['seconds']} s per clip at "
+            f"{video['fps']} fps, {video['train_speakers']} training speakers, {video['val_speakers']} val and "
+            f"{video['test_speakers']} test speakers (from the release SCLDM's speaker splits).",
+            "",
+            "## Training",
+            "",
+            f"- DAE {p['dae_steps']:,} steps at batch {p['dae_batch_size']}; speech2latent "
+            f"{p['speech2latent_steps']:,}; regression reference {p['regressor_steps']:,}",
+            f"- UNet channels {p['unet_channels']}, motion code {p['motion_dim']}, DDIM {p['ddim_steps']} steps",
+            f"- head drift fitted on the training clips: spread {train.get('pose_drift', {}).get('std_deg')} deg, "
+            f"correlation sigma {train.get('pose_drift', {}).get('sigma_frames')} frames",
+            f"- wall time: {hours:.2f} h of the talker's stages on {line(machine)}",
+            f"- git commit: `{commit}`",
+            "",
+            f"## Metrics ({metrics['n_clips']} test speakers, 95% intervals, speakers resampled; DAE rows "
+            f"averaged over {metrics['noise_codes']} noise codes)",
+            "",
+            "| | lip sync r | identity drift | Fréchet vs real frames |",
+            "|---|---|---|---|",
+            *[
+                f"| {label} | {ci(t[k], 'lipsync')} | {t[k]['identity_drift']:.4f} | {t[k]['frechet']:.3f} |"
+                for k, label in names.items()
+                if k in t
+            ],
+            "",
+            f"DAE (portrait) minus regression, lip sync: {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}].",
+            "",
+            "Head pose (degrees, spread within a clip): true yaw/pitch/roll "
+            + " / ".join(f"{pose['true_std_deg'][a]:.2f}" for a in ("yaw", "pitch", "roll"))
+            + "; sampled "
+            + " / ".join(f"{pose['sampled_std_deg'][a]:.2f}" for a in ("yaw", "pitch", "roll"))
+            + f"; the pose head's pitch r {pose['predicted_r']['pitch']:.2f} (the voice's nods), yaw r "
+            f"{pose['predicted_r']['yaw']:.2f} (a random drift in VoxSynth: nothing to predict).",
+            "",
+            "## Targets",
+            "",
+            "| target | value | met |",
+            "|---|---|---|",
+            *[
+                f"| {TALKER_TARGET_NAMES[k]} | {_value(v['value'])} | {'yes' if v['met'] else 'no'} |"
+                for k, v in targets.items()
+            ],
+            "",
+            *files_and_command(sums, commit, TALKER_COMMAND, "release.yaml"),
+            "",
+        ]
+    )
+
+
+def ship_talker(work: Path, root: Path, metrics: dict, hours: float, target: Path | None = None) -> Path:
+    """models/talker of the workspace -> weights/dae-talker/ with checksums and its card."""
+    import json
+    import shutil
+
+    from sclmd.io import atomic_dir, write_text
+    from sclmd.machine import describe
+    from sclmd.models.shipped import CARD, RELEASE_TALKER, write_checksums
+    from sclmd.models.talker import CONFIG
+    from sclmd.tracking import git_commit
+
+    source = work / "models/talker"
+    if not (source / CONFIG).is_file():
+        raise SclmdError(f"{source}: no trained release talker to ship. Run `{TALKER_COMMAND}` first.")
+    train_metrics = work / "reports/talker_train/metrics.json"
+    train = json.loads(train_metrics.read_text()) if train_metrics.is_file() else {}
+    target = target or root / RELEASE_TALKER
+    with atomic_dir(target) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True, symlinks=False)
+        shutil.copy2(work / "reports/talker/metrics.json", tmp / "evaluation.json")
+        sums = write_checksums(tmp)
+        params = yaml.safe_load((work / "params.yaml").read_text())
+        card = talker_card(metrics, train, params, sums, describe(), git_commit(root, RELEASE_OUTPUTS), hours)
+        write_text(tmp / CARD, card)
+    return target

@@ -153,6 +153,46 @@ def test_talk_from_a_voice_file_alone(talker_project, tmp_path):
     assert missing.returncode == EXIT_USER_ERROR and "Run `make talker`" in missing.stderr
 
 
+def test_the_release_talker_ships_with_its_card_and_talks_where_nothing_was_trained(talker_project, tmp_path):
+    """The release flow's last steps (part `talker`) on the session's tiny talker: reports/release/talker/, the
+    folder shipped with checksums and a card, then `sclmd talk` using it, and refusing it once altered."""
+    project, result = talker_project
+    assert result.returncode == 0
+    from sclmd.models.shipped import verify_folder
+    from sclmd.release import TALKER_TARGET_NAMES, ship_talker, talker_targets, write_talker_report
+
+    work = copy_project(project, tmp_path / "work")  # the talker's project stands for the release workspace
+    metrics = write_talker_report(work, work / "reports/release/talker")
+    assert {p.name for p in (work / "reports/release/talker").iterdir()} >= {
+        "report.md",
+        "metrics.json",
+        "frame_strip.png",
+        "sample.mp4",
+        "train_metrics.json",
+    }
+    targets = talker_targets(metrics)
+    assert set(targets) == set(TALKER_TARGET_NAMES)
+    assert all(t["value"] is not None and isinstance(t["met"], bool) for t in targets.values())
+    shipped = ship_talker(work, work, metrics, hours=0.1)
+    assert shipped == work / "weights/dae-talker"
+    verify_folder(shipped, ("talker.json", "model.safetensors", "pretrain/model.safetensors"), "the talker")
+    card = (shipped / "README.md").read_text()
+    sums = json.loads((shipped / "checksums.json").read_text())
+    assert "sclmd release --part talker" in card and all(digest in card for digest in sums.values())
+    assert "wall time" in card and "## Targets" in card
+    shutil.rmtree(work / "models/talker")  # nothing trained here: the shipped talker is the one used
+    voice = next((work / "data/raw/voxsynth/wav").rglob("*.wav"))
+    face = next((work / "data/raw/voxsynth/faces").rglob("*.png"))
+    args = ("talk", str(voice), "--face", str(face), "--scale", "1", "-o")
+    out = sclmd_cli(work, *args, str(tmp_path / "shipped.mp4"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "talker: weights/dae-talker (the shipped release talker" in out.stdout
+    (shipped / "model.safetensors").write_bytes(b"truncated")
+    bad = sclmd_cli(work, *args, str(tmp_path / "bad.mp4"))
+    assert bad.returncode == EXIT_USER_ERROR and "does not match its sha256" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad.mp4").exists()
+
+
 def test_talker_ablations_measure_the_val_speakers_and_retrain_variants(talker_project):
     project, result = talker_project
     assert result.returncode == 0
