@@ -461,7 +461,7 @@ class EvaluateTalkerParams(Section):
     probe_lr: float = Field(2.0e-3, gt=0)
     probe_max_blur: float = Field(1.5, ge=0)  # training frames blurred up to this sigma: generated frames are softer
     max_speakers: int = Field(0, ge=0)  # 0: every test speaker with a video
-    noise_codes: int = Field(8, ge=1)  # the DAE rows average over this many shared noise codes (seeds 0..n-1)
+    noise_codes: int = Field(4, ge=1)  # the DAE rows average over this many shared noise codes (seeds 0..n-1)
     bootstrap_resamples: int = Field(1000, ge=1)
     strip_frames: int = Field(10, ge=2)  # frames per row of the frame strip
 

@@ -6,8 +6,9 @@ Reads `data` and `evaluate_talker`. For each test speaker's clip, the voice driv
   it never saw: a test speaker, and not a video frame), every frame decoded from one shared
   Gaussian code; averaged over `noise_codes` codes (seeds 0..n-1, each with its own sampled
   head drift), never one chosen code;
-- `DAE-Talker (the clip's first frame)`: the same, animating the clip's own first frame, as
-  DAE-Talker does (the realism row: a portrait is not a frame of the clip);
+- `DAE-Talker (the clip's first frame)`: the talker animating the clip's own first frame, as
+  DAE-Talker does (the realism row: a portrait is not a frame of the clip; one code, the
+  evaluation's seed: its Fréchet distance pools every frame of every clip);
 - `DAE-Talker (photo, inverted code)`: the same, from the portrait's DDIM inversion instead
   (the ablation of that choice);
 - `DAE-Talker (SCLDM face)`: the talker animating the face SCLDM drew from the same voice
@@ -192,8 +193,8 @@ def run(params: Params, root: Path) -> dict:
         outputs["dae_photo"].append(frames)
         sampled_pose.append(torch.stack(poses).numpy())
         head_pose.append(talker.predicted_pose(wave, n_frames).numpy())
-        outputs["dae_first_frame"].append(draws(wave, first)[0])
         one = {"n_frames": n_frames, "seed": p.seed}
+        outputs["dae_first_frame"].append(to_uint8(talker.speak(wave, first, **one)[0])[None])
         outputs["dae_photo_inversion"].append(to_uint8(talker.speak(wave, photo, code="inversion", **one)[0])[None])
         outputs["dae_scldm"].append(to_uint8(talker.speak(wave, scldm_faces[i], **one)[0])[None])
         outputs["regression"].append(to_uint8(talker.speak(wave, photo, method="regression", **one)[0])[None])
