@@ -430,6 +430,9 @@ class TalkerParams(Section):
     """The talking face's training (stage train_talker): diffusion autoencoder, speech2latent, regression reference."""
 
     seed: int = Field(0, ge=0)
+    # The trained talker to start from (a folder: weights/dae-talker, the release talker); null: from scratch.
+    # It must share the architecture below and the face autoencoder (pretrain.face_init's first stage).
+    init: str | None = None
     motion_dim: int = Field(16, ge=1)  # the semantic vector z of a frame
     unet_channels: tuple[int, ...] = (32, 64, 64)
     layers_per_block: int = Field(1, ge=1)

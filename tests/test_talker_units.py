@@ -193,6 +193,52 @@ def test_the_head_samples_the_drift_speech_cannot_predict(tmp_path):
     assert float(old.pose_drift_std.abs().sum()) == 0.0
 
 
+def test_training_starts_from_a_shipped_talker_only_in_its_own_latent_space(tmp_path):
+    """talker.init loads a trained talker to fine-tune; another architecture, another face autoencoder or an
+    altered shipped folder is refused with what to do."""
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+    from torch import nn
+
+    from sclmd.errors import SclmdError
+    from sclmd.models.shipped import write_checksums
+    from sclmd.models.talker import TalkerBundle
+    from sclmd.train.talker import start_from_talker
+
+    class Face(nn.Module):  # stands for models/pretrain's SpeechFaceModel: only its decoder is compared
+        def __init__(self, seed: int):
+            super().__init__()
+            torch.manual_seed(seed)
+            self.face_decoder = nn.Linear(4, 4)
+
+    face = Face(0)
+    (tmp_path / "face").mkdir()
+    save_file(
+        {f"face_decoder.{k}": v.contiguous() for k, v in face.face_decoder.state_dict().items()},
+        str(tmp_path / "face/model.safetensors"),
+    )
+    torch.manual_seed(1)
+    trained = TalkerBundle(_small_config())
+    trained.pose_drift_std.fill_(3.0)
+    folder = tmp_path / "weights/dae-talker"
+    trained.save_pretrained(folder, tmp_path / "face")
+    write_checksums(folder)
+    torch.manual_seed(2)
+    fresh = TalkerBundle(_small_config())
+    assert start_from_talker(fresh, str(folder), tmp_path, face) == folder
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in fresh.state_dict().items())
+    with pytest.raises(SclmdError, match="another face autoencoder's latent space"):
+        start_from_talker(TalkerBundle(_small_config()), str(folder), tmp_path, Face(5))
+    with pytest.raises(SclmdError, match="does not fit the talker params.*motion_dim: 16 there, 8 here"):
+        start_from_talker(TalkerBundle(replace(_small_config(), motion_dim=8)), str(folder), tmp_path, face)
+    (folder / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(SclmdError, match="does not match its sha256"):
+        start_from_talker(fresh, str(folder), tmp_path, face)
+    with pytest.raises(SclmdError, match="not found"):
+        start_from_talker(fresh, "weights/none", tmp_path, face)
+
+
 def test_motion_is_the_difference_of_two_frames_codes():
     from sclmd.models.talker import DiffusionAutoencoder, TalkerBundle
     from sclmd.train.talker import semantic_codes, set_code_statistics

@@ -26,6 +26,7 @@ from sclmd.train.talker import (
     load_clips,
     semantic_codes,
     set_code_statistics,
+    start_from_talker,
     talker_config,
     train_dae,
     train_regressor,
@@ -122,6 +123,9 @@ def run(params: Params, root: Path) -> dict:
     cfg = talker_config(p, params.data, tuple(train_latents.shape[2:]), fps)
     bundle = TalkerBundle(cfg)
     files = [root / PRETRAIN_DIR / "model.safetensors", video_dir / "manifest.csv"]
+    if p.init:  # fine-tune the release talker (another starting talker is another run for the checkpoints)
+        started_from = start_from_talker(bundle, p.init, root, face)
+        files.append(started_from / "model.safetensors")
     store = CheckpointStore(root / CHECKPOINTS, run_key(section_dict(params, "talker"), files), p.keep_checkpoints)
     t0 = time.perf_counter()
     dae_history = train_dae(
@@ -179,6 +183,7 @@ def run(params: Params, root: Path) -> dict:
         "dae_final_loss": round(dae_history[-1][1], 5) if dae_history else None,
         "regressor_final_loss": round(reg_history[-1][1], 5) if reg_history else None,
         "pose_drift": drift,
+        "started_from": p.init,
     }
     if val is not None:
         shown = encode_frames(face.face_encoder, val.frames[:6])

@@ -370,3 +370,52 @@ def talker_config(params, data, face_latent_shape: tuple[int, ...], fps: int) ->
         conformer_layers=params.conformer_layers,
         ddim_steps=params.ddim_steps,
     )
+
+
+# The config fields a starting talker must share with the params (the rest, fps and rates, come from the data).
+ARCHITECTURE = (
+    "latent_channels",
+    "latent_size",
+    "motion_dim",
+    "unet_channels",
+    "layers_per_block",
+    "conformer_layers",
+    "sample_rate",
+    "fps",
+)
+
+
+def start_from_talker(bundle: TalkerBundle, init: str, root: Path, face_model) -> Path:
+    """Load the talker `init` (a folder: weights/dae-talker) into `bundle`, so training fine-tunes it.
+
+    Refused, with what to do, when its architecture differs from the params' or when it works in another
+    face autoencoder's latent space than `face_model`'s (its decoder's weights must be the same)."""
+    from safetensors.torch import load_file
+
+    from sclmd.models.shipped import CHECKSUMS, resolve, verify_folder
+    from sclmd.models.talker import CONFIG, FACE_AUTOENCODER, WEIGHTS
+
+    folder = resolve(init, root)
+    if (folder / CHECKSUMS).is_file() or not folder.is_dir():  # a shipped folder (or none): checked first
+        verify_folder(folder, (CONFIG, WEIGHTS), "talker.init (the talker to start from)")
+    start = TalkerBundle.from_pretrained(folder)
+    differ = [
+        f"{k}: {getattr(start.cfg, k)!r} there, {getattr(bundle.cfg, k)!r} here"
+        for k in ARCHITECTURE
+        if getattr(start.cfg, k) != getattr(bundle.cfg, k)
+    ]
+    if differ:
+        raise SclmdError(
+            f"{folder}: talker.init does not fit the talker params ({'; '.join(differ)}). Set those talker "
+            "params to its values, or talker.init: null to train from scratch."
+        )
+    theirs = load_file(str(folder / FACE_AUTOENCODER / "model.safetensors"))
+    ours = {f"face_decoder.{k}": v for k, v in face_model.face_decoder.state_dict().items()}
+    if any(k not in theirs or not torch.equal(theirs[k], v) for k, v in ours.items()):
+        raise SclmdError(
+            f"{folder}: talker.init was trained in another face autoencoder's latent space than models/pretrain's "
+            "(their decoders differ), so its DAE cannot start this one. Start pretrain from the same first stage "
+            "(pretrain.face_init), or set talker.init: null to train from scratch."
+        )
+    bundle.load_state_dict(start.state_dict())
+    return folder
