@@ -91,6 +91,8 @@ def test_talker_flow_trains_and_evaluates(talker_project):
     assert pose["sampled_std_ratio"]["yaw"] == pytest.approx(
         pose["sampled_std_deg"]["yaw"] / pose["true_std_deg"]["yaw"], rel=0.01
     )
+    assert set(metrics["lipsync_by_beard"]) >= {"dae_photo", "regression", "real_autoencoder"}
+    assert isinstance(metrics["bearded_clips"], list)
     train = json.loads((project / "reports/talker_train/metrics.json").read_text())
     assert set(train["pose_drift"]) == {"std_deg", "sigma_frames"}
     for row in metrics["methods"].values():
@@ -99,6 +101,7 @@ def test_talker_flow_trains_and_evaluates(talker_project):
     assert sample["frames"] == 30 and sample["width"] == 5 * 128 and sample["audio_rate"] == 16000
     for png in (
         "reports/talker/frame_strip.png",
+        "reports/talker/frame_strip_bearded.png",
         "reports/talker/metrics.png",
         "reports/talker_video/frames.png",
         "reports/talker_train/losses.png",

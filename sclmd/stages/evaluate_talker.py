@@ -68,9 +68,11 @@ METRICS = REPORT_DIR / "metrics.json"
 REPORT = REPORT_DIR / "report.md"
 SAMPLE_VIDEO = REPORT_DIR / "sample.mp4"
 STRIP = REPORT_DIR / "frame_strip.png"
+BEARDED_STRIP = REPORT_DIR / "frame_strip_bearded.png"  # a beard is where an autoencoder loses the mouth first
+SPEAKERS = Path("data/raw/voxsynth/speakers.csv")
 BARS = REPORT_DIR / "metrics.png"
 PARAM_SECTIONS = ("data", "evaluate_talker")
-ARTIFACTS = (METRICS, REPORT, SAMPLE_VIDEO, STRIP, BARS)
+ARTIFACTS = (METRICS, REPORT, SAMPLE_VIDEO, STRIP, BEARDED_STRIP, BARS)
 METHODS = {
     "dae_photo": "DAE-Talker (photo)",
     "dae_first_frame": "DAE-Talker (the clip's first frame)",
@@ -144,6 +146,18 @@ def pose_table(truth: np.ndarray, head: np.ndarray, sampled: np.ndarray) -> dict
         for name, value in values.items():
             out[name][axis] = round(value, 3)
     return out
+
+
+def bearded(root: Path, speakers: list[str]) -> list[bool]:
+    """Whether each VoxSynth speaker wears a beard (speakers.csv); all False where the file is absent."""
+    import csv
+
+    path = root / SPEAKERS
+    if not path.is_file():
+        return [False] * len(speakers)
+    with path.open(newline="") as f:
+        beards = {row["speaker_id"]: row.get("beard") == "True" for row in csv.DictReader(f)}
+    return [beards.get(s, False) for s in speakers]
 
 
 def _ci(boot: ClusterBootstrap, values) -> list[float]:
@@ -268,8 +282,18 @@ def run(params: Params, root: Path) -> dict:
             for k, v in boot.paired_difference(a, b).items()
         }
 
+    beard = np.array(bearded(root, test.speakers))
+    by_beard = {
+        key: {
+            "bearded": round(float(sync_of[key][beard].mean()), 4) if beard.any() else None,
+            "beardless": round(float(sync_of[key][~beard].mean()), 4) if (~beard).any() else None,
+        }
+        for key in ("real", "real_autoencoder", "dae_photo", "dae_first_frame", "regression")
+    }
     metrics = {
         "n_clips": n_clips,
+        "bearded_clips": [s for s, b in zip(test.speakers, beard) if b],
+        "lipsync_by_beard": by_beard,
         "frames_per_clip": n_frames,
         "methods": table,
         "pose": pose,
@@ -299,6 +323,19 @@ def run(params: Params, root: Path) -> dict:
         2 * talker.cfg.fps,
         f"{test.speakers[0]} ({test.genders[0]}, {test.ages[0]}): the first 2 s of a test clip; "
         f"sample video: {SAMPLE_VIDEO.name} (real | DAE first frame | DAE photo | DAE SCLDM face | regression)",
+    )
+    shown_rows = ("real", "real_autoencoder", "dae_first_frame", "dae_photo", "regression")
+    strip_of = int(np.flatnonzero(beard)[0]) if beard.any() else 0  # the first bearded test speaker
+    frame_strip(
+        {names[k]: outputs[k][strip_of][0] for k in shown_rows},
+        truth_opening[strip_of],
+        {names[k]: readings[k][strip_of, :, 0] for k in ("real_autoencoder", "dae_first_frame", "dae_photo")},
+        root / BEARDED_STRIP,
+        p.strip_frames,
+        2 * talker.cfg.fps,
+        f"{test.speakers[strip_of]} ({test.genders[strip_of]}, {test.ages[strip_of]}"
+        + (", bearded" if beard.any() else ", no bearded test speaker: the first clip")
+        + "): is the mouth visible and moving?",
     )
     metric_bars({names[k]: v for k, v in table.items()}, root / BARS)
     write_text(root / REPORT, report(metrics, names))
@@ -354,6 +391,19 @@ def report(metrics: dict, names: dict[str, str]) -> str:
         f"Shared Gaussian codes minus inverted code, lip sync: {c['diff']:+.3f} "
         f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}].",
     ]
+    beard_rows = metrics.get("lipsync_by_beard", {})
+    if metrics.get("bearded_clips"):
+        lines += [
+            "",
+            f"Lip sync on the {len(metrics['bearded_clips'])} bearded test speakers (a beard is where an autoencoder "
+            "loses the mouth first) against the others: "
+            + "; ".join(
+                f"{names[k]} {v['bearded']:.3f} vs {v['beardless']:.3f}"
+                for k, v in beard_rows.items()
+                if v["bearded"] is not None and v["beardless"] is not None
+            )
+            + " (frame_strip_bearded.png).",
+        ]
     if by_code:
         lines += ["", "DAE-Talker (photo), mean lip sync of each noise code: " + ", ".join(f"{v:.3f}" for v in by_code)]
     lines += [
