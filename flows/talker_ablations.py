@@ -58,6 +58,20 @@ RETRAINED = {
     "motion_dim32_seed1": {"talker": {"motion_dim": 32, "seed": 1}},
     "dae_steps600": {"talker": {"dae_steps": 600}},  # half the DAE's training: the time it saves, the sync it costs
 }
+# Where make talker fine-tunes the shipped talker (talker.init), a variant trains from scratch instead (it
+# changes what the shipped talker fixed), on the schedule make talker had before it started from one.
+FROM_SCRATCH = {"talker": {"init": None, "dae_steps": 1200, "speech2latent_steps": 500, "regressor_steps": 400}}
+
+
+def variant_overrides(base: dict, name: str) -> dict:
+    """What variant `name` changes in the project's params `base`."""
+    from flows.ablations import merge_params
+
+    if (base.get("talker") or {}).get("init"):
+        return merge_params(FROM_SCRATCH, RETRAINED[name])
+    return RETRAINED[name]
+
+
 DEFAULT_ROWS = (*DECODINGS, SEED_MEAN, *REFERENCES)
 SHARED = ("data/talker/videos", "models/pretrain")  # what a retrained variant reads, never its own
 WORK_DIR = Path("talker_ablations")
@@ -109,7 +123,9 @@ def train_variant(name: str, root: Path) -> tuple[Path, float]:
     work = root / WORK_DIR / name
     (work / "models").mkdir(parents=True, exist_ok=True)
     (work / "data/talker").mkdir(parents=True, exist_ok=True)
-    (work / "params.yaml").write_text(yaml.safe_dump(merge_params(base, RETRAINED[name]), sort_keys=False))
+    (work / "params.yaml").write_text(
+        yaml.safe_dump(merge_params(base, variant_overrides(base, name)), sort_keys=False)
+    )
     load_params(work / "params.yaml")  # a bad override fails here, with the key named
     for rel in SHARED:
         if not (work / rel).is_symlink():
@@ -290,7 +306,9 @@ def sclmd_talker_ablations(
         "probe": {k: getattr(p, k) for k in ("probe_steps", "probe_batch_size", "probe_lr", "probe_max_blur", "seed")},
         "models": models,
         "train_seconds": train_seconds,
-        "overrides": {n: RETRAINED[n] for n in train_seconds},
+        "overrides": {
+            n: variant_overrides(yaml.safe_load((root_path / "params.yaml").read_text()), n) for n in train_seconds
+        },
         "rows": table,
         "paired": paired,
     }

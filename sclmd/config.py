@@ -438,15 +438,15 @@ class TalkerParams(Section):
     layers_per_block: int = Field(1, ge=1)
     conformer_layers: int = Field(3, ge=1)
     ddim_steps: int = Field(10, ge=2)  # DDIM steps for inversion and decoding
-    dae_steps: int = Field(1200, ge=1)
+    dae_steps: int = Field(300, ge=1)
     dae_batch_size: int = Field(64, ge=2)
     dae_lr: float = Field(1.0e-3, gt=0)
     ema_decay: float = Field(0.995, ge=0, lt=1)
-    speech2latent_steps: int = Field(500, ge=1)
+    speech2latent_steps: int = Field(300, ge=1)
     speech2latent_batch_size: int = Field(16, ge=1)  # clips
     speech2latent_lr: float = Field(1.0e-3, gt=0)
     speech2latent_crop_seconds: float = Field(2.0, gt=0)  # training windows (random offset) of each clip
-    regressor_steps: int = Field(400, ge=1)
+    regressor_steps: int = Field(200, ge=1)
     regressor_batch_size: int = Field(8, ge=1)  # clips; 8 frames of each per step
     regressor_lr: float = Field(1.0e-3, gt=0)
     warmup_steps: int = Field(50, ge=0)

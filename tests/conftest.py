@@ -117,7 +117,7 @@ def make_project(root: Path, overrides: dict | None = None, *, dvc: bool = False
     write_params(root, deep_merge(TINY, overrides or {}))
     if dvc:
         shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
-        for folder in ("sclmd", "flows", "real_voices", "weights/face-autoencoder"):  # what dvc.yaml depends on
+        for folder in ("sclmd", "flows", "real_voices", "weights/face-autoencoder", "weights/dae-talker"):  # dvc deps
             if (REPO / folder).is_dir():
                 shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
         run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)  # noqa: E731

@@ -16,6 +16,7 @@ from tests.conftest import TINY, copy_project, deep_merge, sclmd_cli, write_para
 TINY_TALKER = {
     "talker_video": {"seconds": 1.2, "train_speakers": 4, "val_speakers": 2, "test_speakers": 2, "workers": 2},
     "talker": {
+        "init": None,  # from scratch: the shipped talker's architecture is not the tiny one
         "unet_channels": [16, 32],
         "conformer_layers": 1,
         "ddim_steps": 2,
