@@ -239,6 +239,8 @@ def _report_page(out_dir: Path, name: str, title: str, folder: Path) -> bool:
         body = body[1:]
     text = "\n".join(body)
     for png in sorted(folder.rglob("*.png")):
+        if any((d / "report.md").is_file() for d in png.parents if d != folder and folder in d.parents):
+            continue  # a sub-report (reports/release/talker/) has a page of its own
         shutil.copy2(png, images / png.name)
         text = text.replace(f"]({png.relative_to(folder).as_posix()})", f"]({name}/{png.name})")
     shown = set(re.findall(rf"\]\({name}/([^)]+)\)", text))
@@ -256,7 +258,8 @@ def results_pages(root: Path, out_dir: Path) -> list[tuple[str, str]]:
         ("first-stage", "The first stage (face autoencoder)", root / "weights/face-autoencoder"),
         ("eval", "The quick run's evaluation (make run)", root / "reports/eval"),
         ("ablations", "Ablations and the prior-weight sweep", root / "reports/ablations"),
-        ("talker", "The talking face", root / "reports/talker"),
+        ("release-talker", "The release talker", root / "reports/release/talker"),
+        ("talker", "The quick talker (make talker)", root / "reports/talker"),
         ("talker-ablations", "The talker's variants (val)", root / "reports/talker_ablations"),
     ):
         if name == "first-stage" and (folder / "README.md").is_file():
@@ -358,19 +361,50 @@ def results_glance(root: Path) -> str:
                     f"| `make run`'s SCLDM ({label}): cos distance / gender accuracy, test | "
                     f"{v['cos']:.2f} / {v['gender_acc']:.3f} | {where} |"
                 )
+    release_talker = root / "reports/release/talker/metrics.json"
+    if release_talker.is_file():
+        from sclmd.release import talker_targets
+
+        t = json.loads(release_talker.read_text())
+        where = source(root / "reports/release/talker/report.md", "release talker report")
+        rows += talker_rows(t, "release talker", where)
+        targets = talker_targets(t)
+        met = sum(v["met"] for v in targets.values())
+        rows.append(f"| release talker targets met | {met} of {len(targets)} | {where} |")
     talker = root / "reports/talker/metrics.json"
     if talker.is_file():
         t = json.loads(talker.read_text())
-        where = source(root / "reports/talker/report.md", "talker report")
-        if "dae_photo" in t.get("methods", {}):
-            rows.append(f"| talking face: lip sync r, test | {t['methods']['dae_photo']['lipsync']:.3f} | {where} |")
-        diff = t.get("dae_minus_regression_lipsync")
-        if diff:
-            rows.append(
-                f"| talking face: lip sync minus the regression's | {diff['diff']:+.3f} "
-                f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}] | {where} |"
-            )
+        rows += talker_rows(t, "`make talker`", source(root / "reports/talker/report.md", "talker report"))
     return "\n".join(rows)
+
+
+def talker_rows(t: dict, label: str, where: str) -> list[str]:
+    """The glance rows of one evaluate_talker metrics.json: lip sync against the regression, realism, pose."""
+    rows = []
+    methods = t.get("methods", {})
+    if "dae_photo" in methods:
+        draws = methods["dae_photo"].get("draws", 1)
+        codes = f", mean of {draws} noise codes" if draws > 1 else ""
+        rows.append(f"| {label}: lip sync r, test{codes} | {methods['dae_photo']['lipsync']:.3f} | {where} |")
+    diff = t.get("dae_minus_regression_lipsync")
+    if diff:
+        rows.append(
+            f"| {label}: lip sync minus the regression's | {diff['diff']:+.3f} "
+            f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}] | {where} |"
+        )
+    if "dae_first_frame" in methods and "real_autoencoder" in methods:
+        rows.append(
+            f"| {label}: Fréchet of its frames to real frames (the clip's first frame animated) / of the "
+            f"clip's frames through the first stage | {methods['dae_first_frame']['frechet']:.3f} / "
+            f"{methods['real_autoencoder']['frechet']:.3f} | {where} |"
+        )
+    ratio = t.get("pose", {}).get("sampled_std_ratio")
+    if ratio:
+        rows.append(
+            f"| {label}: the head's sampled yaw / roll spread over the true spread | "
+            f"{ratio['yaw']:.2f} / {ratio['roll']:.2f} | {where} |"
+        )
+    return rows
 
 
 def _find(payload, key: str):
