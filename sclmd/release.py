@@ -689,6 +689,7 @@ TALKER_REPORT_FILES = {
     "reports/talker/report.md": "report.md",
     "reports/talker/metrics.json": "metrics.json",
     "reports/talker/frame_strip.png": "frame_strip.png",
+    "reports/talker/frame_strip_bearded.png": "frame_strip_bearded.png",
     "reports/talker/metrics.png": "metrics.png",
     "reports/talker/sample.mp4": "sample.mp4",
     "reports/talker_train/metrics.json": "train_metrics.json",

@@ -177,6 +177,7 @@ def test_the_release_talker_ships_with_its_card_and_talks_where_nothing_was_trai
         "report.md",
         "metrics.json",
         "frame_strip.png",
+        "frame_strip_bearded.png",
         "sample.mp4",
         "train_metrics.json",
     }
