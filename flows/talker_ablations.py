@@ -63,13 +63,11 @@ RETRAINED = {
 FROM_SCRATCH = {"talker": {"init": None, "dae_steps": 1200, "speech2latent_steps": 500, "regressor_steps": 400}}
 
 
-def variant_overrides(base: dict, name: str) -> dict:
-    """What variant `name` changes in the project's params `base`."""
+def variant_overrides(name: str, fine_tunes: bool) -> dict:
+    """What variant `name` changes in the project's params (`fine_tunes`: they set talker.init)."""
     from flows.ablations import merge_params
 
-    if (base.get("talker") or {}).get("init"):
-        return merge_params(FROM_SCRATCH, RETRAINED[name])
-    return RETRAINED[name]
+    return merge_params(FROM_SCRATCH, RETRAINED[name]) if fine_tunes else RETRAINED[name]
 
 
 DEFAULT_ROWS = (*DECODINGS, SEED_MEAN, *REFERENCES)
@@ -124,7 +122,9 @@ def train_variant(name: str, root: Path) -> tuple[Path, float]:
     (work / "models").mkdir(parents=True, exist_ok=True)
     (work / "data/talker").mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(
-        yaml.safe_dump(merge_params(base, variant_overrides(base, name)), sort_keys=False)
+        yaml.safe_dump(
+            merge_params(base, variant_overrides(name, bool((base.get("talker") or {}).get("init")))), sort_keys=False
+        )
     )
     load_params(work / "params.yaml")  # a bad override fails here, with the key named
     for rel in SHARED:
@@ -306,9 +306,7 @@ def sclmd_talker_ablations(
         "probe": {k: getattr(p, k) for k in ("probe_steps", "probe_batch_size", "probe_lr", "probe_max_blur", "seed")},
         "models": models,
         "train_seconds": train_seconds,
-        "overrides": {
-            n: variant_overrides(yaml.safe_load((root_path / "params.yaml").read_text()), n) for n in train_seconds
-        },
+        "overrides": {n: variant_overrides(n, bool(params.talker.init)) for n in train_seconds},
         "rows": table,
         "paired": paired,
     }
