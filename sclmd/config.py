@@ -438,7 +438,7 @@ class TalkerParams(Section):
     layers_per_block: int = Field(1, ge=1)
     conformer_layers: int = Field(3, ge=1)
     ddim_steps: int = Field(10, ge=2)  # DDIM steps for inversion and decoding
-    dae_steps: int = Field(300, ge=1)
+    dae_steps: int = Field(150, ge=1)
     dae_batch_size: int = Field(64, ge=2)
     dae_lr: float = Field(1.0e-3, gt=0)
     ema_decay: float = Field(0.995, ge=0, lt=1)
@@ -446,7 +446,7 @@ class TalkerParams(Section):
     speech2latent_batch_size: int = Field(16, ge=1)  # clips
     speech2latent_lr: float = Field(1.0e-3, gt=0)
     speech2latent_crop_seconds: float = Field(2.0, gt=0)  # training windows (random offset) of each clip
-    regressor_steps: int = Field(200, ge=1)
+    regressor_steps: int = Field(100, ge=1)
     regressor_batch_size: int = Field(8, ge=1)  # clips; 8 frames of each per step
     regressor_lr: float = Field(1.0e-3, gt=0)
     warmup_steps: int = Field(50, ge=0)
@@ -460,11 +460,12 @@ class EvaluateTalkerParams(Section):
 
     seed: int = Field(0, ge=0)
     probe_steps: int = Field(500, ge=1)  # the mouth-and-pose probe, trained on real training frames
-    probe_batch_size: int = Field(64, ge=2)
+    probe_batch_size: int = Field(32, ge=2)
     probe_lr: float = Field(2.0e-3, gt=0)
     probe_max_blur: float = Field(1.5, ge=0)  # training frames blurred up to this sigma: generated frames are softer
     max_speakers: int = Field(0, ge=0)  # 0: every test speaker with a video
     noise_codes: int = Field(4, ge=1)  # the DAE rows average over this many shared noise codes (seeds 0..n-1)
+    inversion_row: bool = False  # also the DAE from the portrait's DDIM inversion (an ablation; the release: true)
     bootstrap_resamples: int = Field(1000, ge=1)
     strip_frames: int = Field(10, ge=2)  # frames per row of the frame strip
 

@@ -79,8 +79,8 @@ def test_cli_reports_misspelled_key_without_traceback(tmp_path):
 def test_defaults_equal_repo_file_except_documented_knobs():
     # params.yaml spells out every default, so a reader sees all knobs in one place. The documented
     # differences: the project starts pretrain from the shipped first stage (face_init, at its decoder width)
-    # and the talker from the shipped release talker (talker.init), while the code's defaults train from
-    # scratch, so PretrainParams() and TalkerParams() need no weights/ folder.
+    # and the talker from the shipped release talker (talker.init, fine-tuned at a lower learning rate), while
+    # the code's defaults train from scratch, so PretrainParams() and TalkerParams() need no weights/ folder.
     repo = load_params(REPO / "params.yaml")
     assert repo.pretrain.face_init == "weights/face-autoencoder" and repo.pretrain.decoder_width == 3.0
     assert repo.talker.init == "weights/dae-talker" and Params().talker.init is None
@@ -89,7 +89,9 @@ def test_defaults_equal_repo_file_except_documented_knobs():
             "pretrain": Params().pretrain.model_copy(
                 update={"face_init": repo.pretrain.face_init, "decoder_width": repo.pretrain.decoder_width}
             ),
-            "talker": Params().talker.model_copy(update={"init": repo.talker.init}),
+            "talker": Params().talker.model_copy(
+                update={"init": repo.talker.init, **{k: 3.0e-4 for k in ("dae_lr", "speech2latent_lr", "regressor_lr")}}
+            ),
         }
     )
     assert repo == shipped

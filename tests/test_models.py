@@ -127,3 +127,16 @@ def test_magnitude_channel_is_the_compressed_magnitude_beside_real_and_imaginary
     assert torch.allclose(three[2], two.square().sum(0).sqrt(), atol=1e-5)  # |S^c| = |S|^c
     encoder = SpeechEncoder(speech_encoder_config("small", 32, magnitude_channel=True))
     assert encoder(torch.randn(2, 96000) * 0.1).shape == (2, 32)
+
+
+def test_decoder_inference_in_chunks_equals_one_batch():
+    # `decode` (channels-last chunks, the speed path of generation and the talker) must give `forward`'s faces,
+    # for a count that is not a multiple of the chunk, and leave no gradient graph behind.
+    torch.manual_seed(0)
+    model = SpeechFaceModel.from_params("small", 32, 4, 64).eval()
+    z = torch.randn(37, 4, 8, 8)
+    with torch.no_grad():
+        expected = model.face_decoder(z)
+    got = model.face_decoder.decode(z)
+    assert got.shape == expected.shape and got.is_contiguous() and not got.requires_grad
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

@@ -35,6 +35,7 @@ TINY_TALKER = {
         "bootstrap_resamples": 20,
         "strip_frames": 4,
         "noise_codes": 8,
+        "inversion_row": True,  # the release's rows (make talker skips the inversion ablation)
     },
 }
 

@@ -48,7 +48,7 @@ def embed_split(
         latents.append(z.numpy())
         if not reconstruct:
             continue
-        recon = model.face_decoder(z)
+        recon = model.face_decoder.decode(z)
         mae.append((recon - images).abs().mean(dim=(1, 2, 3)).numpy())
         perc.append(perceptual(recon, images).numpy())
         if shown is None:

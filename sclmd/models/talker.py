@@ -537,10 +537,8 @@ class TalkingFace:
         return self.face.face_encoder.encode(x)[0]
 
     @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor, batch: int = 200) -> torch.Tensor:
-        return torch.cat([self.face.face_decoder(latents[s : s + batch]) for s in range(0, len(latents), batch)]).clamp(
-            -1, 1
-        )
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.face.face_decoder.decode(latents).clamp(-1, 1)
 
     @torch.no_grad()
     def predicted_pose(self, wave: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:

@@ -424,7 +424,7 @@ def run(params: Params, root: Path) -> dict:
         waves = test_set.audio(positions).float() / 32768.0
         for name, model in baselines.items():
             faces[name] = baseline_faces(pipeline, model, speech, waves)
-        reconstruction = pipeline.encoders.face_decoder(latents).clamp(-1, 1)
+        reconstruction = pipeline.encoders.face_decoder.decode(latents).clamp(-1, 1)
 
     true_verdicts = judges(true_faces)
     real_all = judges(all_real)

@@ -10,7 +10,7 @@ Reads `data` and `evaluate_talker`. For each test speaker's clip, the voice driv
   DAE-Talker does (the realism row: a portrait is not a frame of the clip; one code, the
   evaluation's seed: its Fréchet distance pools every frame of every clip);
 - `DAE-Talker (photo, inverted code)`: the same, from the portrait's DDIM inversion instead
-  (the ablation of that choice);
+  (the ablation of that choice; with `inversion_row`, as the release does);
 - `DAE-Talker (SCLDM face)`: the talker animating the face SCLDM drew from the same voice
   (what `sclmd talk VOICE` does with no --face);
 - `regression`: the regression reference (speech + reference -> latent in one pass, no diffusion);
@@ -189,7 +189,8 @@ def run(params: Params, root: Path) -> dict:
     codes = list(range(p.noise_codes))
     scldm_faces = _scldm_faces(root, test.waves, p.seed)
     # outputs[row][clip]: uint8 [draws, T, H, W, 3]; the averaged rows hold one draw per noise code
-    outputs: dict[str, list[np.ndarray]] = {k: [] for k in (*CEILINGS, *METHODS)}
+    rows = [k for k in METHODS if p.inversion_row or k != "dae_photo_inversion"]
+    outputs: dict[str, list[np.ndarray]] = {k: [] for k in (*CEILINGS, *rows)}
     head_pose, sampled_pose = [], []  # the pose head's mean [T, 3], and the poses used with the drift [codes, T, 3]
     given = {"photo": [], "scldm": [], "first_frame": []}  # the face each clip animates, through the autoencoder
 
@@ -209,7 +210,8 @@ def run(params: Params, root: Path) -> dict:
         head_pose.append(talker.predicted_pose(wave, n_frames).numpy())
         one = {"n_frames": n_frames, "seed": p.seed}
         outputs["dae_first_frame"].append(to_uint8(talker.speak(wave, first, **one)[0])[None])
-        outputs["dae_photo_inversion"].append(to_uint8(talker.speak(wave, photo, code="inversion", **one)[0])[None])
+        if p.inversion_row:
+            outputs["dae_photo_inversion"].append(to_uint8(talker.speak(wave, photo, code="inversion", **one)[0])[None])
         outputs["dae_scldm"].append(to_uint8(talker.speak(wave, scldm_faces[i], **one)[0])[None])
         outputs["regression"].append(to_uint8(talker.speak(wave, photo, method="regression", **one)[0])[None])
         outputs["still"].append(to_uint8(talker.speak(wave, photo, method="still", **one)[0])[None])
@@ -220,8 +222,8 @@ def run(params: Params, root: Path) -> dict:
     truth_opening = test.tracks["opening"].numpy()
     truth_pose = test.pose.numpy()
     boot = ClusterBootstrap(test.speakers, p.bootstrap_resamples, p.seed)
-    real_features = judges(to_unit(torch.from_numpy(np.concatenate([c[0] for c in outputs["real"]])))).features
-    given_features = {k: judges(to_unit(torch.from_numpy(np.stack(v)))).features for k, v in given.items()}
+    real_features = judges.identity_features(to_unit(torch.from_numpy(np.concatenate([c[0] for c in outputs["real"]]))))
+    given_features = {k: judges.identity_features(to_unit(torch.from_numpy(np.stack(v)))) for k, v in given.items()}
     face_of = {"dae_scldm": "scldm", "dae_first_frame": "first_frame"}  # every other row was given the portrait
     table: dict[str, dict] = {}
     readings: dict[str, np.ndarray] = {}  # row -> the first draw's probe readings [clips, T, 4]
@@ -233,7 +235,7 @@ def run(params: Params, root: Path) -> dict:
         images = to_unit(torch.from_numpy(flat))
         read = probe_read(probe, images).reshape(n_clips, n_draws, n_frames, 4)
         readings[key] = read[:, 0]
-        features = judges(images).features.reshape(n_clips, n_draws, n_frames, -1)
+        features = judges.identity_features(images).reshape(n_clips, n_draws, n_frames, -1)
         face = given_features[face_of.get(key, "photo")]
 
         def per_clip(measure) -> np.ndarray:  # a clip's value: the mean over its draws
@@ -300,8 +302,9 @@ def run(params: Params, root: Path) -> dict:
         "noise_codes": len(codes),
         "dae_minus_regression_opening_mae": paired(error_of["dae_photo"], error_of["regression"]),
         "dae_minus_regression_lipsync": paired(sync_of["dae_photo"], sync_of["regression"]),
-        "noise_minus_inverted_code_lipsync": paired(sync_of["dae_photo"], sync_of["dae_photo_inversion"]),
     }
+    if p.inversion_row:
+        metrics["noise_minus_inverted_code_lipsync"] = paired(sync_of["dae_photo"], sync_of["dae_photo_inversion"])
     write_json(root / METRICS, metrics)
 
     # Pictures: a side-by-side video of the first test clip with its voice, and a frame strip.
@@ -315,7 +318,7 @@ def run(params: Params, root: Path) -> dict:
     )
     names = {**CEILINGS, **METHODS}
     frame_strip(
-        {names[k]: outputs[k][0][0] for k in ("real", "real_autoencoder", *METHODS)},
+        {names[k]: outputs[k][0][0] for k in ("real", "real_autoencoder", *rows)},
         truth_opening[0],
         {names[k]: readings[k][0, :, 0] for k in ("real", "dae_first_frame", "dae_photo", "regression")},
         root / STRIP,
@@ -380,17 +383,20 @@ def report(metrics: dict, names: dict[str, str]) -> str:
     pose = metrics["pose"]
     d = metrics["dae_minus_regression_lipsync"]
     m = metrics["dae_minus_regression_opening_mae"]
-    c = metrics["noise_minus_inverted_code_lipsync"]
+    c = metrics.get("noise_minus_inverted_code_lipsync")
     by_code = t["dae_photo"].get("lipsync_by_code")
     lines += [
         "",
         f"DAE-Talker (photo, x{t['dae_photo']['draws']}) minus regression, lip sync: {d['diff']:+.3f} "
         f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]; opening MAE: {m['diff']:+.4f} [{m['ci'][0]:+.4f}, {m['ci'][1]:+.4f}] "
         "(negative: the DAE is closer).",
-        "",
-        f"Shared Gaussian codes minus inverted code, lip sync: {c['diff']:+.3f} "
-        f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}].",
     ]
+    if c:
+        lines += [
+            "",
+            f"Shared Gaussian codes minus inverted code, lip sync: {c['diff']:+.3f} "
+            f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}].",
+        ]
     beard_rows = metrics.get("lipsync_by_beard", {})
     if metrics.get("bearded_clips"):
         lines += [
