@@ -68,6 +68,7 @@ bench: $(STAMP)  ## benchmarks (pretrain, ldm and precision need `make run` firs
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/ldm.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/precision.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/first_stage.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/face_decode.py
 
 lock:  ## re-pin requirements.lock from pyproject.toml (needs the registry)
 	rm -rf /tmp/sclmd-lock && $(PYTHON) -m venv /tmp/sclmd-lock
