@@ -97,6 +97,11 @@ def test_talker_flow_trains_and_evaluates(talker_project):
     assert isinstance(metrics["bearded_clips"], list)
     train = json.loads((project / "reports/talker_train/metrics.json").read_text())
     assert set(train["pose_drift"]) == {"std_deg", "sigma_frames"}
+    # speech2latent's val error beside the still face's, and the share of the motion it explains
+    assert train["val_speech2latent_mse_still_face"] > 0
+    assert train["val_speech2latent_explained"] == pytest.approx(
+        1 - train["val_speech2latent_mse"] / train["val_speech2latent_mse_still_face"], abs=2e-3
+    )
     for row in metrics["methods"].values():
         assert -1.0 <= row["lipsync"] <= 1.0 and row["between_speakers"] >= 0
     sample = video_info(project / "reports/talker/sample.mp4")

@@ -191,6 +191,8 @@ def run(params: Params, root: Path) -> dict:
         metrics["val_dae_vs_autoencoder_l1"] = round(errors["inversion"], 4)
         metrics["val_dae_gaussian_code_vs_autoencoder_l1"] = round(errors["noise"], 4)
         metrics["val_speech2latent_mse"] = round(s2l["val_latent_mse"], 4)
+        metrics["val_speech2latent_mse_still_face"] = round(s2l["val_latent_mse_still_face"], 4)
+        metrics["val_speech2latent_explained"] = round(s2l["val_latent_explained"], 4)
         metrics["val_speech2latent_mse_true_pose"] = round(s2l["val_latent_mse_true_pose"], 4)
         metrics["val_pose_mae_deg"] = round(s2l["val_pose_mae_deg"], 3)
     write_json(root / METRICS, metrics)

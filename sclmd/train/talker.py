@@ -273,7 +273,13 @@ def train_speech2latent(
         with torch.no_grad():
             z_pred, pose_pred = model(val_clips.waves, reference, val_codes.shape[1])
             z_posed, _ = model(val_clips.waves, reference, val_codes.shape[1], pose=val_clips.pose)
-        out["val_latent_mse"] = float(F.mse_loss(z_pred, target))  # ~1 would be no better than a still face
+        # In z / motion_std units over all of z's dimensions (most of them not the mouth). The still face
+        # (z = 0: every frame as the first) is the reference: `explained` is the share of the motion's
+        # energy that speech2latent predicts (1 - MSE / the still face's MSE; 0: no better than standing still).
+        still = float(target.pow(2).mean())
+        out["val_latent_mse"] = float(F.mse_loss(z_pred, target))
+        out["val_latent_mse_still_face"] = still
+        out["val_latent_explained"] = 1.0 - out["val_latent_mse"] / max(still, 1e-12)
         out["val_latent_mse_true_pose"] = float(F.mse_loss(z_posed, target))
         out["val_pose_mae_deg"] = float((pose_pred - val_clips.pose).abs().mean())
     return out
