@@ -110,18 +110,18 @@ class Judges(nn.Module):
     def __call__(self, images: torch.Tensor, batch_size: int = 256) -> Verdicts:
         """Faces [N, 3, H, W] in [-1, 1] -> verdicts (eval mode, in batches)."""
         self.eval()
-        male, age, features = [], [], []
+        male, age = [], []
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].float()
             male.append(torch.sigmoid(self.gender(x)[:, 0]))
             age.append(self.age(x)[:, 0] * self.config.age_std + self.config.age_mean)
-            features.append(F.normalize(self.identity.embed(x), dim=-1))
-        return Verdicts(torch.cat(male).numpy(), torch.cat(age).numpy(), torch.cat(features).numpy())
+        features = self.identity_features(images, batch_size)
+        return Verdicts(torch.cat(male).numpy(), torch.cat(age).numpy(), features)
 
     @torch.no_grad()
     def identity_features(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-        """Faces [N, 3, H, W] in [-1, 1] -> unit identity features [N, feature_dim]: `Verdicts.features` alone,
-        without the gender and age nets (a third of the cost, for callers that read only identity and realism)."""
+        """Faces [N, 3, H, W] in [-1, 1] -> unit identity features [N, feature_dim] (`Verdicts.features`); alone,
+        without the gender and age nets, it costs a third of a verdict (for callers that read only identity)."""
         self.eval()
         return torch.cat(
             [
